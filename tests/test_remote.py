@@ -1,0 +1,435 @@
+"""Remote tasks between nodes in one process over real loopback TCP.
+
+Real sockets and the autojump clock do not mix (the clock would jump while a task
+waits for the network), so these run on the real clock, each bounded by fail_after.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import trio
+
+from triopycos import (
+    Channel,
+    Location,
+    MonitorStatus,
+    PeerLost,
+    PeerStatus,
+    Pycos,
+    Task,
+    open_pycos,
+)
+from triopycos.services.peers import Limits
+
+LIMIT = 10  # seconds any one test may take
+
+
+def loopback_node(name: str, **kwargs: Any) -> contextlib.AbstractAsyncContextManager[Pycos]:
+    args: dict[str, Any] = {
+        "name": name,
+        "node": "127.0.0.1",
+        "tcp_port": 0,
+        "discover_peers": False,
+        "secret": "test-secret",
+    }
+    return open_pycos(**(args | kwargs))
+
+
+@contextlib.asynccontextmanager
+async def two_nodes(**kwargs: Any) -> AsyncIterator[tuple[Pycos, Pycos]]:
+    with trio.fail_after(LIMIT):
+        async with loopback_node("a", **kwargs) as a, loopback_node("b", **kwargs) as b:
+            assert await b.peer(a.location) == 0
+            yield a, b
+
+
+async def server(task: Task) -> list[Any]:
+    task.register("server_task")
+    got = []
+    while (msg := await task.receive()) is not None:
+        got.append(msg)
+    return got
+
+
+async def test_locate_send_deliver_finish() -> None:
+    async with two_nodes() as (a, b):
+        srv = a.spawn(server)
+        await trio.testing.wait_all_tasks_blocked()
+
+        async def client() -> Any:
+            rtask = await Task.locate("server_task", timeout=5)
+            assert rtask is not None and rtask == srv and not rtask._local
+            assert rtask.location == a.location
+            assert rtask.send("one") == 0
+            assert await rtask.deliver({"two": (2, {3})}, timeout=5) == 1
+            rtask.send(None)
+            return await rtask.finish(timeout=5)
+
+        assert await b.spawn(client).finish() == ["one", {"two": (2, {3})}]
+        assert a.peers() == [b.location] and b.peers() == [a.location]
+        assert await b.locate("a", timeout=5) == a.location
+
+
+async def test_locate_at_a_location_and_unknown_names() -> None:
+    async with two_nodes() as (a, b):
+        a.spawn(server)
+        await trio.testing.wait_all_tasks_blocked()
+
+        async def client() -> tuple[Any, Any, Any]:
+            here = await Task.locate("server_task", a.location)
+            missing = await Task.locate("nobody", a.location)
+            quick = await Task.locate("nobody")  # no timeout: one round, no waiting
+            assert here is not None
+            here.send(None)
+            return here, missing, quick
+
+        here, missing, quick = await b.spawn(client).finish()
+        assert here.name == "server" and missing is None and quick is None
+
+
+async def test_locate_waits_for_a_late_registration_on_a_peer() -> None:
+    async def late(task: Task) -> None:
+        await trio.sleep(0.3)
+        task.register("late")
+        await task.receive()
+
+    async with two_nodes() as (a, b):
+        a.spawn(late)
+
+        async def client() -> Any:
+            found = await Task.locate("late", timeout=5)
+            assert found is not None
+            found.send("bye")
+            return found.name
+
+        assert await b.spawn(client).finish() == "late"
+
+
+async def test_remote_monitor_terminate_and_exceptions() -> None:
+    async def forever(task: Task) -> None:
+        task.register("forever")
+        await task.receive()
+
+    async def failing(task: Task) -> None:
+        task.register("failing")
+        await task.receive()
+        raise ValueError("remote failure")
+
+    async with two_nodes() as (a, b):
+        a.spawn(forever)
+        a.spawn(failing)
+        await trio.testing.wait_all_tasks_blocked()
+
+        async def watcher(task: Task) -> list[Any]:
+            victim = await Task.locate("forever", timeout=5)
+            bad = await Task.locate("failing", timeout=5)
+            assert victim is not None and bad is not None
+            assert await task.monitor(victim) == 0
+            assert await task.monitor(bad) == 0
+            assert victim.terminate() == 0
+            bad.send("go")
+            return [await task.receive(timeout=5) for _ in range(2)]
+
+        statuses = await b.spawn(watcher).finish()
+        by_name = {s.info.name: s for s in statuses}
+        assert by_name["forever"].type is GeneratorExit
+        assert by_name["failing"].type is ValueError
+        assert "ValueError: remote failure" in by_name["failing"].value
+
+
+async def test_notify_a_remote_monitor() -> None:
+    async with two_nodes() as (a, b):
+
+        async def boss(task: Task) -> Any:
+            task.register("boss")
+            return await task.receive(timeout=5)
+
+        async def worker(task: Task) -> str:
+            monitor = await Task.locate("boss", timeout=5)
+            assert monitor is not None
+            assert task.notify(monitor) == 0
+            return "worked"
+
+        boss_task = b.spawn(boss)
+        await trio.testing.wait_all_tasks_blocked()
+        w = a.spawn(worker)
+        status = await boss_task.finish()
+        assert isinstance(status, MonitorStatus)
+        assert status.info == w and status.type is StopIteration and status.value == "worked"
+
+
+async def test_references_travel_to_third_nodes() -> None:
+    with trio.fail_after(LIMIT):
+        async with (
+            loopback_node("a") as a,
+            loopback_node("b") as b,
+            loopback_node("c") as c,
+        ):
+            assert await b.peer(a.location) == 0
+            assert await c.peer(b.location) == 0
+            srv = a.spawn(server)
+
+            async def relay(task: Task) -> None:
+                task.register("relay")
+                target = await Task.locate("server_task", timeout=5)
+                forward_to = await task.receive()
+                forward_to.send(target)  # a reference to a task on a, sent to c
+
+            async def third(task: Task) -> Any:
+                r = await Task.locate("relay", timeout=5)
+                assert r is not None
+                r.send(task)
+                target = await task.receive(timeout=5)
+                # c was never peered with a: the reference connects on demand.
+                assert await target.deliver("via c", timeout=5) == 1
+                target.send(None)
+                return target
+
+            b.spawn(relay)
+            target = await c.spawn(third).finish()
+            assert target == srv
+            assert await srv.finish() == ["via c"]
+            assert a.location in c.peers()
+
+
+async def test_channels_across_nodes() -> None:
+    async with two_nodes() as (a, _):
+        chan = Channel("news")  # innermost block: b
+        assert chan.register() == 0
+
+        async def subscriber(task: Task) -> list[Any]:
+            rchan = await Channel.locate("news", timeout=5)
+            assert rchan is not None
+            assert await rchan.subscribe(task) == 0
+            task.send("subscribed")
+            return [await task.receive(timeout=5) for _ in range(4)]
+
+        sub = a.spawn(subscriber)
+        assert await chan.deliver("first", n=1, timeout=5) == 1
+        chan.send("second")
+
+        async def publisher() -> int:
+            rchan = await Channel.locate("news", timeout=5)
+            assert rchan is not None
+            return await rchan.deliver("third", timeout=5)
+
+        assert await a.spawn(publisher).finish() == 1
+        assert await sub.finish() == ["subscribed", "first", "second", "third"]
+
+
+async def test_peer_status_and_goodbye_order() -> None:
+    statuses: list[Any] = []
+    offline = trio.Event()
+    with trio.fail_after(LIMIT):
+        async with loopback_node("watcher") as w:
+
+            async def watch(task: Task) -> None:
+                task.set_daemon()
+                while True:
+                    status = await task.receive()
+                    statuses.append(status)
+                    if status.status == PeerStatus.Offline:
+                        offline.set()
+
+            w.peer_status(w.spawn(watch))
+            async with loopback_node("leaver") as leaver:
+                assert await w.peer(leaver.location) == 0
+
+                async def chatter() -> None:
+                    target = await Task.locate("sink", timeout=5)
+                    assert target is not None
+                    for i in range(100):
+                        target.send(i)
+
+                async def sink(task: Task) -> None:
+                    task.set_daemon()
+                    task.register("sink")
+                    while True:
+                        statuses.append(await task.receive())
+
+                w.spawn(sink)
+                await trio.testing.wait_all_tasks_blocked()
+                await leaver.spawn(chatter).finish()
+            # Leaving the block said goodbye: Offline arrives at once, after the messages.
+            with trio.fail_after(2):
+                await offline.wait()
+            w.peer_status(None)
+    first, *numbers, last = statuses
+    assert first == PeerStatus(leaver.location, "leaver", PeerStatus.Online)
+    assert numbers == list(range(100))
+    assert last == PeerStatus(leaver.location, "leaver", PeerStatus.Offline)
+
+
+async def test_lost_peer_fails_pending_requests_and_fires_monitors() -> None:
+    with trio.fail_after(LIMIT):
+        async with loopback_node("survivor") as s:
+            async with loopback_node("victim") as v:
+                v.spawn(server)
+                assert await s.peer(v.location) == 0
+
+                async def waiter(task: Task) -> tuple[Any, Any, float]:
+                    r = await Task.locate("server_task", timeout=5)
+                    assert r is not None
+                    assert await task.monitor(r) == 0
+                    start = trio.current_time()
+                    result = await r.finish()  # no timeout: only the loss can end it
+                    return result, await task.receive(timeout=5), trio.current_time() - start
+
+                w = s.spawn(waiter)
+                await trio.testing.wait_all_tasks_blocked()
+                v.terminate()  # abrupt: no goodbye; the connection just closes
+            result, status, waited = await w.finish()
+            assert result is None
+            assert status.type is PeerLost and status.info.name
+            assert waited < 2
+            assert s.peers() == []
+
+
+async def test_stale_reference_after_restart() -> None:
+    with trio.fail_after(LIMIT):
+        async with loopback_node("client") as c:
+            async with loopback_node("server") as first:
+                port = first.location.port
+                first.spawn(server)
+                assert await c.peer(first.location) == 0
+                old = await Task.locate("server_task", first.location, timeout=5)
+                assert old is not None
+                old.send(None)
+            async with loopback_node("server", tcp_port=port) as second:
+                second.spawn(server)
+                assert await c.peer(second.location) == 0
+                new = await Task.locate("server_task", second.location, timeout=5)
+                assert new is not None and new != old
+                assert old.send("stale") == -1
+                assert await old.deliver("stale", timeout=2) == 0
+                assert await new.deliver("fresh", timeout=2) == 1
+                new.send(None)
+                assert await new.finish(timeout=5) == ["fresh"]
+
+
+async def test_wrong_secret_is_refused_on_both_sides(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING)
+    with trio.fail_after(LIMIT):
+        async with loopback_node("a") as a, loopback_node("b", secret="other") as b:
+            assert await b.peer(a.location) == -1
+            assert a.peers() == [] and b.peers() == []
+            assert a.statistics().handshakes_failed == 1
+            assert b.statistics().handshakes_failed == 1
+    # Each side checks the other's proof, so each logs the failure itself.
+    failures = [r for r in caplog.records if "authentication failed" in r.getMessage()]
+    assert len(failures) == 2
+
+
+async def test_close_peer() -> None:
+    async with two_nodes() as (a, b):
+
+        async def watch(task: Task) -> Any:
+            task.set_daemon()
+            while (status := await task.receive()).status != PeerStatus.Offline:
+                pass
+            return status
+
+        watcher = a.spawn(watch)
+        a.peer_status(watcher)
+        assert await b.close_peer(a.location) == 0
+        assert (await watcher.finish(timeout=2)).location == b.location
+        assert a.peers() == []
+        assert await b.close_peer(a.location) == -1
+        assert await b.peer(a.location) == 0
+
+
+async def test_unencodable_message_fails_at_send() -> None:
+    async with two_nodes() as (a, b):
+        a.spawn(server)
+        await trio.testing.wait_all_tasks_blocked()
+
+        async def client() -> None:
+            r = await Task.locate("server_task", timeout=5)
+            assert r is not None
+            with socket.socket() as sock, pytest.raises(TypeError, match="socket"):
+                r.send(sock)
+            r.send(None)
+
+        await b.spawn(client).finish()
+
+
+async def test_ipv6_loopback() -> None:
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 on this machine")
+    with trio.fail_after(LIMIT):
+        async with loopback_node("a6", node="::1") as a, loopback_node("b6", node="::1") as b:
+            assert await b.peer(a.location) == 0
+            assert a.location.addr == "::1"
+            assert b.peers() == [a.location]
+
+
+async def test_peer_refuses_port_zero_and_bad_types() -> None:
+    async with two_nodes() as (_, b):
+        assert await b.peer("127.0.0.1") == -1  # needs discovery
+        with pytest.raises(TypeError):
+            await b.peer(1234)  # type: ignore[arg-type]
+        assert await b.peer(Location("127.0.0.1", 1)) == -1  # nothing listens there
+
+
+async def test_bad_connections_are_refused_and_node_keeps_serving() -> None:
+    limits = Limits(handshake_timeout=0.5)
+    async with two_nodes(limits=limits) as (a, b):
+        a.spawn(server)
+        host, port = a.location.addr, a.location.port
+        payloads = [
+            b"garbage that is not a frame at all",
+            b"\xff\xff\xff\xff" + b"x" * 16,  # a 4 GiB length prefix
+            b"\x00\x00\x00\x10" + b"\x80\x04\x95" + b"\x00" * 13,  # a pickle payload
+        ]
+        for payload in payloads:
+            stream = await trio.open_tcp_stream(host, port)
+            await stream.send_all(payload)
+            with trio.fail_after(2):
+                with contextlib.suppress(trio.BrokenResourceError):
+                    while await stream.receive_some(4096):
+                        pass  # the node answers with its hello and a refusal, then closes
+            await stream.aclose()
+        silent = await trio.open_tcp_stream(host, port)  # half-open: never speaks
+        with trio.fail_after(2):
+            with contextlib.suppress(trio.BrokenResourceError):
+                while await silent.receive_some(4096):
+                    pass  # closed by the node when the handshake deadline passes
+        await silent.aclose()
+        assert a.statistics().handshakes_failed >= 4
+
+        async def client() -> Any:
+            r = await Task.locate("server_task", timeout=5)
+            assert r is not None
+            assert await r.deliver("still serving", timeout=5) == 1
+            r.send(None)
+            return await r.finish(timeout=5)
+
+        assert await b.spawn(client).finish() == ["still serving"]
+
+
+async def test_message_for_unknown_task_is_dropped_and_logged_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with two_nodes() as (a, b):
+        srv = a.spawn(server)
+        await trio.testing.wait_all_tasks_blocked()
+
+        async def client() -> None:
+            r = await Task.locate("server_task", timeout=5)
+            assert r is not None
+            r.send(None)
+            await r.finish(timeout=5)
+            for _ in range(3):
+                assert r.send("to a finished task") == 0  # queued; dropped there
+            assert await r.deliver("again", timeout=5) == 0
+
+        await b.spawn(client).finish()
+        assert not srv.is_alive()
+    hits = [r for r in caplog.records if "unknown task id" in r.getMessage()]
+    assert len(hits) == 1

@@ -1,0 +1,29 @@
+"""triopycos: pycos's distributed message passing (netpycos) on trio."""
+
+from ._channel import Channel
+from ._errors import PeerLost, PycosError, RemoteError, ServiceError
+from ._location import Location
+from ._node import NodeStatistics, Pycos, open_pycos
+from ._status import MonitorStatus, PeerStatus
+from ._task import Task
+from .protocol.codec import register_type
+from .services.peers import Limits
+
+__all__ = [
+    "Channel",
+    "Limits",
+    "Location",
+    "MonitorStatus",
+    "NodeStatistics",
+    "PeerLost",
+    "PeerStatus",
+    "Pycos",
+    "PycosError",
+    "RemoteError",
+    "ServiceError",
+    "Task",
+    "open_pycos",
+    "register_type",
+]
+
+__version__ = "0.1.0.dev0"

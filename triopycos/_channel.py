@@ -1,0 +1,269 @@
+"""``Channel``: publish/subscribe to tasks and (hierarchically) other channels."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+import trio
+
+from ._location import Location
+from ._task import Task, check_timeout
+from .protocol.codec import Ref
+from .protocol.messages import Kind
+
+if TYPE_CHECKING:
+    from ._node import Pycos
+
+__all__ = ["Channel"]
+
+log = logging.getLogger("triopycos.channel")
+
+Subscriber: TypeAlias = "Task | Channel"
+Transform = Callable[[str, Any], Any]
+
+
+class Channel:
+    """``Channel(name, transform=None)`` on the current node.
+
+    ``transform(name, message)`` may change a message, or drop it by returning None.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_closed",
+        "_local",
+        "_location",
+        "_name",
+        "_node",
+        "_node_id",
+        "_registered",
+        "_subscribed",
+        "_subscribers",
+        "_transform",
+    )
+
+    def __init__(self, name: str, transform: Transform | None = None) -> None:
+        from ._node import current_node
+
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"channel name must be a non-empty str, not {name!r}")
+        if transform is not None and not callable(transform):
+            raise TypeError(f"transform must be callable, not {type(transform).__name__}")
+        node = current_node()
+        self._node = node
+        self._node_id = node._node_id
+        self._location = node.location
+        self._name = name
+        self._local = True
+        self._transform = transform
+        self._subscribers: list[Subscriber] = []
+        self._subscribed = trio.Event()
+        self._registered: set[str] = set()
+        self._closed = False
+
+    @classmethod
+    def _reference(cls, node: Pycos, ref: Ref) -> Channel:
+        self = cls.__new__(cls)
+        self._node = node
+        self._node_id = ref.node_id
+        self._location = ref.location
+        self._name = ref.name
+        self._local = False
+        self._closed = False
+        return self
+
+    def _triopycos_ref_(self) -> Ref:
+        return Ref("channel", self._node_id, self._name, self._name, self._location)
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def location(self) -> Location:
+        return self._location
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Channel):
+            return NotImplemented
+        if self._local and other._local:
+            return self is other
+        return (self._node_id, self._name) == (other._node_id, other._name)
+
+    def __hash__(self) -> int:
+        return hash((self._node_id, self._name))
+
+    def __repr__(self) -> str:
+        return f"Channel({self._name!r})@{self._location}"
+
+    # -- subscribers --------------------------------------------------------------
+
+    async def subscribe(self, subscriber: Subscriber, timeout: float | None = None) -> int:
+        """Add a task or channel as subscriber: 0, or -1 (closed channel)."""
+        _check_subscriber(subscriber)
+        check_timeout(timeout)
+        if not self._local:
+            return await self._node._remote.channel_subscribe(
+                self, subscriber, timeout, Kind.CHANNEL_SUBSCRIBE
+            )
+        await trio.lowlevel.checkpoint()
+        if self._closed:
+            return -1
+        if subscriber is self:
+            raise ValueError("a channel cannot subscribe to itself")
+        if subscriber not in self._subscribers:
+            self._subscribers.append(subscriber)
+            self._subscribed.set()
+            self._subscribed = trio.Event()
+        return 0
+
+    async def unsubscribe(self, subscriber: Subscriber, timeout: float | None = None) -> int:
+        """Remove a subscriber: 0, or -1 if it was not subscribed."""
+        _check_subscriber(subscriber)
+        check_timeout(timeout)
+        if not self._local:
+            return await self._node._remote.channel_subscribe(
+                self, subscriber, timeout, Kind.CHANNEL_UNSUB
+            )
+        await trio.lowlevel.checkpoint()
+        try:
+            self._subscribers.remove(subscriber)
+        except ValueError:
+            return -1
+        return 0
+
+    # -- messages -----------------------------------------------------------------
+
+    def _transformed(self, message: Any) -> Any:
+        if self._transform is None:
+            return message
+        try:
+            return self._transform(self._name, message)
+        except Exception:
+            log.warning(
+                "transform of channel %r failed; message dropped", self._name, exc_info=True
+            )
+            return None
+
+    def send(self, message: Any) -> int:
+        """Send ``message`` to every current subscriber: 0, or -1 if closed."""
+        if not self._local:
+            return self._node._remote.channel_send(self, message)
+        if self._closed:
+            return -1
+        message = self._transformed(message)
+        if message is None:
+            return 0
+        gone = [s for s in self._subscribers if s.send(message) < 0]
+        for subscriber in gone:
+            self._drop(subscriber)
+        return 0
+
+    async def deliver(self, message: Any, timeout: float | None = None, n: int = 0) -> int:
+        """Deliver to every subscriber once there are at least ``n`` (waiting up to
+        ``timeout``); returns how many tasks got it (0 if too few subscribed in
+        time, -1 if the channel is closed)."""
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise ValueError(f"n must be an int >= 0, not {n!r}")
+        check_timeout(timeout)
+        if not self._local:
+            return await self._node._remote.channel_deliver(self, message, timeout, n)
+        if self._closed:
+            await trio.lowlevel.checkpoint()
+            return -1
+        message = self._transformed(message)
+        if message is None:
+            await trio.lowlevel.checkpoint()
+            return 0
+        deadline = trio.current_time() + (math.inf if timeout is None else timeout)
+        with trio.move_on_at(deadline):
+            while len(self._subscribers) < n:
+                await self._subscribed.wait()
+        if len(self._subscribers) < n or self._closed:
+            return 0 if not self._closed else -1
+
+        count = 0
+        slow: list[Subscriber] = []
+        for subscriber in list(self._subscribers):
+            if isinstance(subscriber, Task) and subscriber._local:
+                if subscriber.send(message) == 0:
+                    count += 1
+                else:
+                    self._drop(subscriber)
+            else:
+                slow.append(subscriber)
+        if slow:
+            # Channels and remote tasks answer in their own time: ask them together,
+            # all within what is left of the timeout.
+            counts: list[int] = []
+
+            async def one(subscriber: Subscriber) -> None:
+                got = await subscriber.deliver(message, timeout=remaining)
+                if got < 0:
+                    self._drop(subscriber)
+                else:
+                    counts.append(got)
+
+            remaining = None if timeout is None else max(0.0, deadline - trio.current_time())
+            with trio.move_on_at(deadline):
+                async with trio.open_nursery() as nursery:
+                    for subscriber in slow:
+                        nursery.start_soon(one, subscriber)
+            count += sum(counts)
+        else:
+            await trio.lowlevel.checkpoint()
+        return count
+
+    def _drop(self, subscriber: Subscriber) -> None:
+        if subscriber in self._subscribers:
+            self._subscribers.remove(subscriber)
+            log.debug("subscriber %r of %r is gone; dropped", subscriber, self)
+
+    # -- names --------------------------------------------------------------------
+
+    def register(self, name: str | None = None) -> int:
+        """Register so other nodes can locate it (default: its own name): 0 / -1."""
+        if not self._local or self._closed:
+            return -1
+        if name is None:
+            name = self._name
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"channel name must be a non-empty str, not {name!r}")
+        return self._node._register("channel", name, self)
+
+    def unregister(self, name: str | None = None) -> int:
+        """Remove the registration: 0, or -1 if it was not registered."""
+        if not self._local:
+            return -1
+        return self._node._unregister("channel", self._name if name is None else name, self)
+
+    @staticmethod
+    async def locate(
+        name: str, location: Location | None = None, timeout: float | None = None
+    ) -> Channel | None:
+        """A reference to the channel registered as ``name``, or None (as Task.locate)."""
+        from ._node import current_node
+
+        found = await current_node()._locate("channel", name, location, timeout)
+        assert found is None or isinstance(found, Channel)
+        return found
+
+    def close(self) -> None:
+        """Unregister, drop every subscriber and refuse further messages."""
+        if not self._local:
+            return
+        for name in list(self._registered):
+            self._node._unregister("channel", name, self)
+        self._subscribers.clear()
+        self._closed = True
+        self._subscribed.set()
+
+
+def _check_subscriber(subscriber: object) -> None:
+    if not isinstance(subscriber, (Task, Channel)):
+        raise TypeError(
+            f"a subscriber must be a Task or a Channel, not {type(subscriber).__name__}"
+        )

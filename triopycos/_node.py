@@ -1,0 +1,571 @@
+"""``Pycos`` (one node) and ``open_pycos``, plus the current-node context variable.
+
+Nursery tree of a node::
+
+    open_pycos()             root nursery: its cancel scope is ``terminate()``
+    ├─ services              (network services join here in later layers)
+    └─ user-task nursery     every Task, each in its own CancelScope
+
+Which node a call means: inside a task, the task's own node (each task sets the
+context variable when it starts); elsewhere the innermost ``open_pycos`` block.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import secrets
+import socket
+import tempfile
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import trio
+import trio_util
+
+from ._channel import Channel
+from ._errors import PycosError, ServiceError
+from ._location import Location
+from ._remote import RemoteOps
+from ._task import Task, check_timeout
+from .protocol.codec import Codec, Ref
+from .protocol.messages import Kind as MessageKind
+from .services.peers import Limits, PeerManager
+from .transport import TCPTransport, Transport
+
+__all__ = ["NodeStatistics", "Pycos", "current_node", "open_pycos"]
+
+log = logging.getLogger("triopycos.node")
+
+_current_node: ContextVar[Pycos | None] = ContextVar("triopycos_current_node", default=None)
+
+Kind = Literal["task", "channel", "rps"]
+
+
+def current_node() -> Pycos:
+    """The node a call without an explicit node means (see the module docstring)."""
+    node = _current_node.get()
+    if node is None:
+        raise PycosError(
+            "no current triopycos node: call this inside `async with open_pycos(...)` "
+            "or inside a task, or use pycos.spawn()"
+        )
+    return node
+
+
+@dataclass(frozen=True)
+class NodeStatistics:
+    """A snapshot of a node's counters (``Pycos.statistics()``)."""
+
+    tasks: int
+    daemon_tasks: int
+    tasks_started: int
+    registered_tasks: int
+    registered_channels: int
+    peers: int
+    handshakes_failed: int
+    handshakes_refused_busy: int
+    messages_refused: int
+
+
+class Pycos:
+    """One node.  Create it with ``async with open_pycos(...) as pycos``."""
+
+    def __init__(
+        self,
+        *,
+        name: str | None,
+        location: Location,
+        udp_port: int,
+        node: str | Sequence[str] | None,
+        ext_ip_addr: str | Sequence[str] | None,
+        socket_family: int | None,
+        ipv4_udp_multicast: bool,
+        discover_peers: bool,
+        secret: str,
+        certfile: str | None,
+        keyfile: str | None,
+        dest_path: str,
+        max_file_size: int | None,
+    ) -> None:
+        self._node_id = secrets.token_bytes(16)
+        self._location = location
+        self._name = name if name is not None else str(location)
+        self._name_from_location = name is None
+        self.udp_port = udp_port
+        self.node = node
+        self.ext_ip_addr = ext_ip_addr
+        self.socket_family = socket_family
+        self.ipv4_udp_multicast = ipv4_udp_multicast
+        self.discover_peers = discover_peers
+        self._secret = secret
+        self.certfile = certfile
+        self.keyfile = keyfile
+        self.dest_path = dest_path
+        self.max_file_size = max_file_size
+        self._tasks: dict[int, Task] = {}
+        self._task_counter = 0
+        self._nondaemon = trio_util.AsyncValue(0)
+        self._daemons = 0
+        self._registry: dict[Kind, dict[str, Any]] = {"task": {}, "channel": {}, "rps": {}}
+        self._registry_changed = trio.Event()
+        # Recently ended tasks, so a peer's finish()/monitor() that arrives just after
+        # the end still gets the result (bounded: old entries fall off).
+        self._ended: OrderedDict[int, Task] = OrderedDict()
+        self._task_nursery: trio.Nursery | None = None
+        self._service_nursery: trio.Nursery | None = None
+        self._root_scope: trio.CancelScope | None = None
+        self._closed = False
+        self._terminated = False
+        self._codec = Codec(resolve_ref=self._resolve_ref)
+        self._remote = RemoteOps(self)
+        self._peers: PeerManager | None = None
+        self._stream_send: dict[Location, bool] = {}
+        self._refused_messages = 0
+
+    # -- public -------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        """The node's name (default: its location as text)."""
+        return self._name
+
+    @property
+    def location(self) -> Location:
+        """Where the node's network services are."""
+        return self._location
+
+    def spawn(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Task:
+        """Start ``fn(*args, **kwargs)`` as a task on this node and return it."""
+        task = Task.__new__(Task)
+        task._start(self, fn, args, kwargs)
+        return task
+
+    def peers(self) -> list[Location]:
+        """Locations of the peers currently connected."""
+        if self._peers is None:
+            return []
+        return [conn.location for conn in self._peers.by_id.values()]
+
+    async def peer(
+        self,
+        loc: Location | str,
+        udp_port: int = 9705,
+        stream_send: bool = False,
+        relay: bool = False,
+    ) -> int:
+        """Connect to the node at ``loc`` and peer with it: 0, or -1 on failure.
+
+        Connections are always persistent here, so ``stream_send`` is accepted and
+        remembered but changes nothing.  A host name or a port-0 location needs
+        discovery (not available yet) and returns -1.
+        """
+        if isinstance(loc, str):
+            loc = Location(loc, 0)
+        if not isinstance(loc, Location):
+            raise TypeError(f"peer() needs a Location or a host, not {type(loc).__name__}")
+        self._stream_send[loc] = bool(stream_send)
+        if loc.port == 0:
+            log.warning("peer(%s): a port-0 location needs discovery, not available yet", loc)
+            await trio.lowlevel.checkpoint()
+            return -1
+        if self._peers is None:
+            await trio.lowlevel.checkpoint()
+            return -1
+        conn = await self._peers.connect(loc)
+        return 0 if conn is not None else -1
+
+    def peer_status(self, task: Task | None) -> None:
+        """Send ``PeerStatus`` messages to ``task`` for every current and future peer
+        coming online or going offline; ``None`` stops all such messages."""
+        self._remote.set_status_task(task)
+
+    async def close_peer(self, location: Location, timeout: float | None = None) -> int:
+        """Say goodbye to the peer at ``location`` and close the connection: 0 / -1."""
+        check_timeout(timeout)
+        conn = self._peers.find(location) if self._peers is not None else None
+        if conn is None:
+            await trio.lowlevel.checkpoint()
+            return -1
+        conn.send([MessageKind.BYE])
+        await conn.flush(2.0 if timeout is None else timeout)
+        conn.close()
+        return 0
+
+    async def locate(self, name: str, timeout: float | None = None) -> Location | None:
+        """Location of the node called ``name`` (this one or a peer); waits for it to
+        appear until ``timeout`` (forever if None); None if it does not."""
+        if not isinstance(name, str):
+            raise TypeError(f"node name must be a str, not {type(name).__name__}")
+        check_timeout(timeout)
+        with trio.move_on_after(math.inf if timeout is None else timeout):
+            while True:
+                if name == self._name:
+                    await trio.lowlevel.checkpoint()
+                    return self._location
+                if self._peers is None:
+                    await trio.sleep_forever()
+                    continue
+                conn = self._peers.find_name(name)
+                if conn is not None:
+                    await trio.lowlevel.checkpoint()
+                    return conn.location
+                await self._peers.changed.wait()
+        return None
+
+    async def finish(self) -> None:
+        """Wait until every non-daemon task of this node has ended."""
+        await self._nondaemon.wait_value(0)
+
+    def terminate(self) -> None:
+        """Stop the node now: every task is cancelled and the ``async with`` ends."""
+        self._closed = True
+        self._terminated = True
+        if self._root_scope is not None:
+            self._root_scope.cancel()
+
+    def statistics(self) -> NodeStatistics:
+        """A snapshot of the node's counters."""
+        peers = self._peers
+        return NodeStatistics(
+            tasks=len(self._tasks),
+            daemon_tasks=self._daemons,
+            tasks_started=self._task_counter,
+            registered_tasks=len(self._registry["task"]),
+            registered_channels=len(self._registry["channel"]),
+            peers=len(peers.by_id) if peers else 0,
+            handshakes_failed=peers.stats.handshakes_failed if peers else 0,
+            handshakes_refused_busy=peers.stats.handshakes_refused_busy if peers else 0,
+            messages_refused=self._refused_messages
+            + (sum(c.refused_messages for c in peers.by_id.values()) if peers else 0),
+        )
+
+    def __repr__(self) -> str:
+        return f"<Pycos {self._name!r} at {self._location}>"
+
+    # -- tasks (used by Task) -----------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed or self._task_nursery is None:
+            raise PycosError(f"node {self._name!r} is not running")
+
+    def _new_task_id(self) -> int:
+        self._task_counter += 1
+        return self._task_counter
+
+    def _adopt(self, task: Task) -> None:
+        assert self._task_nursery is not None
+        self._tasks[task._task_id] = task
+        self._nondaemon.value += 1
+        self._task_nursery.start_soon(task._run, name=repr(task))
+
+    def _forget(self, task: Task) -> None:
+        del self._tasks[task._task_id]
+        self._ended[task._task_id] = task
+        if len(self._ended) > _ENDED_KEPT:
+            self._ended.popitem(last=False)
+        for name in list(task._registered):
+            self._unregister("task", name, task)
+        if task._daemon:
+            self._daemons -= 1
+        else:
+            self._nondaemon.value -= 1
+
+    def _daemon_changed(self, daemon: bool) -> None:
+        self._daemons += 1 if daemon else -1
+        self._nondaemon.value += -1 if daemon else 1
+
+    # -- names (tasks, channels, RPSs share the mechanism) ------------------------
+
+    def _register(self, kind: Kind, name: str, obj: Any) -> int:
+        names = self._registry[kind]
+        current = names.get(name)
+        if current is not None:
+            if current is obj:
+                return 0
+            log.warning("%s name %r is already registered on %s", kind, name, self._name)
+            return -1
+        names[name] = obj
+        obj._registered.add(name)
+        self._registry_changed.set()
+        self._registry_changed = trio.Event()
+        return 0
+
+    def _unregister(self, kind: Kind, name: str, obj: Any) -> int:
+        names = self._registry[kind]
+        current = names.get(name)
+        if current is None or current is not obj:
+            return -1
+        del names[name]
+        current._registered.discard(name)
+        return 0
+
+    async def _locate(
+        self, kind: Kind, name: str, location: Location | None, timeout: float | None
+    ) -> Any:
+        if not isinstance(name, str):
+            raise TypeError(f"{kind} name must be a str, not {type(name).__name__}")
+        if location is not None and not isinstance(location, Location):
+            raise TypeError(f"location must be a Location, not {type(location).__name__}")
+        check_timeout(timeout)
+        if location is not None and location != self._location:
+            return await self._remote.locate(kind, name, location, timeout)
+        found = self._registry[kind].get(name)
+        if found is not None or location is not None:
+            await trio.lowlevel.checkpoint()
+            return found if found is not None else await self._locate_here(kind, name, timeout)
+        # Here or at any peer, whichever answers first.
+        async with trio.open_nursery() as nursery:
+            answers: list[Any] = []
+
+            async def look(search: Callable[[], Awaitable[Any]]) -> None:
+                answer = await search()
+                if answer is not None and not answers:
+                    answers.append(answer)
+                    nursery.cancel_scope.cancel()
+
+            nursery.start_soon(look, lambda: self._locate_here(kind, name, timeout))
+            nursery.start_soon(look, lambda: self._remote.locate(kind, name, None, timeout))
+        return answers[0] if answers else None
+
+    async def _locate_here(self, kind: Kind, name: str, timeout: float | None) -> Any:
+        """The local registration of ``name``, waiting up to ``timeout`` for it."""
+        names = self._registry[kind]
+        found = names.get(name)
+        if found is not None or not timeout:
+            await trio.lowlevel.checkpoint()
+            return found
+        with trio.move_on_after(timeout):
+            while found is None:
+                await self._registry_changed.wait()
+                found = names.get(name)
+        return found
+
+    def _resolve_ref(self, ref: Ref) -> object:
+        """Turn a decoded reference into the object it names on this node."""
+        if ref.kind == "task":
+            if ref.node_id == self._node_id and type(ref.ident) is int:
+                task = self._tasks.get(ref.ident) or self._ended.get(ref.ident)
+                if task is not None:
+                    return task
+            return Task._reference(self, ref)
+        if ref.kind == "channel":
+            if ref.node_id == self._node_id:
+                found = self._registry["channel"].get(ref.name)
+                if found is not None:
+                    return found
+            return Channel._reference(self, ref)
+        return ref
+
+    def _spawn_service(self, fn: Callable[..., Awaitable[None]], *args: Any) -> None:
+        if self._service_nursery is not None and not self._closed:
+            self._service_nursery.start_soon(fn, *args)
+
+    # -- services -----------------------------------------------------------------
+
+    async def _serve_tasks(self, *, task_status: trio.TaskStatus[None]) -> None:
+        async with trio.open_nursery() as nursery:
+            self._task_nursery = nursery
+            task_status.started()
+            await trio.sleep_forever()
+
+    async def _serve_network(
+        self,
+        transport: Transport,
+        hosts: list[str],
+        tcp_port: int | None,
+        limits: Limits,
+        *,
+        task_status: trio.TaskStatus[None],
+    ) -> None:
+        listeners: list[trio.abc.Listener[trio.abc.Stream]] = []
+        for host in hosts:
+            listeners.extend(await _listen(transport, host, tcp_port))
+        bound = [Location(*transport.listener_address(lst)) for lst in listeners]
+        self._location = bound[0]
+        if self._name_from_location:
+            self._name = str(self._location)
+        self._peers = PeerManager(
+            transport=transport,
+            node_id=self._node_id,
+            name=self._name,
+            secret=self._secret,
+            codec=self._codec,
+            limits=limits,
+            dispatch=self._remote.dispatch,
+            on_online=self._remote.on_online,
+            on_offline=self._remote.on_offline,
+        )
+        self._peers.locations = bound
+        async with trio.open_nursery() as nursery:
+            self._service_nursery = nursery
+            await nursery.start(self._peers.serve, listeners)
+            log.info("node %r serving at %s", self._name, ", ".join(map(str, bound)))
+            task_status.started()
+            await trio.sleep_forever()
+
+    async def _goodbye(self) -> None:
+        if self._peers is not None and not self._terminated:
+            with trio.CancelScope(shield=True):
+                await self._peers.goodbye([MessageKind.BYE])
+
+
+_ENDED_KEPT = 4096
+
+
+async def _listen(
+    transport: Transport, host: str, tcp_port: int | None
+) -> list[trio.abc.Listener[trio.abc.Stream]]:
+    if tcp_port is None:
+        # The spec's default port if it is free, else any free port.
+        try:
+            return await transport.open_listeners(host, 9705)
+        except OSError:
+            tcp_port = 0
+    return await transport.open_listeners(host, tcp_port)
+
+
+async def _supervised(
+    name: str,
+    service: Callable[..., Awaitable[None]],
+    *args: Any,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run one node service; its failure comes out as a ServiceError naming it."""
+    try:
+        await service(*args, task_status=task_status)
+    except Exception as exc:
+        raise ServiceError(name, exc) from exc
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    found: list[BaseException] = []
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            found.extend(_leaves(exc))
+        else:
+            found.append(exc)
+    return found
+
+
+def _surface(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """What leaves ``open_pycos``: the body's own exception as itself, a service
+    failure as one ServiceError, interpreter exits first."""
+    leaves = _leaves(group)
+    for kind in (KeyboardInterrupt, SystemExit, ServiceError):
+        for exc in leaves:
+            if isinstance(exc, kind):
+                return exc
+    return leaves[0] if len(leaves) == 1 else group
+
+
+def _default_host() -> str:
+    """pycos's default: this host's address as its name resolves."""
+    try:
+        return socket.gethostbyname(socket.gethostname())
+    except OSError:
+        return "127.0.0.1"
+
+
+def _check_port(what: str, port: object, *, optional: bool) -> None:
+    if port is None and optional:
+        return
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise ValueError(f"{what} must be a port number 0..65535, not {port!r}")
+
+
+@asynccontextmanager
+async def open_pycos(
+    udp_port: int = 9705,
+    tcp_port: int | None = None,
+    node: str | Sequence[str] | None = None,
+    ext_ip_addr: str | Sequence[str] | None = None,
+    socket_family: int | None = None,
+    ipv4_udp_multicast: bool = False,
+    name: str | None = None,
+    discover_peers: bool = True,
+    secret: str = "",
+    certfile: str | None = None,
+    keyfile: str | None = None,
+    dest_path: str | os.PathLike[str] | None = None,
+    max_file_size: int | None = None,
+    *,
+    dest_path_prefix: str | os.PathLike[str] | None = None,
+    transport: Transport | None = None,
+    limits: Limits | None = None,
+) -> AsyncIterator[Pycos]:
+    """Run a node for the duration of the block; yields its ``Pycos``.
+
+    Arguments are the spec's ``Pycos`` constructor's (``dest_path_prefix`` is accepted
+    as an alias of ``dest_path``).  Leaving the block normally waits for the node's
+    non-daemon tasks; an exception in the block cancels every task and comes out as
+    itself; ``pycos.terminate()`` cancels everything at once.
+    """
+    _check_port("udp_port", udp_port, optional=False)
+    _check_port("tcp_port", tcp_port, optional=True)
+    if name is not None and (not isinstance(name, str) or not name):
+        raise TypeError(f"name must be a non-empty str or None, not {name!r}")
+    if not isinstance(secret, str):
+        raise TypeError(f"secret must be a str, not {type(secret).__name__}")
+    if max_file_size is not None and (
+        isinstance(max_file_size, bool) or not isinstance(max_file_size, int) or max_file_size < 0
+    ):
+        raise ValueError(f"max_file_size must be None or an int >= 0, not {max_file_size!r}")
+    if dest_path is not None and dest_path_prefix is not None:
+        raise TypeError("give dest_path or its alias dest_path_prefix, not both")
+    chosen = dest_path if dest_path is not None else dest_path_prefix
+    folder = (
+        os.fspath(chosen)
+        if chosen is not None
+        else os.path.join(tempfile.gettempdir(), "triopycos")
+    )
+    if node is None:
+        hosts = [_default_host()]
+    elif isinstance(node, str):
+        hosts = [node]
+    else:
+        hosts = list(node)
+        if not hosts or not all(isinstance(h, str) and h for h in hosts):
+            raise TypeError(f"node must be a host, an address or a list of them, not {node!r}")
+    limits = limits if limits is not None else Limits()
+    transport = (
+        transport if transport is not None else TCPTransport(connect_timeout=limits.connect_timeout)
+    )
+    pycos = Pycos(
+        name=name,
+        location=Location(hosts[0], tcp_port or 0),
+        udp_port=udp_port,
+        node=node,
+        ext_ip_addr=ext_ip_addr,
+        socket_family=socket_family,
+        ipv4_udp_multicast=bool(ipv4_udp_multicast),
+        discover_peers=bool(discover_peers),
+        secret=secret,
+        certfile=certfile,
+        keyfile=keyfile,
+        dest_path=folder,
+        max_file_size=max_file_size or None,
+    )
+    try:
+        async with trio.open_nursery() as root:
+            pycos._root_scope = root.cancel_scope
+            await root.start(_supervised, "tasks", pycos._serve_tasks)
+            await root.start(
+                _supervised, "network", pycos._serve_network, transport, hosts, tcp_port, limits
+            )
+            token = _current_node.set(pycos)
+            try:
+                yield pycos
+                await pycos.finish()
+            finally:
+                _current_node.reset(token)
+                pycos._closed = True
+                await pycos._goodbye()
+                root.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        raise _surface(group) from None

@@ -1,0 +1,410 @@
+"""Remote operations: what a node does for references to other nodes' tasks and
+channels, and how it serves its peers' requests (the dispatcher).
+
+Incarnations: a reference names its node by the node id chosen at start, not only by
+address. A request goes only to a connection whose peer has that id, so a reference
+to a task of a peer that restarted is stale: ``send``/``deliver`` to it fail and can
+never reach the new incarnation's tasks.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from ._channel import Channel
+from ._errors import PeerLost
+from ._location import Location
+from ._status import MonitorStatus, PeerStatus
+from ._task import Task
+from .protocol.codec import Ref, register_type
+from .protocol.messages import FAILURE_VALUES, REQUEST_KINDS, Kind
+from .services.peer import PeerConnection
+
+if TYPE_CHECKING:
+    from ._node import Kind as RegistryKind
+    from ._node import Pycos
+
+__all__ = ["RemoteOps"]
+
+log = logging.getLogger("triopycos.remote")
+
+_TASK_SEND = Kind.TASK_SEND
+_REPLY = Kind.REPLY
+
+
+class RemoteOps:
+    """The node's half of every remote operation."""
+
+    def __init__(self, node: Pycos) -> None:
+        self.node = node
+        # Local tasks monitoring tasks on peers: peer id -> task id -> monitors, so a
+        # lost peer can tell them at once.
+        self._watches: dict[bytes, dict[int, list[Task]]] = {}
+        self._status_tasks: list[Task] = []
+        self._handlers: dict[int, Callable[[PeerConnection, list[Any]], None]] = {
+            Kind.TASK_DELIVER: self._on_task_deliver,
+            Kind.TASK_TERMINATE: self._on_task_terminate,
+            Kind.TASK_MONITOR: self._on_task_monitor,
+            Kind.TASK_FINISH: self._on_task_finish,
+            Kind.TASK_ALIVE: self._on_task_alive,
+            Kind.LOCATE: self._on_locate,
+            Kind.CHANNEL_SEND: self._on_channel_send,
+            Kind.CHANNEL_DELIVER: self._on_channel_deliver,
+            Kind.CHANNEL_SUBSCRIBE: self._on_channel_subscribe,
+            Kind.CHANNEL_UNSUB: self._on_channel_unsubscribe,
+            Kind.PING: self._on_ping,
+            Kind.PONG: self._on_pong,
+            Kind.BYE: self._on_bye,
+        }
+
+    # -- reaching the owner of a reference ----------------------------------------
+
+    def _connected(self, node_id: bytes) -> PeerConnection | None:
+        peers = self.node._peers
+        return None if peers is None else peers.by_id.get(node_id)
+
+    async def _reach(
+        self, node_id: bytes, location: Location, timeout: float | None
+    ) -> PeerConnection | None:
+        """The connection to incarnation ``node_id``, connecting to ``location`` if we
+        are not peered with it yet (references travel to third nodes)."""
+        conn = self._connected(node_id)
+        if conn is not None or self.node._peers is None:
+            await trio.lowlevel.checkpoint()
+            return conn
+        with trio.move_on_after(math.inf if timeout is None else timeout):
+            conn = await self.node._peers.connect(location)
+        if conn is not None and conn.node_id == node_id:
+            return conn
+        return None
+
+    def _stale(self, node_id: bytes, location: Location) -> bool:
+        peers = self.node._peers
+        if peers is None:
+            return True
+        current = peers.find(location)
+        return current is not None and current.node_id != node_id
+
+    # -- tasks --------------------------------------------------------------------
+
+    def task_send(self, task: Task, message: Any) -> int:
+        conn = self._connected(task._node_id)
+        if conn is not None:
+            return conn.send([_TASK_SEND, task._task_id, message])
+        if self._stale(task._node_id, task._location):
+            return -1
+        # Not peered with its node yet: check now that it can be encoded (so the caller
+        # gets the TypeError), connect in the background, then send.
+        self.node._codec.encode(message)
+        self.node._spawn_service(self._send_when_reached, task, message)
+        return 0
+
+    async def _send_when_reached(self, task: Task, message: Any) -> None:
+        conn = await self._reach(task._node_id, task._location, None)
+        if conn is None:
+            log.warning("message to %r dropped: its node cannot be reached", task)
+        else:
+            conn.send([_TASK_SEND, task._task_id, message])
+
+    async def task_deliver(self, task: Task, message: Any, timeout: float | None) -> int:
+        conn = await self._reach(task._node_id, task._location, timeout)
+        if conn is None:
+            return 0
+        result = await conn.request(Kind.TASK_DELIVER, task._task_id, message, timeout=timeout)
+        return 1 if result == 1 else 0
+
+    def task_terminate(self, task: Task) -> int:
+        conn = self._connected(task._node_id)
+        if conn is None:
+            return -1
+        return conn.send([Kind.TASK_TERMINATE, task._task_id])
+
+    async def task_finish(self, task: Task, timeout: float | None) -> Any:
+        conn = await self._reach(task._node_id, task._location, timeout)
+        if conn is None:
+            return None
+        return await conn.request(Kind.TASK_FINISH, task._task_id, timeout, timeout=timeout)
+
+    async def task_monitor(self, monitor: Task, observe: Task) -> int:
+        conn = await self._reach(observe._node_id, observe._location, None)
+        if conn is None:
+            return -1
+        result = await conn.request(Kind.TASK_MONITOR, observe._task_id, monitor)
+        if result == 0 and monitor._local:
+            watchers = self._watches.setdefault(conn.node_id, {}).setdefault(observe._task_id, [])
+            if monitor not in watchers:
+                watchers.append(monitor)
+        return 0 if result == 0 else -1
+
+    def task_is_alive(self, task: Task) -> bool:
+        return self._connected(task._node_id) is not None
+
+    # -- channels -----------------------------------------------------------------
+
+    def channel_send(self, channel: Channel, message: Any) -> int:
+        conn = self._connected(channel._node_id)
+        if conn is None:
+            return -1
+        return conn.send([Kind.CHANNEL_SEND, channel._name, message])
+
+    async def channel_deliver(
+        self, channel: Channel, message: Any, timeout: float | None, n: int
+    ) -> int:
+        conn = await self._reach(channel._node_id, channel._location, timeout)
+        if conn is None:
+            return 0
+        result = await conn.request(
+            Kind.CHANNEL_DELIVER, channel._name, message, timeout, n, timeout=timeout
+        )
+        return result if isinstance(result, int) else 0
+
+    async def channel_subscribe(
+        self, channel: Channel, subscriber: Task | Channel, timeout: float | None, kind: int
+    ) -> int:
+        conn = await self._reach(channel._node_id, channel._location, timeout)
+        if conn is None:
+            return -1
+        result = await conn.request(kind, channel._name, subscriber, timeout, timeout=timeout)
+        return 0 if result == 0 else -1
+
+    # -- locating -----------------------------------------------------------------
+
+    async def locate(
+        self, kind: RegistryKind, name: str, location: Location | None, timeout: float | None
+    ) -> Any:
+        peers = self.node._peers
+        if peers is None:
+            await trio.lowlevel.checkpoint()
+            return None
+        if location is not None:
+            conn = peers.find(location)
+            if conn is None:
+                with trio.move_on_after(math.inf if timeout is None else timeout):
+                    conn = await peers.connect(location)
+            if conn is None:
+                return None
+            return await conn.request(Kind.LOCATE, kind, name, timeout, timeout=timeout)
+        # Ask every peer at once, and every peer that appears before the timeout.
+        found: list[Any] = []
+        deadline = trio.current_time() + (0 if timeout is None else timeout)
+        async with trio.open_nursery() as nursery:
+
+            async def ask(conn: PeerConnection) -> None:
+                left = max(0.0, deadline - trio.current_time()) if timeout else None
+                answer = await conn.request(Kind.LOCATE, kind, name, left, timeout=timeout)
+                if answer is not None and not found:
+                    found.append(answer)
+                    nursery.cancel_scope.cancel()
+
+            asked: set[PeerConnection] = set()
+
+            async def ask_new_peers() -> None:
+                while True:
+                    changed = peers.changed
+                    for conn in list(peers.by_id.values()):
+                        if conn not in asked:
+                            asked.add(conn)
+                            nursery.start_soon(ask, conn)
+                    if not timeout:
+                        return
+                    await changed.wait()
+
+            if timeout:
+                nursery.cancel_scope.deadline = deadline
+            nursery.start_soon(ask_new_peers)
+        return found[0] if found else None
+
+    # -- peers coming and going ---------------------------------------------------
+
+    def set_status_task(self, task: Task | None) -> None:
+        if task is None:
+            self._status_tasks.clear()
+            return
+        if not isinstance(task, Task):
+            raise TypeError(f"peer_status() needs a Task or None, not {type(task).__name__}")
+        if task not in self._status_tasks:
+            self._status_tasks.append(task)
+        peers = self.node._peers
+        if peers is not None:
+            for conn in peers.by_id.values():
+                task.send(PeerStatus(conn.location, conn.name, PeerStatus.Online))
+
+    def _tell_status(self, conn: PeerConnection, status: int) -> None:
+        note = PeerStatus(conn.location, conn.name, status)
+        self._status_tasks = [t for t in self._status_tasks if t.send(note) == 0]
+
+    def on_online(self, conn: PeerConnection) -> None:
+        log.info("peer %r online", conn)
+        self._tell_status(conn, PeerStatus.Online)
+
+    def on_offline(self, conn: PeerConnection) -> None:
+        log.info("peer %r offline", conn)
+        watched = self._watches.pop(conn.node_id, {})
+        for task_id, monitors in watched.items():
+            ref = Ref("task", conn.node_id, task_id, "?", conn.location)
+            lost = Task._reference(self.node, ref)
+            reason = f"peer {conn.name!r} at {conn.location} was lost"
+            for monitor in monitors:
+                monitor.send(MonitorStatus(lost, PeerLost, reason))
+        self._tell_status(conn, PeerStatus.Offline)
+
+    # -- serving peers: the dispatcher --------------------------------------------
+
+    def dispatch(self, conn: PeerConnection, message: list[Any]) -> None:
+        """Handle one message from ``conn``. Bad shapes are answered with the
+        request's failure value (or dropped) and logged once; never raised."""
+        kind = message[0]
+        try:
+            if kind == _TASK_SEND:
+                self._on_task_send(conn, message)
+            elif kind == _REPLY:
+                _, rid, value = message
+                conn.resolve(rid, value)
+            else:
+                self._handlers[kind](conn, message)
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            conn.log_once(f"bad-{kind!r}"[:40], "bad message %r dropped: %r", kind, exc)
+            if kind in REQUEST_KINDS and len(message) > 1 and type(message[1]) is int:
+                conn.reply(message[1], FAILURE_VALUES[kind])
+
+    def _local_task(self, task_id: object) -> Task | None:
+        if type(task_id) is not int:
+            raise TypeError("task id is not an int")
+        return self.node._tasks.get(task_id) or self.node._ended.get(task_id)
+
+    def _on_task_send(self, conn: PeerConnection, message: list[Any]) -> None:
+        _, task_id, payload = message
+        task = self.node._tasks.get(task_id)
+        if task is None:
+            conn.log_once("no-task", "message for unknown task id %r dropped", task_id)
+            return
+        task.send(payload)
+        if type(payload) is MonitorStatus and isinstance(payload.info, Task):
+            self._unwatch(conn.node_id, payload.info, task)
+
+    def _unwatch(self, node_id: bytes, observed: Task, monitor: Task) -> None:
+        by_task = self._watches.get(node_id)
+        if by_task is not None:
+            monitors = by_task.get(observed._task_id)
+            if monitors is not None and monitor in monitors:
+                monitors.remove(monitor)
+                if not monitors:
+                    del by_task[observed._task_id]
+
+    def _on_task_deliver(self, conn: PeerConnection, message: list[Any]) -> None:
+        _, rid, task_id, payload = message
+        task = self.node._tasks.get(task_id)
+        conn.reply(rid, 1 if task is not None and task.send(payload) == 0 else 0)
+
+    def _on_task_terminate(self, conn: PeerConnection, message: list[Any]) -> None:
+        _, task_id = message
+        task = self.node._tasks.get(task_id)
+        if task is not None:
+            task.terminate()
+
+    def _on_task_monitor(self, conn: PeerConnection, message: list[Any]) -> None:
+        _, rid, task_id, monitor = message
+        task = self._local_task(task_id)
+        if task is None or not isinstance(monitor, Task):
+            conn.reply(rid, -1)
+        else:
+            conn.reply(rid, task._add_monitor(monitor))
+
+    def _on_task_finish(self, conn: PeerConnection, message: list[Any]) -> None:
+        _, rid, task_id, timeout = message
+        task = self._local_task(task_id)
+        if task is None:
+            conn.reply(rid, None)
+        elif not task._alive:
+            conn.reply(rid, task._value)
+        else:
+
+            async def wait_and_reply() -> None:
+                conn.reply(rid, await task.finish(timeout))
+
+            conn.start_soon(wait_and_reply)
+
+    def _on_task_alive(self, conn: PeerConnection, message: list[Any]) -> None:
+        _, rid, task_id = message
+        task = self.node._tasks.get(task_id)
+        conn.reply(rid, task is not None)
+
+    def _on_locate(self, conn: PeerConnection, message: list[Any]) -> None:
+        _, rid, kind, name, timeout = message
+        if kind not in ("task", "channel", "rps") or type(name) is not str:
+            raise ValueError("bad locate")
+        found = self.node._registry[kind].get(name)
+        if found is not None or not timeout:
+            conn.reply(rid, found)
+            return
+
+        async def wait_and_reply() -> None:
+            conn.reply(rid, await self.node._locate_here(kind, name, timeout))
+
+        conn.start_soon(wait_and_reply)
+
+    def _channel(self, name: object) -> Channel | None:
+        if type(name) is not str:
+            raise TypeError("channel name is not a str")
+        found = self.node._registry["channel"].get(name)
+        return found if isinstance(found, Channel) else None
+
+    def _on_channel_send(self, conn: PeerConnection, message: list[Any]) -> None:
+        _, name, payload = message
+        channel = self._channel(name)
+        if channel is None:
+            conn.log_once("no-channel", "message for unknown channel %r dropped", name)
+        else:
+            channel.send(payload)
+
+    def _on_channel_deliver(self, conn: PeerConnection, message: list[Any]) -> None:
+        _, rid, name, payload, timeout, n = message
+        channel = self._channel(name)
+        if channel is None:
+            conn.reply(rid, 0)
+            return
+
+        async def deliver_and_reply() -> None:
+            conn.reply(rid, await channel.deliver(payload, timeout=timeout, n=n))
+
+        conn.start_soon(deliver_and_reply)
+
+    def _on_channel_subscribe(self, conn: PeerConnection, message: list[Any]) -> None:
+        self._subscription(conn, message, subscribe=True)
+
+    def _on_channel_unsubscribe(self, conn: PeerConnection, message: list[Any]) -> None:
+        self._subscription(conn, message, subscribe=False)
+
+    def _subscription(self, conn: PeerConnection, message: list[Any], *, subscribe: bool) -> None:
+        _, rid, name, subscriber, timeout = message
+        channel = self._channel(name)
+        if channel is None or not isinstance(subscriber, (Task, Channel)):
+            conn.reply(rid, -1)
+            return
+        target = channel
+
+        async def act_and_reply() -> None:
+            if subscribe:
+                conn.reply(rid, await target.subscribe(subscriber, timeout))
+            else:
+                conn.reply(rid, await target.unsubscribe(subscriber, timeout))
+
+        conn.start_soon(act_and_reply)
+
+    def _on_ping(self, conn: PeerConnection, message: list[Any]) -> None:
+        conn.send([Kind.PONG])
+
+    def _on_pong(self, conn: PeerConnection, message: list[Any]) -> None:
+        pass  # any frame proves the peer is alive; the reader notes the time
+
+    def _on_bye(self, conn: PeerConnection, message: list[Any]) -> None:
+        conn.leaving = True
+
+
+# PeerLost travels inside MonitorStatus: let it arrive as itself on every node.
+register_type(PeerLost, "triopycos.PeerLost")

@@ -1,0 +1,409 @@
+"""``Task``: a trio task with a mailbox, a name, monitors and an exit status.
+
+A local task is one trio task running in its node's user-task nursery inside its own
+``CancelScope``; ``terminate()`` cancels that scope.  The same class stands for
+references to tasks on other nodes (they carry the owner's node id and location and
+route every call through the local node's peer layer).
+
+Mailbox rule: only the task itself receives.  ``send`` appends and, if the task is
+parked in ``receive``, reschedules it directly: one hop, no intermediate channel.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import math
+import traceback
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from ._generator import run_generator
+from ._location import Location
+from ._status import MonitorStatus
+from .protocol.codec import Ref
+
+if TYPE_CHECKING:
+    from ._node import Pycos
+
+__all__ = ["Task"]
+
+log = logging.getLogger("triopycos.task")
+
+_current_task = trio.lowlevel.current_task
+_reschedule = trio.lowlevel.reschedule
+_wait_rescheduled = trio.lowlevel.wait_task_rescheduled
+_checkpoint_if_cancelled = trio.lowlevel.checkpoint_if_cancelled
+_ABORTED = trio.lowlevel.Abort.SUCCEEDED
+
+
+def check_timeout(timeout: float | None) -> None:
+    """Reject what cannot be a timeout: the caller gets a clear error, not a hang."""
+    if timeout is None:
+        return
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise TypeError(f"timeout must be a number of seconds or None, not {timeout!r}")
+    if math.isnan(timeout) or timeout < 0:
+        raise ValueError(f"timeout must be >= 0, not {timeout!r}")
+
+
+@functools.lru_cache(maxsize=4096)
+def _body_kind(fn: Callable[..., Any]) -> tuple[bool, int | None]:
+    """(is a generator function, position of a positional ``task`` parameter or -1 for
+    a keyword-only one, None if there is none), cached per function."""
+    if inspect.isgeneratorfunction(fn):
+        is_gen = True
+    elif inspect.iscoroutinefunction(fn):
+        is_gen = False
+    else:
+        raise TypeError(
+            "a task body must be a generator function or an async function, "
+            f"not {type(fn).__name__} {fn!r}"
+        )
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return is_gen, None
+    for index, param in enumerate(params):
+        if param.name == "task":
+            keyword_only = param.kind is inspect.Parameter.KEYWORD_ONLY
+            return is_gen, -1 if keyword_only else index
+    return is_gen, None
+
+
+class Task:
+    """A task: ``Task(fn, *args, **kwargs)`` starts ``fn`` on the current node.
+
+    ``fn`` is an ``async def`` function or a generator function; a parameter named
+    ``task`` receives this ``Task``.  Use ``pycos.spawn(fn, ...)`` to pick the node
+    explicitly.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_alive",
+        "_body",
+        "_daemon",
+        "_done",
+        "_exit",
+        "_is_generator",
+        "_local",
+        "_location",
+        "_mailbox",
+        "_monitors",
+        "_name",
+        "_node",
+        "_node_id",
+        "_registered",
+        "_scope",
+        "_task_id",
+        "_trio_task",
+        "_value",
+        "_waiter",
+    )
+
+    _node: Pycos
+    _node_id: bytes
+    _task_id: int
+    _name: str
+    _location: Location
+    _local: bool
+
+    def __init__(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> None:
+        from ._node import current_node
+
+        self._start(current_node(), fn, args, kwargs)
+
+    # -- construction -------------------------------------------------------------
+
+    def _start(
+        self,
+        node: Pycos,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> None:
+        is_gen, task_at = _body_kind(fn)
+        if task_at is not None and "task" not in kwargs:
+            # The `task` parameter gets this Task wherever it stands: first positional
+            # (native style) or a trailing `task=None` keyword (pycos style).
+            if 0 <= task_at <= len(args):
+                args = (*args[:task_at], self, *args[task_at:])
+            else:
+                kwargs["task"] = self
+        node._check_open()
+        body = fn(*args, **kwargs)
+        self._node = node
+        self._node_id = node._node_id
+        self._task_id = node._new_task_id()
+        self._name = getattr(fn, "__name__", None) or type(fn).__name__
+        self._location = node.location
+        self._local = True
+        self._is_generator = is_gen
+        self._body = body
+        self._mailbox: deque[Any] = deque()
+        self._waiter: trio.lowlevel.Task | None = None
+        self._trio_task: trio.lowlevel.Task | None = None
+        self._scope = trio.CancelScope()
+        self._alive = True
+        self._daemon = False
+        self._monitors: list[Task] = []
+        self._registered: set[str] = set()
+        self._done = trio.Event()
+        self._value: Any = None
+        self._exit: tuple[object, object] | None = None
+        node._adopt(self)
+
+    @classmethod
+    def _reference(cls, node: Pycos, ref: Ref) -> Task:
+        """A reference, held on ``node``, to a task that lives on another node."""
+        self = cls.__new__(cls)
+        self._node = node
+        self._node_id = ref.node_id
+        self._task_id = int(ref.ident)
+        self._name = ref.name
+        self._location = ref.location
+        self._local = False
+        return self
+
+    def _triopycos_ref_(self) -> Ref:
+        return Ref("task", self._node_id, self._task_id, self._name, self._location)
+
+    # -- identity -----------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        """The task's name: its function's name (pycos's rule)."""
+        return self._name
+
+    @property
+    def location(self) -> Location:
+        """Location of the node the task runs on."""
+        return self._location
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Task):
+            return NotImplemented
+        return self._task_id == other._task_id and self._node_id == other._node_id
+
+    def __hash__(self) -> int:
+        return hash((self._node_id, self._task_id))
+
+    def __repr__(self) -> str:
+        return f"{self._name}/{self._task_id}@{self._location}"
+
+    # -- running ------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        from ._node import _current_node
+
+        _current_node.set(self._node)
+        self._trio_task = _current_task()
+        status: tuple[object, object] = (GeneratorExit, None)
+        body = self._body
+        try:
+            with self._scope:
+                if self._scope.cancel_called:
+                    # Terminated before it ran: do not run any of the body.
+                    body.close()
+                elif self._is_generator:
+                    status = (StopIteration, await run_generator(body))
+                else:
+                    status = (StopIteration, await body)
+        except Exception as exc:
+            text = "".join(traceback.format_exception(exc))
+            log.warning("uncaught exception in task %r:\n%s", self, text)
+            status = (type(exc), text)
+        finally:
+            self._body = None
+            self._end(status)
+
+    def _end(self, status: tuple[object, object]) -> None:
+        self._alive = False
+        self._exit = status
+        kind, value = status
+        if kind is StopIteration:
+            self._value = value
+        elif kind is not GeneratorExit:
+            # pycos's rule: finish() of a task that failed gives its MonitorStatus.
+            self._value = MonitorStatus(self, kind, value)
+        self._mailbox.clear()
+        self._node._forget(self)
+        self._done.set()
+        monitors, self._monitors = self._monitors, []
+        for monitor in monitors:
+            if monitor.send(MonitorStatus(self, kind, value)) < 0:
+                log.debug("monitor %r of %r is gone", monitor, self)
+
+    # -- messages -----------------------------------------------------------------
+
+    def send(self, message: Any) -> int:
+        """Queue ``message`` for this task: 0, or -1 if the task is not alive."""
+        if not self._local:
+            return self._node._remote.task_send(self, message)
+        if not self._alive:
+            return -1
+        self._mailbox.append(message)
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            _reschedule(waiter)
+        return 0
+
+    async def deliver(self, message: Any, timeout: float | None = None) -> int:
+        """Put ``message`` in this task's mailbox: 1 when it is there, else 0."""
+        check_timeout(timeout)
+        if not self._local:
+            return await self._node._remote.task_deliver(self, message, timeout)
+        await trio.lowlevel.checkpoint()
+        return 1 if self.send(message) == 0 else 0
+
+    async def receive(self, timeout: float | None = None, alarm_value: Any = None) -> Any:
+        """Next message in the mailbox; waits up to ``timeout`` (then ``alarm_value``)."""
+        if self._trio_task is not _current_task() or self._trio_task is None:
+            raise RuntimeError(f"only task {self!r} itself can receive its messages")
+        if self._mailbox:
+            await _checkpoint_if_cancelled()
+            return self._mailbox.popleft()
+        if timeout is None:
+            return await self._wait_message()
+        check_timeout(timeout)
+        with trio.move_on_after(timeout):
+            return await self._wait_message()
+        return alarm_value
+
+    recv = receive
+
+    async def _wait_message(self) -> Any:
+        self._waiter = self._trio_task
+
+        def abort(_: object) -> trio.lowlevel.Abort:
+            self._waiter = None
+            return _ABORTED
+
+        await _wait_rescheduled(abort)
+        return self._mailbox.popleft()
+
+    async def sleep(self, timeout: float = 0) -> int:
+        """Suspend this task for ``timeout`` seconds; returns 0."""
+        check_timeout(timeout)
+        await trio.sleep(timeout)
+        return 0
+
+    # -- names --------------------------------------------------------------------
+
+    def register(self, name: str | None = None) -> int:
+        """Register under ``name`` (default: the task's name): 0, or -1 if taken."""
+        if not self._local:
+            log.warning("register is not allowed for remote task %r", self)
+            return -1
+        if name is None:
+            name = self._name
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"task name must be a non-empty str, not {name!r}")
+        if not self._alive:
+            return -1
+        return self._node._register("task", name, self)
+
+    def unregister(self, name: str | None = None) -> int:
+        """Remove the registration under ``name`` (default: the task's name): 0 / -1."""
+        if not self._local:
+            return -1
+        return self._node._unregister("task", self._name if name is None else name, self)
+
+    @staticmethod
+    async def locate(
+        name: str, location: Location | None = None, timeout: float | None = None
+    ) -> Task | None:
+        """A reference to the task registered as ``name``, or None.
+
+        Looks on the current node and its peers (only the node at ``location`` if
+        given).  Without ``timeout`` it asks once; with one it keeps looking,
+        including at peers that appear, until the timeout passes.
+        """
+        from ._node import current_node
+
+        found = await current_node()._locate("task", name, location, timeout)
+        assert found is None or isinstance(found, Task)
+        return found
+
+    # -- lifetime -----------------------------------------------------------------
+
+    def is_alive(self) -> bool:
+        """True while the task runs (for a remote reference: while it is known to)."""
+        if not self._local:
+            return self._node._remote.task_is_alive(self)
+        return self._alive
+
+    def set_daemon(self, flag: bool = True) -> int:
+        """A daemon task does not keep its node's ``async with`` block open: 0 / -1."""
+        if not self._local or not self._alive:
+            return -1
+        flag = bool(flag)
+        if flag != self._daemon:
+            self._daemon = flag
+            self._node._daemon_changed(flag)
+        return 0
+
+    def terminate(self) -> int:
+        """Cancel the task: 0, or -1 if it is not alive.  Monitors see GeneratorExit."""
+        if not self._local:
+            return self._node._remote.task_terminate(self)
+        if not self._alive:
+            return -1
+        self._scope.cancel()
+        return 0
+
+    async def finish(self, timeout: float | None = None) -> Any:
+        """Wait for the task to end and return its value (None on timeout).
+
+        A task that raised gives its ``MonitorStatus``; a terminated one gives None.
+        """
+        check_timeout(timeout)
+        if not self._local:
+            return await self._node._remote.task_finish(self, timeout)
+        if self._trio_task is not None and self._trio_task is _current_task():
+            raise RuntimeError(f"task {self!r} cannot wait for its own end")
+        if self._alive:
+            with trio.move_on_after(math.inf if timeout is None else timeout):
+                await self._done.wait()
+            if self._alive:
+                return None
+        else:
+            await trio.lowlevel.checkpoint()
+        return self._value
+
+    async def monitor(self, observe: Task) -> int:
+        """Make this task a monitor of ``observe``: its exit status will arrive here as
+        a ``MonitorStatus`` message.  0, or -1 if that is not possible.
+
+        If ``observe`` has already ended, its status is sent at once, so no exit is
+        ever missed by monitoring late.
+        """
+        if not isinstance(observe, Task):
+            raise TypeError(f"monitor() needs a Task, not {type(observe).__name__}")
+        if not observe._local:
+            return await self._node._remote.task_monitor(self, observe)
+        await trio.lowlevel.checkpoint()
+        return observe._add_monitor(self)
+
+    def notify(self, monitor: Task) -> int:
+        """Make ``monitor`` (local or remote) a monitor of this task: 0 / -1."""
+        if not isinstance(monitor, Task):
+            raise TypeError(f"notify() needs a Task, not {type(monitor).__name__}")
+        if not self._local:
+            return -1
+        return self._add_monitor(monitor)
+
+    def _add_monitor(self, monitor: Task) -> int:
+        if self._alive:
+            if monitor not in self._monitors:
+                self._monitors.append(monitor)
+            return 0
+        assert self._exit is not None
+        kind, value = self._exit
+        return 0 if monitor.send(MonitorStatus(self, kind, value)) == 0 else -1

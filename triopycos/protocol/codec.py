@@ -1,0 +1,794 @@
+"""The message codec: CBOR (cbor2) plus triopycos's own semantic tags. No pickle.
+
+What a message may hold, and how each value travels:
+
+======================  ==============  ==============================================
+value                   CBOR            notes
+======================  ==============  ==============================================
+None, bool, int,        native          ints beyond 64 bits use bignum tags 2/3
+float, str, bytes
+list, dict              native          dict keys may be any hashable value below
+set                     tag 258         RFC 8949 / cbor2's set tag
+date                    tag 1004        RFC 8943 full-date
+UUID                    tag 37
+tuple                   0x74700001      [items...]
+frozenset               0x74700002      [items...]
+datetime                0x74700003      isoformat() text; naive and aware
+Decimal                 0x74700004      str() text: keeps NaN/sNaN/-0/exponent exactly
+Location                0x74700010      [addr, port]
+Ref (and any object     0x74700011      [kind, node_id, ident, name, addr, port]
+with _triopycos_ref_)
+MonitorStatus           0x74700012      [info, type, value]
+PeerStatus              0x74700013      [location, name, status]
+exception instance      0x74700020      [type name, [args...], traceback text]
+exception class, or     0x74700021      type name
+registered class
+registered type         0x74700030      [registered name, payload]
+======================  ==============  ==============================================
+
+The 0x7470xxxx tags ("tp") are private to triopycos, picked from the first-come
+first-served part of the IANA registry; only triopycos nodes need to understand them.
+Decoding accepts exactly the tags above: any other tag, including the ones cbor2
+would otherwise turn into objects (regexes, MIME messages, shared references...),
+is a ``DecodeError``.
+
+Speed: a message made only of None/bool/int/float/str/bytes/date/UUID in lists, dicts
+and sets (the usual case) goes through cbor2's native encoder and decoder with no
+Python hooks at all. One Python pass over the message (``_scan``) runs first: it
+checks every value's exact type, bounds the nesting depth (cbor2's encoder has no
+bound and would overflow the C stack), and says whether the slower hooked encoder is
+needed. Only messages that hold tuples, frozensets or our own types pay for hooks.
+
+Exact round trips: a value decodes as the same type with an equal value. Subclasses of
+built-in types (``IntEnum`` members, named tuples, ``OrderedDict``...) are refused with
+a ``TypeError`` rather than silently sent as their base type: register them.
+"""
+
+from __future__ import annotations
+
+import builtins
+import dataclasses
+import enum
+import traceback
+from collections.abc import Callable, Mapping
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any, Final, NoReturn, TypeVar, cast
+from uuid import UUID
+
+import cbor2
+
+from .._errors import PycosError, RemoteError, ServiceError
+from .._location import Location
+from .._status import MonitorStatus, PeerStatus
+from .errors import DecodeError, FrameTooLarge, ProtocolError
+
+__all__ = [
+    "DEFAULT_MAX_DEPTH",
+    "Codec",
+    "Ref",
+    "decode",
+    "encode",
+    "register_type",
+]
+
+T = TypeVar("T")
+
+_TAG_BASE: Final = 0x7470_0000
+TAG_TUPLE: Final = _TAG_BASE + 0x01
+TAG_FROZENSET: Final = _TAG_BASE + 0x02
+TAG_DATETIME: Final = _TAG_BASE + 0x03
+TAG_DECIMAL: Final = _TAG_BASE + 0x04
+TAG_LOCATION: Final = _TAG_BASE + 0x10
+TAG_REF: Final = _TAG_BASE + 0x11
+TAG_MONITOR_STATUS: Final = _TAG_BASE + 0x12
+TAG_PEER_STATUS: Final = _TAG_BASE + 0x13
+TAG_EXCEPTION: Final = _TAG_BASE + 0x20
+TAG_CLASS: Final = _TAG_BASE + 0x21
+TAG_REGISTERED: Final = _TAG_BASE + 0x30
+
+# Tags cbor2 6.x decodes by itself (found by probing every tag up to 70000; a test
+# re-probes so that a cbor2 upgrade adding one is noticed). Of these we keep only
+# bignums (2, 3), UUID (37), set (258) and full-date (1004); the rest are refused.
+_CBOR2_TAGS_REFUSED: Final = frozenset(
+    {0, 1, 4, 5, 25, 28, 29, 30, 35, 36, 52, 54, 100, 256, 260, 261, 43000, 55799}
+)
+CBOR2_TAGS_KEPT: Final = frozenset({2, 3, 37, 258, 1004})
+
+DEFAULT_MAX_DEPTH: Final = 256
+# The scan recurses in Python once per level, and cbor2's native encoder recurses on the
+# C stack (it overflows somewhere past 5000 levels): keep well below both.
+MAX_DEPTH_LIMIT: Final = 900
+# CBOR levels a leaf value may add below what the scan counts (a Location inside a
+# PeerStatus is tag + array + tag + array), so that whatever we encode, a peer with the
+# same max_depth decodes.
+_LEAF_DEPTH_SLACK: Final = 8
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Ref:
+    """What travels for a task, channel or RPS: which node, which object, where.
+
+    ``node_id`` is the node's random id (a restarted node has a new one, so old
+    references to it go stale); ``ident`` is the object's id on that node.
+    """
+
+    kind: str
+    node_id: bytes
+    ident: int | str
+    name: str
+    location: Location
+
+
+# -- registered types ---------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Registration:
+    cls: type
+    name: str
+    # Both None: an exception class sent as an exception (type name, args, traceback).
+    encode: Callable[[Any], object] | None
+    decode: Callable[[Any], object] | None
+
+
+_by_name: dict[str, _Registration] = {}
+_by_type: dict[type, _Registration] = {}
+# Bumped on every registration so codecs know to rebuild their encoder tables.
+_registry_version = 0
+
+_NoneType = type(None)
+# Built-in and library types the codec encodes itself: registering them would break it.
+_RESERVED_TYPES: Final = frozenset(
+    {
+        _NoneType,
+        bool,
+        int,
+        float,
+        str,
+        bytes,
+        list,
+        dict,
+        set,
+        tuple,
+        frozenset,
+        date,
+        datetime,
+        Decimal,
+        UUID,
+        type,
+        Location,
+        Ref,
+        MonitorStatus,
+        PeerStatus,
+        RemoteError,
+    }
+)
+
+
+def register_type(
+    cls: type[T],
+    name: str | None = None,
+    *,
+    encode: Callable[[T], object] | None = None,
+    decode: Callable[[Any], T] | None = None,
+) -> type[T]:
+    """Let instances of ``cls`` travel in messages; returns ``cls`` (usable as a decorator).
+
+    On the wire the type is identified by ``name`` (default: ``module.QualName``), so
+    every node must register the class under the same name. ``encode(obj)`` returns an
+    encodable payload and ``decode(payload)`` rebuilds the object. Without them:
+
+    * dataclasses travel as a dict of their fields and are rebuilt without calling
+      ``__init__`` (like pickle would);
+    * enums travel as their member's value, rebuilt with ``cls(value)``;
+    * exception classes travel as exceptions (type name, args, traceback) and come
+      back as themselves, built with ``cls(*args)``;
+    * other classes travel as their ``__dict__``, rebuilt with ``cls.__new__(cls)``.
+
+    Registering a different class under a name already taken, or a class already
+    registered under another name, raises ``ValueError``.
+    """
+    global _registry_version
+    if not isinstance(cls, type):
+        raise TypeError(f"register_type() needs a class, not {cls!r}")
+    if name is None:
+        name = _qualified_name(cls)
+    elif not isinstance(name, str) or not name:
+        raise TypeError("the registered name must be a non-empty str")
+    if cls in _RESERVED_TYPES:
+        raise ValueError(f"{cls.__qualname__} is encoded by triopycos itself")
+    taken = _by_name.get(name)
+    if taken is not None and taken.cls is not cls:
+        raise ValueError(f"type name {name!r} is already registered for {taken.cls!r}")
+    previous = _by_type.get(cls)
+    if previous is not None and previous.name != name:
+        raise ValueError(f"{cls!r} is already registered as {previous.name!r}")
+
+    as_exception = issubclass(cls, BaseException) and encode is None and decode is None
+    enc: Callable[[Any], object] | None = encode
+    dec: Callable[[Any], object] | None = decode
+    if not as_exception:
+        default_enc, default_dec = _default_codec_for(cls)
+        enc = enc or default_enc
+        dec = dec or default_dec
+    registration = _Registration(cls, name, enc, dec)
+    _by_name[name] = registration
+    _by_type[cls] = registration
+    _registry_version += 1
+    return cls
+
+
+def _qualified_name(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _default_codec_for(cls: type) -> tuple[Callable[[Any], object], Callable[[Any], object]]:
+    if dataclasses.is_dataclass(cls):
+        return _dataclass_codec(cls)
+    if issubclass(cls, enum.Enum):
+        enum_cls: Callable[[Any], object] = cls
+        return (lambda member: member.value), enum_cls
+    return _dict_codec(cls)
+
+
+def _dataclass_codec(cls: type) -> tuple[Callable[[Any], object], Callable[[Any], object]]:
+    names = tuple(field.name for field in dataclasses.fields(cls))
+    wanted = frozenset(names)
+
+    def encode_fields(obj: Any) -> object:
+        return {name: getattr(obj, name) for name in names}
+
+    def decode_fields(payload: Any) -> object:
+        fields = _expect_str_mapping(payload, cls)
+        if fields.keys() != wanted:
+            raise DecodeError(
+                f"{cls.__qualname__} fields {sorted(fields)} do not match {sorted(wanted)}"
+            )
+        obj = cast(Any, cls).__new__(cls)
+        for name in names:
+            # object.__setattr__ gets past frozen dataclasses, and works with slots.
+            object.__setattr__(obj, name, fields[name])
+        return obj
+
+    return encode_fields, decode_fields
+
+
+def _dict_codec(cls: type) -> tuple[Callable[[Any], object], Callable[[Any], object]]:
+    def encode_dict(obj: Any) -> object:
+        try:
+            return dict(vars(obj))
+        except TypeError:
+            raise TypeError(
+                f"cannot encode {cls.__qualname__!r} objects: they have no __dict__; "
+                "register the class with encode= and decode="
+            ) from None
+
+    def decode_dict(payload: Any) -> object:
+        attributes = _expect_str_mapping(payload, cls)
+        obj = cast(Any, cls).__new__(cls)
+        obj.__dict__.update(attributes)
+        return obj
+
+    return encode_dict, decode_dict
+
+
+def _expect_str_mapping(payload: object, cls: type) -> Mapping[str, object]:
+    if not isinstance(payload, Mapping) or not all(type(k) is str for k in payload):
+        raise DecodeError(f"{cls.__qualname__} payload must be a map with str keys")
+    return payload
+
+
+# -- the scan: validation, depth bound, and "does this need hooks?" ---------------------
+
+# Exact types cbor2's native encoder and decoder round-trip the way we want.
+_NATIVE_LEAVES: Final = frozenset({str, int, float, bool, _NoneType, bytes, date, UUID})
+# Exact types that our hooks encode from fields we trust (checked in the hook).
+_TAGGED_LEAVES: Final = frozenset({datetime, Decimal, Location, Ref})
+# Types with a method giving their Ref (Task, Channel, RPS...): found once, remembered.
+_ref_types: set[type] = set()
+
+
+class _TooDeep(Exception):
+    pass
+
+
+def _scan(obj: Any, budget: int) -> bool:
+    """Check that ``obj`` can be encoded; return True if it needs the hooked encoder.
+
+    ``budget`` is how many more CBOR nesting levels are allowed. Raises ``TypeError``
+    for a value of an unsupported type and ``_TooDeep`` past the budget (which also
+    stops reference cycles).
+    """
+    kind = type(obj)
+    # Dicts and lists first, and their scalar items checked inline: this is the hot path.
+    if kind is dict:
+        if budget <= 0:
+            raise _TooDeep
+        budget -= 1
+        hooks = False
+        for key in obj:
+            if type(key) not in _NATIVE_LEAVES and _scan(key, budget):
+                hooks = True
+        for value in obj.values():
+            if type(value) not in _NATIVE_LEAVES and _scan(value, budget):
+                hooks = True
+        return hooks
+    if kind is list:
+        if budget <= 0:
+            raise _TooDeep
+        budget -= 1
+        hooks = False
+        for item in obj:
+            if type(item) not in _NATIVE_LEAVES and _scan(item, budget):
+                hooks = True
+        return hooks
+    if kind in _NATIVE_LEAVES:
+        return False
+    return _scan_other(obj, kind, budget)
+
+
+def _scan_other(obj: Any, kind: type, budget: int) -> bool:
+    if kind is tuple or kind is frozenset or kind is set:
+        # A tag and an array: two CBOR levels. Sets alone are native (tag 258).
+        if budget <= 1:
+            raise _TooDeep
+        budget -= 2
+        hooks = kind is not set
+        for item in obj:
+            if type(item) not in _NATIVE_LEAVES and _scan(item, budget):
+                hooks = True
+        return hooks
+    if kind in _TAGGED_LEAVES or kind in _by_type:
+        return True
+    if kind is MonitorStatus or kind is PeerStatus:
+        assert isinstance(obj, (MonitorStatus, PeerStatus))
+        if budget <= 1:
+            raise _TooDeep
+        fields = (
+            (obj.info, obj.type, obj.value)
+            if isinstance(obj, MonitorStatus)
+            else (obj.location, obj.name)
+        )
+        for field in fields:
+            _scan(field, budget - 2)
+        return True
+    if isinstance(obj, BaseException):
+        return True
+    if isinstance(obj, type):
+        _class_name(obj)  # raises TypeError for classes we do not send
+        return True
+    if _is_ref_type(kind):
+        return True
+    raise TypeError(_unsupported_message(obj))
+
+
+def _is_ref_type(kind: type) -> bool:
+    if kind in _ref_types:
+        return True
+    if callable(getattr(kind, "_triopycos_ref_", None)):
+        _ref_types.add(kind)
+        return True
+    return False
+
+
+def _unsupported_message(obj: object) -> str:
+    kind = type(obj)
+    where = "" if kind.__module__ == "builtins" else f" ({_qualified_name(kind)})"
+    if kind in (bytearray, memoryview):
+        hint = "send bytes instead"
+    else:
+        hint = "register it with triopycos.register_type()"
+    return f"cannot encode object of type {kind.__qualname__!r}{where}: {hint}"
+
+
+def _class_name(cls: type) -> str:
+    """The wire name of a class we may send: registered, or an exception class."""
+    registration = _by_type.get(cls)
+    if registration is not None:
+        return registration.name
+    if issubclass(cls, BaseException):
+        return _qualified_name(cls)
+    raise TypeError(
+        f"cannot encode the class {cls.__qualname__!r}: only exception classes and "
+        "registered classes can be sent"
+    )
+
+
+# -- exceptions -----------------------------------------------------------------------
+
+
+def _traceback_text(exc: BaseException) -> str:
+    if exc.__traceback__ is not None:
+        try:
+            return "".join(traceback.format_exception(exc))
+        except Exception:  # a broken __str__ must not make sending fail
+            return ""
+    remote = getattr(exc, "remote_traceback", None)
+    return remote if isinstance(remote, str) else ""
+
+
+def _safe_repr(obj: object) -> str:
+    try:
+        return repr(obj)
+    except Exception:
+        return f"<unrepresentable {type(obj).__qualname__} object>"
+
+
+def _exception_class(name: str) -> type[BaseException] | None:
+    """The local class for an exception type name, if it is one we rebuild."""
+    registration = _by_name.get(name)
+    if registration is not None:
+        cls = registration.cls
+        return cls if issubclass(cls, BaseException) else None
+    module, _, qualname = name.rpartition(".")
+    if module == "builtins":
+        candidate = getattr(builtins, qualname, None)
+        if isinstance(candidate, type) and issubclass(candidate, BaseException):
+            return candidate
+    return None
+
+
+def _rebuild_exception(cls: type[BaseException], args: tuple[object, ...]) -> BaseException | None:
+    try:
+        return cls(*args)
+    except Exception:
+        pass
+    # Constructors that take other arguments than they store in .args (ServiceError,
+    # FrameTooLarge...): skip __init__, keep the args.
+    try:
+        exc = cls.__new__(cls, *args)
+        exc.args = args
+    except Exception:
+        return None
+    return exc
+
+
+# -- the codec --------------------------------------------------------------------------
+
+_Hook = Callable[[cbor2.CBOREncoder, Any], None]
+_dumps = cbor2.dumps
+_loads = cbor2.loads
+
+
+def _unknown_tag(tag: cbor2.CBORTag, immutable: bool) -> NoReturn:
+    raise DecodeError(f"unknown CBOR tag {tag.tag}")
+
+
+def _refuse_tag(number: int) -> Callable[[object, bool], NoReturn]:
+    def refuse(value: object, immutable: bool) -> NoReturn:
+        raise DecodeError(f"CBOR tag {number} is not accepted")
+
+    return refuse
+
+
+def _array(value: object, length: int, what: str) -> list[Any] | tuple[Any, ...]:
+    # Inside a map key cbor2 hands arrays over as tuples.
+    if not isinstance(value, (list, tuple)) or len(value) != length:
+        raise DecodeError(f"{what} payload must be an array of {length} items")
+    return value
+
+
+def _text(value: object, what: str) -> str:
+    if type(value) is not str:
+        raise DecodeError(f"{what} must be a text string")
+    return value
+
+
+def _decode_tuple(value: object, immutable: bool) -> tuple[object, ...]:
+    if type(value) is tuple:
+        return value
+    if type(value) is list:
+        return tuple(value)
+    raise DecodeError("tuple payload must be an array")
+
+
+def _decode_frozenset(value: object, immutable: bool) -> frozenset[object]:
+    if not isinstance(value, (list, tuple)):
+        raise DecodeError("frozenset payload must be an array")
+    return frozenset(value)
+
+
+def _decode_datetime(value: object, immutable: bool) -> datetime:
+    return datetime.fromisoformat(_text(value, "datetime payload"))
+
+
+def _decode_decimal(value: object, immutable: bool) -> Decimal:
+    return Decimal(_text(value, "Decimal payload"))
+
+
+def _decode_location(value: object, immutable: bool) -> Location:
+    addr, port = _array(value, 2, "Location")
+    if type(port) is not int:
+        raise DecodeError("Location port must be an int")
+    return Location(_text(addr, "Location address"), port)
+
+
+def _decode_monitor_status(value: object, immutable: bool) -> MonitorStatus:
+    info, kind, result = _array(value, 3, "MonitorStatus")
+    return MonitorStatus(info, kind, result)
+
+
+def _decode_peer_status(value: object, immutable: bool) -> PeerStatus:
+    location, name, status = _array(value, 3, "PeerStatus")
+    if type(location) is not Location or type(status) is not int:
+        raise DecodeError("PeerStatus payload has the wrong types")
+    return PeerStatus(location, _text(name, "PeerStatus name"), status)
+
+
+def _decode_exception(value: object, immutable: bool) -> BaseException:
+    name, args, text = _array(value, 3, "exception")
+    name = _text(name, "exception type name")
+    text = _text(text, "exception traceback")
+    if not isinstance(args, (list, tuple)):
+        raise DecodeError("exception args must be an array")
+    args = tuple(args)
+    cls = _exception_class(name)
+    exc = _rebuild_exception(cls, args) if cls is not None else None
+    if exc is None:
+        exc = RemoteError(name, args, text)
+    exc.remote_traceback = text  # type: ignore[attr-defined]
+    return exc
+
+
+def _decode_class(value: object, immutable: bool) -> type:
+    name = _text(value, "class name")
+    registration = _by_name.get(name)
+    if registration is not None:
+        return registration.cls
+    return _exception_class(name) or RemoteError
+
+
+def _decode_registered(value: object, immutable: bool) -> object:
+    name, payload = _array(value, 2, "registered type")
+    name = _text(name, "registered type name")
+    registration = _by_name.get(name)
+    if registration is None:
+        raise DecodeError(f"type {name!r} is not registered here (see register_type)")
+    if registration.decode is None:
+        raise DecodeError(f"type {name!r} is registered here as an exception")
+    return registration.decode(payload)
+
+
+def _encode_tuple(encoder: cbor2.CBOREncoder, value: tuple[object, ...]) -> None:
+    encoder.encode_semantic(TAG_TUPLE, list(value))
+
+
+def _encode_frozenset(encoder: cbor2.CBOREncoder, value: frozenset[object]) -> None:
+    encoder.encode_semantic(TAG_FROZENSET, list(value))
+
+
+def _encode_datetime(encoder: cbor2.CBOREncoder, value: datetime) -> None:
+    encoder.encode_semantic(TAG_DATETIME, value.isoformat())
+
+
+def _encode_decimal(encoder: cbor2.CBOREncoder, value: Decimal) -> None:
+    encoder.encode_semantic(TAG_DECIMAL, str(value))
+
+
+def _encode_location(encoder: cbor2.CBOREncoder, value: Location) -> None:
+    encoder.encode_semantic(TAG_LOCATION, [value.addr, value.port])
+
+
+def _encode_ref(encoder: cbor2.CBOREncoder, ref: Ref) -> None:
+    ident = ref.ident
+    if (
+        type(ref.kind) is not str
+        or type(ref.node_id) is not bytes
+        or (type(ident) is not int and type(ident) is not str)
+        or type(ref.name) is not str
+        or type(ref.location) is not Location
+    ):
+        raise TypeError(f"cannot encode {ref!r}: a field has the wrong type")
+    location = ref.location
+    encoder.encode_semantic(
+        TAG_REF, [ref.kind, ref.node_id, ident, ref.name, location.addr, location.port]
+    )
+
+
+def _encode_monitor_status(encoder: cbor2.CBOREncoder, value: MonitorStatus) -> None:
+    encoder.encode_semantic(TAG_MONITOR_STATUS, [value.info, value.type, value.value])
+
+
+def _encode_peer_status(encoder: cbor2.CBOREncoder, value: PeerStatus) -> None:
+    encoder.encode_semantic(TAG_PEER_STATUS, [value.location, value.name, int(value.status)])
+
+
+def _encode_class(encoder: cbor2.CBOREncoder, cls: type) -> None:
+    encoder.encode_semantic(TAG_CLASS, _class_name(cls))
+
+
+def _encode_ref_object(encoder: cbor2.CBOREncoder, obj: Any) -> None:
+    ref = obj._triopycos_ref_()
+    if type(ref) is not Ref:
+        raise TypeError(f"{type(obj).__qualname__}._triopycos_ref_() must return a Ref")
+    _encode_ref(encoder, ref)
+
+
+_STATIC_HOOKS: Final[dict[type, _Hook]] = {
+    tuple: _encode_tuple,
+    frozenset: _encode_frozenset,
+    datetime: _encode_datetime,
+    Decimal: _encode_decimal,
+    Location: _encode_location,
+    Ref: _encode_ref,
+    MonitorStatus: _encode_monitor_status,
+    PeerStatus: _encode_peer_status,
+    type: _encode_class,
+}
+
+
+class Codec:
+    """Encodes messages to bytes and back.
+
+    ``resolve_ref``, if given, is called with every ``Ref`` decoded and its result
+    replaces the ``Ref`` (that is how a node turns references back into its ``Task``
+    and ``Channel`` objects). It should not raise: if it does, ``decode`` raises
+    ``DecodeError``.
+
+    ``max_depth`` bounds nesting (each list, dict, tuple, set... is one or two CBOR
+    levels): deeper messages fail to encode with ``ValueError`` and fail to decode
+    with ``DecodeError``.
+
+    ``encode`` raises ``TypeError`` (naming the type) for a value it cannot send, and
+    ``ValueError`` for a value it cannot send as it is (too deep, a reference cycle, a
+    str with lone surrogates). ``decode`` raises only ``DecodeError``.
+    """
+
+    __slots__ = ("_decoders", "_encoders", "_encoders_version", "_max_depth", "_resolve_ref")
+
+    def __init__(
+        self,
+        resolve_ref: Callable[[Ref], object] | None = None,
+        *,
+        max_depth: int = DEFAULT_MAX_DEPTH,
+    ) -> None:
+        if isinstance(max_depth, bool) or not isinstance(max_depth, int):
+            raise TypeError("max_depth must be an int")
+        if not 1 <= max_depth <= MAX_DEPTH_LIMIT:
+            raise ValueError(f"max_depth must be in 1..{MAX_DEPTH_LIMIT}")
+        self._resolve_ref = resolve_ref
+        self._max_depth = max_depth
+        self._encoders: dict[type, _Hook] = {}
+        self._encoders_version = -1
+        decoders: dict[int, Callable[[Any, bool], object]] = {
+            number: _refuse_tag(number) for number in _CBOR2_TAGS_REFUSED
+        }
+        decoders.update(
+            {
+                TAG_TUPLE: _decode_tuple,
+                TAG_FROZENSET: _decode_frozenset,
+                TAG_DATETIME: _decode_datetime,
+                TAG_DECIMAL: _decode_decimal,
+                TAG_LOCATION: _decode_location,
+                TAG_REF: self._decode_ref,
+                TAG_MONITOR_STATUS: _decode_monitor_status,
+                TAG_PEER_STATUS: _decode_peer_status,
+                TAG_EXCEPTION: _decode_exception,
+                TAG_CLASS: _decode_class,
+                TAG_REGISTERED: _decode_registered,
+            }
+        )
+        self._decoders = decoders
+
+    @property
+    def max_depth(self) -> int:
+        return self._max_depth
+
+    def encode(self, obj: object) -> bytes:
+        """Encode one message."""
+        try:
+            if _scan(obj, self._max_depth):
+                return self._encode_hooked(obj)
+            return _dumps(obj)
+        except (_TooDeep, RecursionError):
+            raise ValueError(
+                f"cannot encode: nested deeper than max_depth={self._max_depth}, "
+                "or holds a reference cycle"
+            ) from None
+        except cbor2.CBOREncodeTypeError as exc:
+            raise TypeError(f"cannot encode: {exc}") from exc
+        except cbor2.CBOREncodeError as exc:
+            raise ValueError(f"cannot encode: {exc}") from exc
+
+    def decode(self, data: bytes) -> object:
+        """Decode one message; anything wrong with ``data`` raises ``DecodeError``."""
+        try:
+            return _loads(
+                data,
+                tag_hook=_unknown_tag,
+                semantic_decoders=self._decoders,
+                max_depth=self._max_depth + _LEAF_DEPTH_SLACK,
+                allow_indefinite=False,
+                allow_duplicate_keys=False,
+            )
+        except cbor2.CBORDecodeError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, DecodeError):
+                raise DecodeError(str(cause)) from exc
+            detail = f"{exc} ({cause!r})" if cause is not None else str(exc)
+            raise DecodeError(f"undecodable message: {detail}") from exc
+        except Exception as exc:  # cbor2 wraps everything, but never let anything else out
+            raise DecodeError(f"undecodable message: {exc!r}") from exc
+
+    # -- encoding with hooks ------------------------------------------------------
+
+    def _encode_hooked(self, obj: object) -> bytes:
+        if self._encoders_version != _registry_version:
+            encoders = dict(_STATIC_HOOKS)
+            for cls, registration in _by_type.items():
+                encoders[cls] = (
+                    self._encode_exception
+                    if registration.encode is None
+                    else self._encode_registered
+                )
+            self._encoders = encoders
+            self._encoders_version = _registry_version
+        return _dumps(obj, encoders=self._encoders, default=self._default)
+
+    def _default(self, encoder: cbor2.CBOREncoder, obj: object) -> None:
+        # Reached for types without an exact entry in the encoders table.
+        if isinstance(obj, BaseException):
+            self._encode_exception(encoder, obj)
+        elif isinstance(obj, type):
+            _encode_class(encoder, obj)
+        elif _is_ref_type(type(obj)):
+            _encode_ref_object(encoder, obj)
+        else:
+            raise TypeError(_unsupported_message(obj))
+
+    def _encode_exception(self, encoder: cbor2.CBOREncoder, exc: BaseException) -> None:
+        if type(exc) is RemoteError:
+            # Forwarding an exception we could not rebuild: send the original again.
+            name, args, text = exc.type_name, exc.remote_args, exc.traceback
+        else:
+            registration = _by_type.get(type(exc))
+            name = registration.name if registration else _qualified_name(type(exc))
+            args, text = exc.args, _traceback_text(exc)
+        encoder.encode_semantic(TAG_EXCEPTION, [name, [self._arg(a) for a in args], text])
+
+    def _arg(self, arg: object) -> object:
+        # Sending an exception must never fail: what cannot travel goes as its repr.
+        try:
+            self.encode(arg)
+        except Exception:
+            return _safe_repr(arg)
+        return arg
+
+    def _encode_registered(self, encoder: cbor2.CBOREncoder, obj: object) -> None:
+        registration = _by_type[type(obj)]
+        assert registration.encode is not None
+        payload = registration.encode(obj)
+        try:
+            _scan(payload, self._max_depth)
+        except _TooDeep:
+            raise ValueError(
+                f"cannot encode {registration.name}: its payload is nested too deeply"
+            ) from None
+        encoder.encode_semantic(TAG_REGISTERED, [registration.name, payload])
+
+    # -- decoding -----------------------------------------------------------------
+
+    def _decode_ref(self, value: object, immutable: bool) -> object:
+        kind, node_id, ident, name, addr, port = _array(value, 6, "Ref")
+        if (
+            type(kind) is not str
+            or type(node_id) is not bytes
+            or (type(ident) is not int and type(ident) is not str)
+            or type(name) is not str
+            or type(addr) is not str
+            or type(port) is not int
+        ):
+            raise DecodeError("Ref payload has the wrong types")
+        ref = Ref(kind, node_id, ident, name, Location(addr, port))
+        resolve = self._resolve_ref
+        return ref if resolve is None else resolve(ref)
+
+
+_default_codec = Codec()
+encode: Final = _default_codec.encode
+decode: Final = _default_codec.decode
+
+for _cls in (PycosError, ServiceError, ProtocolError, FrameTooLarge, DecodeError):
+    register_type(_cls)
+del _cls

@@ -1,0 +1,75 @@
+"""Message kinds of an authenticated peer session.
+
+Every application frame is one codec-encoded list whose first item is a ``Kind``.
+Requests carry a request id chosen by the sender; the answer is a ``REPLY`` with the
+same id. Ids are per connection and per direction, so both sides may use the same
+numbers at once.
+
+=================  ===============================================  ==================
+kind               fields after the kind                             answer
+=================  ===============================================  ==================
+REPLY              request id, value                                 (is the answer)
+TASK_SEND          task id, message                                  none (one-way)
+TASK_DELIVER       request id, task id, message                      1 / 0
+TASK_TERMINATE     task id                                           none
+TASK_MONITOR       request id, task id, monitor (a Task)             0 / -1
+TASK_FINISH        request id, task id, timeout or None              the task's value
+TASK_ALIVE         request id, task id                               bool
+LOCATE             request id, "task"/"channel"/"rps", name,         a reference or None
+                   timeout or None
+CHANNEL_SEND       channel name, message                             none
+CHANNEL_DELIVER    request id, channel name, message, timeout, n     count
+CHANNEL_SUBSCRIBE  request id, channel name, subscriber, timeout     0 / -1
+CHANNEL_UNSUB      request id, channel name, subscriber, timeout     0 / -1
+PING / PONG        (nothing)                                         PONG for PING
+BYE                (nothing)                                         none: the sender
+                                                                     is leaving
+=================  ===============================================  ==================
+
+A request that the receiver cannot serve (unknown task id, unknown kind, bad shape) is
+answered with the request's failure value, or, for one-way messages, dropped and
+logged; the session itself goes on. A frame that is not a list starting with a known
+kind is a protocol error of the peer, which closes the connection.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+__all__ = ["FAILURE_VALUES", "REQUEST_KINDS", "Kind"]
+
+
+class Kind:
+    """Message kinds: plain ints on the wire (and in the hot path)."""
+
+    REPLY: Final = 0
+    TASK_SEND: Final = 1
+    TASK_DELIVER: Final = 2
+    TASK_TERMINATE: Final = 3
+    TASK_MONITOR: Final = 4
+    TASK_FINISH: Final = 5
+    TASK_ALIVE: Final = 6
+    LOCATE: Final = 7
+    CHANNEL_SEND: Final = 8
+    CHANNEL_DELIVER: Final = 9
+    CHANNEL_SUBSCRIBE: Final = 10
+    CHANNEL_UNSUB: Final = 11
+    PING: Final = 12
+    PONG: Final = 13
+    BYE: Final = 14
+
+
+# What a request answers when it cannot be served (and what the caller sees when the
+# peer goes away before answering).
+FAILURE_VALUES: dict[int, object] = {
+    Kind.TASK_DELIVER: 0,
+    Kind.TASK_MONITOR: -1,
+    Kind.TASK_FINISH: None,
+    Kind.TASK_ALIVE: False,
+    Kind.LOCATE: None,
+    Kind.CHANNEL_DELIVER: 0,
+    Kind.CHANNEL_SUBSCRIBE: -1,
+    Kind.CHANNEL_UNSUB: -1,
+}
+
+REQUEST_KINDS = frozenset(FAILURE_VALUES)

@@ -1,0 +1,1 @@
+"""Node services: peer connections, the listener, (later) discovery and files."""

@@ -1,0 +1,246 @@
+"""``PeerConnection``: one authenticated, persistent connection to one peer incarnation.
+
+Both directions are multiplexed on it. Two tasks serve it:
+
+* the reader feeds bytes to a ``FrameDecoder``, decodes each frame and hands it to
+  the node's dispatcher synchronously, so a message is in its task's mailbox before
+  the next frame is even decoded (that is what orders ``PeerStatus`` Offline after
+  every message already received);
+* the writer drains the outbox: everything queued since its last write goes out in
+  one ``send_all``.
+
+Outbox policy: the outbox holds at most ``max_outbox_bytes``; a message that does not
+fit is refused (``send`` returns -1, ``deliver`` 0) and counted, rather than letting a
+slow peer make us hold unbounded memory.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import trio
+
+from .._location import Location
+from ..protocol.codec import Codec
+from ..protocol.errors import DecodeError, ProtocolError
+from ..protocol.framing import FrameDecoder, encode_frame
+from ..protocol.handshake import PeerHello
+from ..protocol.messages import FAILURE_VALUES, Kind
+
+__all__ = ["PeerConnection"]
+
+log = logging.getLogger("triopycos.peer")
+
+_reschedule = trio.lowlevel.reschedule
+
+
+class _Pending:
+    __slots__ = ("done", "value")
+
+    def __init__(self, failure: object) -> None:
+        self.done = trio.Event()
+        self.value = failure
+
+
+class PeerConnection:
+    """A live session with one peer. Created after the handshake succeeded."""
+
+    def __init__(
+        self,
+        *,
+        stream: trio.abc.Stream,
+        hello: PeerHello,
+        leftover: bytes,
+        codec: Codec,
+        initiated_by_us: bool,
+        own_id: bytes,
+        dispatch: Callable[[PeerConnection, list[Any]], None],
+        max_frame_size: int,
+        max_outbox_bytes: int,
+    ) -> None:
+        self.stream = stream
+        self.node_id = hello.node_id
+        self.name = hello.name
+        self.locations = tuple(Location(h, p) for h, p in hello.locations)
+        self.location = self.locations[0] if self.locations else Location("?", 0)
+        # The connection opened by the node with the smaller id wins a simultaneous
+        # connect; both sides compute the same answer.
+        self.initiator_id = own_id if initiated_by_us else hello.node_id
+        self.codec = codec
+        self._dispatch = dispatch
+        self._decoder = FrameDecoder(max_frame_size)
+        self._decoder.receive_data(leftover)
+        self._max_frame_size = max_frame_size
+        self._max_outbox = max_outbox_bytes
+        self._outbox: list[bytes] = []
+        self._outbox_bytes = 0
+        self._writer: trio.lowlevel.Task | None = None
+        self._pending: dict[int, _Pending] = {}
+        self._next_request = 0
+        self._drained: trio.Event | None = None
+        self._scope: trio.CancelScope | None = None
+        self._nursery: trio.Nursery | None = None
+        self.closed = False
+        self.leaving = False  # the peer said BYE
+        self.refused_messages = 0
+        self._logged: set[str] = set()
+
+    def __repr__(self) -> str:
+        return f"<peer {self.name!r} at {self.location}>"
+
+    # -- sending ------------------------------------------------------------------
+
+    def send(self, message: list[Any]) -> int:
+        """Queue one message: 0, or -1 if it cannot be (closed, too big, outbox full).
+        A message the codec cannot encode raises ``TypeError`` to the caller."""
+        if self.closed:
+            return -1
+        payload = self.codec.encode(message)
+        if len(payload) > self._max_frame_size:
+            self.log_once("big", "message of %d bytes exceeds the frame limit", len(payload))
+            self.refused_messages += 1
+            return -1
+        if self._outbox_bytes + len(payload) > self._max_outbox and self._outbox:
+            self.log_once("full", "outbox full (peer is slower than its senders)")
+            self.refused_messages += 1
+            return -1
+        self._outbox.append(encode_frame(payload))
+        self._outbox_bytes += len(payload) + 4
+        writer = self._writer
+        if writer is not None:
+            self._writer = None
+            _reschedule(writer)
+        return 0
+
+    async def request(self, kind: int, *fields: Any, timeout: float | None = None) -> Any:
+        """Send a request and wait for its reply; the kind's failure value if the
+        peer goes away, the message cannot be queued, or ``timeout`` passes."""
+        failure = FAILURE_VALUES[kind]
+        self._next_request += 1
+        rid = self._next_request
+        slot = _Pending(failure)
+        self._pending[rid] = slot
+        try:
+            if self.send([kind, rid, *fields]) < 0:
+                await trio.lowlevel.checkpoint()
+                return failure
+            with trio.move_on_after(math.inf if timeout is None else timeout):
+                await slot.done.wait()
+            return slot.value
+        finally:
+            self._pending.pop(rid, None)
+
+    def start_soon(self, fn: Callable[[], Awaitable[None]]) -> None:
+        """Run a request handler that must wait; it ends with the connection."""
+        if self._nursery is not None and not self.closed:
+            self._nursery.start_soon(fn)
+
+    def reply(self, rid: int, value: Any) -> None:
+        try:
+            self.send([Kind.REPLY, rid, value])
+        except TypeError as exc:
+            self.log_once("reply", "reply cannot be encoded (%s); sending None", exc)
+            self.send([Kind.REPLY, rid, None])
+
+    def resolve(self, rid: int, value: Any) -> None:
+        slot = self._pending.get(rid)
+        if slot is not None:
+            slot.value = value
+            slot.done.set()
+
+    # -- running ------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Serve the connection until it closes; never raises for network reasons."""
+        try:
+            async with trio.open_nursery() as nursery:
+                self._scope = nursery.cancel_scope
+                self._nursery = nursery
+                if self.closed:
+                    nursery.cancel_scope.cancel()
+                nursery.start_soon(self._write_loop)
+                await self._read_loop()
+                nursery.cancel_scope.cancel()
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            log.info("connection to %r lost: %s", self, exc)
+        except ProtocolError as exc:
+            log.warning("closing connection to %r: %s", self, exc)
+        finally:
+            self.close()
+            with trio.CancelScope(shield=True):
+                await trio.aclose_forcefully(self.stream)
+
+    async def _read_loop(self) -> None:
+        decoder = self._decoder
+        decode = self.codec.decode
+        dispatch = self._dispatch
+        receive = self.stream.receive_some
+        while True:
+            while (frame := decoder.next_frame()) is not None:
+                try:
+                    message = decode(frame)
+                except DecodeError as exc:
+                    # The framing is intact: drop this message, keep the session.
+                    self.log_once("decode", "undecodable message dropped: %s", exc)
+                    continue
+                if type(message) is not list or not message:
+                    raise ProtocolError("message is not a non-empty list")
+                dispatch(self, message)
+                if self.leaving:
+                    return
+            data = await receive(65536)
+            if not data:
+                decoder.eof()
+                return
+            decoder.receive_data(data)
+
+    async def _write_loop(self) -> None:
+        send_all = self.stream.send_all
+        current = trio.lowlevel.current_task()
+        while True:
+            if not self._outbox:
+                self._writer = current
+
+                def abort(_: object) -> trio.lowlevel.Abort:
+                    self._writer = None
+                    return trio.lowlevel.Abort.SUCCEEDED
+
+                await trio.lowlevel.wait_task_rescheduled(abort)
+                continue
+            frames, self._outbox = self._outbox, []
+            self._outbox_bytes = 0
+            await send_all(frames[0] if len(frames) == 1 else b"".join(frames))
+            if not self._outbox and self._drained is not None:
+                self._drained.set()
+                self._drained = None
+
+    async def flush(self, timeout: float) -> None:
+        """Wait (up to ``timeout``) until the outbox has been handed to the stream."""
+        if self._outbox and not self.closed:
+            if self._drained is None:
+                self._drained = trio.Event()
+            with trio.move_on_after(timeout):
+                await self._drained.wait()
+        else:
+            await trio.lowlevel.checkpoint()
+
+    def close(self) -> None:
+        """Mark closed and fail every pending request at once."""
+        if self.closed:
+            return
+        self.closed = True
+        pending, self._pending = self._pending, {}
+        for slot in pending.values():
+            slot.done.set()
+        if self._drained is not None:
+            self._drained.set()
+        if self._scope is not None:
+            self._scope.cancel()
+
+    def log_once(self, key: str, text: str, *args: object) -> None:
+        if key not in self._logged:
+            self._logged.add(key)
+            log.warning("%r: " + text, self, *args)

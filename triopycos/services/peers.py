@@ -1,0 +1,281 @@
+"""The peer supervisor: the listener, outgoing connections, the handshake, and the
+table of live peer connections (one per peer incarnation).
+
+Rules:
+
+* Nothing but the handshake runs on a new connection, under ``handshake_timeout``, and
+  at most ``max_handshakes`` connections may be in their handshake at once: more are
+  closed at once (an outsider cannot make us hold more).
+* One connection per peer: when a second authenticated connection to the same peer
+  incarnation appears (both sides connected at once), the one opened by the node with
+  the smaller id is kept on both sides and the other is closed.
+* A connection's end is its peer's Offline, unless a newer connection to the same
+  incarnation already replaced it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+from .._location import Location
+from ..protocol.codec import Codec
+from ..protocol.handshake import Authenticated, Handshake, HandshakeFailed
+from ..transport import Transport
+from .peer import PeerConnection
+
+__all__ = ["Limits", "PeerManager", "PeerStatistics"]
+
+log = logging.getLogger("triopycos.peers")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds on what peers and outsiders can make a node hold or wait for."""
+
+    handshake_timeout: float = 10.0
+    max_handshakes: int = 64
+    max_frame_size: int = 64 * 1024 * 1024
+    max_outbox_bytes: int = 64 * 1024 * 1024
+    connect_timeout: float = 10.0
+    goodbye_timeout: float = 2.0
+
+
+@dataclass
+class PeerStatistics:
+    """Counters of the peer service (part of ``Pycos.statistics()``)."""
+
+    connections_accepted: int = 0
+    connections_opened: int = 0
+    handshakes_failed: int = 0
+    handshakes_refused_busy: int = 0
+    duplicate_connections: int = 0
+    extra: dict[str, int] = field(default_factory=dict)
+
+
+class PeerManager:
+    """Owns every peer connection of one node."""
+
+    def __init__(
+        self,
+        *,
+        transport: Transport,
+        node_id: bytes,
+        name: str,
+        secret: str,
+        codec: Codec,
+        limits: Limits,
+        dispatch: Callable[[PeerConnection, list[Any]], None],
+        on_online: Callable[[PeerConnection], None],
+        on_offline: Callable[[PeerConnection], None],
+    ) -> None:
+        self.transport = transport
+        self.node_id = node_id
+        self.name = name
+        self._secret = secret
+        self.codec = codec
+        self.limits = limits
+        self._dispatch = dispatch
+        self._on_online = on_online
+        self._on_offline = on_offline
+        self.locations: list[Location] = []
+        self.by_id: dict[bytes, PeerConnection] = {}
+        self._connecting: dict[Location, trio.Event] = {}
+        self._handshaking = 0
+        self._nursery: trio.Nursery | None = None
+        self.changed = trio.Event()  # set (and replaced) whenever a peer comes online
+        self.stats = PeerStatistics()
+
+    # -- queries ------------------------------------------------------------------
+
+    def find(self, location: Location) -> PeerConnection | None:
+        """The live connection to the node listening at ``location``, if any."""
+        for conn in self.by_id.values():
+            if location in conn.locations:
+                return conn
+        return None
+
+    def find_name(self, name: str) -> PeerConnection | None:
+        for conn in self.by_id.values():
+            if conn.name == name:
+                return conn
+        return None
+
+    # -- running ------------------------------------------------------------------
+
+    async def serve(
+        self,
+        listeners: list[trio.abc.Listener[trio.abc.Stream]],
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Accept connections on ``listeners`` and run every peer connection."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            for listener in listeners:
+                nursery.start_soon(self._accept_loop, listener)
+            task_status.started()
+            await trio.sleep_forever()
+
+    async def _accept_loop(self, listener: trio.abc.Listener[trio.abc.Stream]) -> None:
+        async with listener:
+            while True:
+                try:
+                    stream = await listener.accept()
+                except OSError as exc:
+                    # Out of file descriptors and the like: refuse for a moment.
+                    log.warning("accept failed: %s", exc)
+                    await trio.sleep(0.1)
+                    continue
+                if self._handshaking >= self.limits.max_handshakes:
+                    self.stats.handshakes_refused_busy += 1
+                    await trio.aclose_forcefully(stream)
+                    continue
+                self.stats.connections_accepted += 1
+                self._handshaking += 1
+                assert self._nursery is not None
+                self._nursery.start_soon(self._inbound, stream)
+
+    async def _inbound(self, stream: trio.abc.Stream) -> None:
+        try:
+            result = await self._handshake(stream, initiator=False)
+        finally:
+            self._handshaking -= 1
+        if result is not None:
+            await self._run(self._adopt(stream, result, initiated_by_us=False))
+
+    async def connect(self, location: Location) -> PeerConnection | None:
+        """Connect and authenticate to the node at ``location`` (or return the live
+        connection to it). None, with a log line, if that fails."""
+        conn = self.find(location)
+        if conn is not None:
+            await trio.lowlevel.checkpoint()
+            return conn
+        if location in self._locations_set():
+            await trio.lowlevel.checkpoint()
+            return None
+        attempt = self._connecting.get(location)
+        if attempt is not None:
+            await attempt.wait()
+            return self.find(location)
+        done = self._connecting[location] = trio.Event()
+        try:
+            try:
+                stream = await self.transport.open_stream(location.addr, location.port)
+            except OSError as exc:
+                log.warning("cannot connect to %s: %s", location, exc)
+                return None
+            self.stats.connections_opened += 1
+            result = await self._handshake(stream, initiator=True)
+            if result is None:
+                return None
+            conn = self._adopt(stream, result, initiated_by_us=True)
+            assert self._nursery is not None
+            self._nursery.start_soon(self._run, conn)
+            return conn if not conn.closed else self.by_id.get(result.peer.node_id)
+        finally:
+            del self._connecting[location]
+            done.set()
+
+    def _locations_set(self) -> set[Location]:
+        return set(self.locations)
+
+    async def _handshake(self, stream: trio.abc.Stream, *, initiator: bool) -> Authenticated | None:
+        machine = Handshake(
+            initiator=initiator,
+            secret=self._secret,
+            node_id=self.node_id,
+            name=self.name,
+            locations=[(loc.addr, loc.port) for loc in self.locations],
+        )
+        try:
+            with trio.fail_after(self.limits.handshake_timeout):
+                await stream.send_all(machine.data_to_send())
+                while True:
+                    try:
+                        event = machine.next_event()
+                    finally:
+                        out = machine.data_to_send()
+                        if out:
+                            await stream.send_all(out)
+                    if event is not None:
+                        return event
+                    data = await stream.receive_some(4096)
+                    if not data:
+                        raise HandshakeFailed("connection closed during the handshake")
+                    machine.receive_data(data)
+        except HandshakeFailed as exc:
+            self.stats.handshakes_failed += 1
+            log.warning("handshake with %s failed: %s", _describe(stream), exc)
+        except trio.TooSlowError:
+            self.stats.handshakes_failed += 1
+            log.warning("handshake with %s timed out", _describe(stream))
+        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            self.stats.handshakes_failed += 1
+            log.warning("handshake with %s broke: %s", _describe(stream), exc)
+        await trio.aclose_forcefully(stream)
+        return None
+
+    def _adopt(
+        self, stream: trio.abc.Stream, result: Authenticated, *, initiated_by_us: bool
+    ) -> PeerConnection:
+        conn = PeerConnection(
+            stream=stream,
+            hello=result.peer,
+            leftover=result.leftover,
+            codec=self.codec,
+            initiated_by_us=initiated_by_us,
+            own_id=self.node_id,
+            dispatch=self._dispatch,
+            max_frame_size=self.limits.max_frame_size,
+            max_outbox_bytes=self.limits.max_outbox_bytes,
+        )
+        current = self.by_id.get(conn.node_id)
+        if current is not None and not current.closed:
+            self.stats.duplicate_connections += 1
+            if current.initiator_id < conn.initiator_id:
+                conn.close()  # the existing one wins
+                return conn
+            # The new one wins: take over quietly (no Offline/Online in between).
+            self.by_id[conn.node_id] = conn
+            current.close()
+            return conn
+        self.by_id[conn.node_id] = conn
+        self._on_online(conn)
+        self.changed.set()
+        self.changed = trio.Event()
+        return conn
+
+    async def _run(self, conn: PeerConnection) -> None:
+        try:
+            await conn.run()
+        finally:
+            if self.by_id.get(conn.node_id) is conn:
+                del self.by_id[conn.node_id]
+                self._on_offline(conn)
+
+    async def goodbye(self, bye: list[Any]) -> None:
+        """Tell every peer we are leaving, so they see Offline at once."""
+        conns = list(self.by_id.values())
+        with trio.move_on_after(self.limits.goodbye_timeout):
+            async with trio.open_nursery() as nursery:
+                for conn in conns:
+                    if conn.send(bye) == 0:
+                        nursery.start_soon(conn.flush, self.limits.goodbye_timeout)
+        for conn in conns:
+            conn.close()
+
+
+def _describe(stream: trio.abc.Stream) -> str:
+    sock = getattr(stream, "socket", None)
+    if sock is not None:
+        try:
+            host, port = sock.getpeername()[:2]
+            return f"{host}:{port}"
+        except OSError:
+            pass
+    return "peer"

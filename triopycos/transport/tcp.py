@@ -1,0 +1,32 @@
+"""TCP transport on trio's socket streams (IPv4 and IPv6)."""
+
+from __future__ import annotations
+
+import trio
+
+__all__ = ["TCPTransport"]
+
+
+class TCPTransport:
+    """Plain TCP. ``connect_timeout`` bounds each connection attempt."""
+
+    def __init__(self, *, connect_timeout: float = 10.0) -> None:
+        self.connect_timeout = connect_timeout
+
+    async def open_stream(self, host: str, port: int) -> trio.abc.Stream:
+        try:
+            with trio.fail_after(self.connect_timeout):
+                return await trio.open_tcp_stream(host, port)
+        except trio.TooSlowError:
+            raise OSError(f"connecting to {host}:{port} timed out") from None
+
+    async def open_listeners(
+        self, host: str, port: int
+    ) -> list[trio.abc.Listener[trio.abc.Stream]]:
+        listeners = await trio.open_tcp_listeners(port, host=host)
+        return list(listeners)
+
+    def listener_address(self, listener: trio.abc.Listener[trio.abc.Stream]) -> tuple[str, int]:
+        assert isinstance(listener, trio.SocketListener)
+        sockname = listener.socket.getsockname()
+        return str(sockname[0]), int(sockname[1])
