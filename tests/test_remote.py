@@ -433,3 +433,67 @@ async def test_message_for_unknown_task_is_dropped_and_logged_once(
         assert not srv.is_alive()
     hits = [r for r in caplog.records if "unknown task id" in r.getMessage()]
     assert len(hits) == 1
+
+
+async def test_simultaneous_connects_keep_one_connection() -> None:
+    with trio.fail_after(LIMIT):
+        async with loopback_node("a") as a, loopback_node("b") as b:
+            results: list[int] = []
+
+            async def connect(node: Pycos, other: Pycos) -> None:
+                results.append(await node.peer(other.location))
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(connect, a, b)
+                nursery.start_soon(connect, b, a)
+            assert results == [0, 0]
+            await trio.testing.wait_all_tasks_blocked()
+            assert a._peers is not None and b._peers is not None
+            (ab,) = a._peers.by_id.values()
+            (ba,) = b._peers.by_id.values()
+            assert ab.initiator_id == ba.initiator_id  # both kept the same connection
+            a.spawn(server)
+            await trio.testing.wait_all_tasks_blocked()
+
+            async def client() -> Any:
+                r = await Task.locate("server_task", timeout=5)
+                assert r is not None
+                assert await r.deliver("over the survivor", timeout=5) == 1
+                r.send(None)
+                return await r.finish(timeout=5)
+
+            assert await b.spawn(client).finish() == ["over the survivor"]
+
+
+async def test_connections_in_handshake_are_capped() -> None:
+    limits = Limits(handshake_timeout=5, max_handshakes=2)
+    with trio.fail_after(LIMIT):
+        async with loopback_node("a", limits=limits) as a:
+            host, port = a.location.addr, a.location.port
+            silent = [await trio.open_tcp_stream(host, port) for _ in range(2)]
+            await trio.testing.wait_all_tasks_blocked()
+            extra = await trio.open_tcp_stream(host, port)
+            with trio.fail_after(2):
+                assert await extra.receive_some(4096) == b""  # closed at once, no hello
+            assert a.statistics().handshakes_refused_busy == 1
+            for stream in [*silent, extra]:
+                await stream.aclose()
+
+
+async def test_full_outbox_refuses_instead_of_growing() -> None:
+    limits = Limits(max_outbox_bytes=8 * 1024)
+    async with two_nodes(limits=limits) as (a, b):
+        a.spawn(server)
+        await trio.testing.wait_all_tasks_blocked()
+
+        async def flood() -> list[int]:
+            r = await Task.locate("server_task", timeout=5)
+            assert r is not None
+            # No checkpoint between sends: the writer cannot drain, the outbox fills.
+            codes = [r.send(b"x" * 1024) for _ in range(20)]
+            r.send(None)
+            return codes
+
+        codes = await b.spawn(flood).finish()
+        assert codes[:7] == [0] * 7 and -1 in codes
+        assert b.statistics().messages_refused == codes.count(-1)

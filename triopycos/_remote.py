@@ -320,14 +320,23 @@ class RemoteOps:
         task = self._local_task(task_id)
         if task is None:
             conn.reply(rid, None)
-        elif not task._alive:
-            conn.reply(rid, task._value)
-        else:
+            return
+        replied = False
 
-            async def wait_and_reply() -> None:
-                conn.reply(rid, await task.finish(timeout))
+        def reply(value: Any) -> None:
+            nonlocal replied
+            if not replied:
+                replied = True
+                conn.reply(rid, value)
 
-            conn.start_soon(wait_and_reply)
+        task._when_done(lambda: reply(task._value))
+        if timeout is not None and not replied:
+
+            async def give_up() -> None:
+                await trio.sleep(timeout)
+                reply(None)
+
+            conn.start_soon(give_up)
 
     def _on_task_alive(self, conn: PeerConnection, message: list[Any]) -> None:
         _, rid, task_id = message

@@ -89,6 +89,7 @@ class Task:
         "_body",
         "_daemon",
         "_done",
+        "_end_callbacks",
         "_exit",
         "_is_generator",
         "_local",
@@ -154,6 +155,7 @@ class Task:
         self._monitors: list[Task] = []
         self._registered: set[str] = set()
         self._done = trio.Event()
+        self._end_callbacks: list[Callable[[], None]] = []
         self._value: Any = None
         self._exit: tuple[object, object] | None = None
         node._adopt(self)
@@ -234,6 +236,9 @@ class Task:
         self._mailbox.clear()
         self._node._forget(self)
         self._done.set()
+        callbacks, self._end_callbacks = self._end_callbacks, []
+        for callback in callbacks:
+            callback()
         monitors, self._monitors = self._monitors, []
         for monitor in monitors:
             if monitor.send(MonitorStatus(self, kind, value)) < 0:
@@ -398,6 +403,14 @@ class Task:
         if not self._local:
             return -1
         return self._add_monitor(monitor)
+
+    def _when_done(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` synchronously when the task ends (now if it has): replies
+        to peers are queued at the very moment of the end, ahead of any goodbye."""
+        if self._alive:
+            self._end_callbacks.append(callback)
+        else:
+            callback()
 
     def _add_monitor(self, monitor: Task) -> int:
         if self._alive:

@@ -164,10 +164,13 @@ class PeerConnection:
                 nursery.start_soon(self._write_loop)
                 await self._read_loop()
                 nursery.cancel_scope.cancel()
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-            log.info("connection to %r lost: %s", self, exc)
-        except ProtocolError as exc:
-            log.warning("closing connection to %r: %s", self, exc)
+        except* (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as group:
+            log.info("connection to %r lost: %s", self, group.exceptions[0])
+        except* ProtocolError as group:
+            log.warning("closing connection to %r: %s", self, group.exceptions[0])
+        except* Exception:
+            # A bug must end this connection, never the node.
+            log.exception("connection to %r failed", self)
         finally:
             self.close()
             with trio.CancelScope(shield=True):

@@ -1,0 +1,1005 @@
+"""Remote messaging benchmarks: triopycos against pycos 4.12.2 and a raw trio floor.
+
+Run: ``python bench/remote.py [--rounds N] [--quick]``
+
+Every round, for each system (the order rotates between rounds), the driver starts
+two fresh processes talking over loopback: a *server* (``--serve SYSTEM``) that runs
+one registered task, and a *client* (``--client SYSTEM``) that peers with it, locates
+that task and measures, inside its own task, with ``time.perf_counter``:
+
+* one-way send, small / 4 KiB: after a ``deliver(("start", me))`` the client sends M
+  messages (small: the int ``i``; 4 KiB: one ``bytes`` of 4096) with ``rtask.send``,
+  yielding to the scheduler after every 1000 sends so the connection's writer can
+  drain, then sends ``("end",)``.  The server counts the messages and, on "end",
+  sends the count back to the client task.  Rate = messages received / (first send
+  -> count received).  A refused send (``-1``) or a message that never arrived is a
+  failure.
+* deliver round trip: ``await rtask.deliver(i)`` in a loop; time per call.
+* send/receive ping-pong: the client sends ``(me, i)``, the server task sends ``i``
+  back to ``me``; time per round trip.
+
+Systems:
+
+* ``triopycos``: ``async def`` tasks on ``open_pycos(node="127.0.0.1", tcp_port=0,
+  discover_peers=False)`` nodes;
+* ``pycos``: pycos 4.12.2 generator tasks on ``netpycos.Pycos(host="127.0.0.1",
+  tcp_port=0, udp_port=0, discover_peers=False)`` schedulers, peered with pycos's
+  default ``stream_send=False`` (``--pycos-stream`` adds a column with
+  ``stream_send=True`` on both sides);
+* ``raw``: the floor, plain trio TCP with 4-byte length-prefixed frames and no codec,
+  no tasks: the one-way test writes 1000 frames per ``send_all`` (what triopycos's
+  writer does when the sender yields every 1000 sends), the round-trip tests send a
+  frame and wait for its echo.
+
+Each system gets its own message counts (pycos is about 50x slower, so it gets fewer
+messages), each measured loop is also bounded in time, and every benchmark runs once
+as a warm-up (1/20 of the size) first.  Only loopback is used: every node binds
+127.0.0.1 and nothing discovers peers.  Every process gets a hard deadline
+(a watchdog in the process, a timeout in the driver, and the driver kills the server
+when the client is done or fails).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import platform
+import select
+import struct
+import subprocess
+import sys
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if __package__ in (None, ""):  # run as a script: make `bench` and `triopycos` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench._common import (
+    REPO_ROOT,
+    Metric,
+    WorkerError,
+    clock,
+    emit_json,
+    format_table,
+    format_value,
+    median,
+    quiet_gc,
+    ratio,
+    run_worker,
+)
+
+if TYPE_CHECKING:
+    import trio
+
+    from triopycos import Task as TrioTask
+
+HOST = "127.0.0.1"
+SECRET = "bench-remote"
+SERVER_NAME = "bench_server"
+BIG = b"\xa5" * 4096
+#: The sender yields to its scheduler after this many sends.
+BATCH = 1000
+#: Timeout of each single deliver / ping-pong reply, and of control messages.
+OP_TIMEOUT = 10.0
+
+SYSTEMS = ("triopycos", "pycos", "raw")
+OPTIONAL_SYSTEMS = ("pycos-stream",)
+
+METRICS: tuple[Metric, ...] = (
+    Metric("send_small", "one-way send, small int", "msg/s", True),
+    Metric("send_4k", "one-way send, 4 KiB bytes", "msg/s", True),
+    Metric("deliver", "deliver round trip", "µs", False, 1e6),
+    Metric("ping_pong", "send/receive ping-pong", "µs", False, 1e6),
+)
+
+COLUMN_NAMES = {
+    "triopycos": "triopycos",
+    "pycos": "pycos",
+    "pycos-stream": "pycos stream_send",
+    "raw": "raw trio",
+}
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """Messages (one-way) or round trips (deliver, ping-pong) per measured loop."""
+
+    small: int
+    big: int
+    deliver: int
+    ping_pong: int
+    #: Each measured loop stops after this many seconds, whatever its count.
+    cap: float
+
+    def warmup(self) -> Sizes:
+        return Sizes(
+            max(1, self.small // 20),
+            max(1, self.big // 20),
+            max(1, self.deliver // 20),
+            max(1, self.ping_pong // 20),
+            self.cap,
+        )
+
+
+DEFAULT_SIZES: dict[str, Sizes] = {
+    "triopycos": Sizes(small=300_000, big=60_000, deliver=5_000, ping_pong=5_000, cap=8.0),
+    "pycos": Sizes(small=10_000, big=5_000, deliver=1_500, ping_pong=1_500, cap=8.0),
+    "pycos-stream": Sizes(small=10_000, big=5_000, deliver=1_500, ping_pong=1_500, cap=8.0),
+    "raw": Sizes(small=600_000, big=120_000, deliver=10_000, ping_pong=10_000, cap=8.0),
+}
+QUICK_SIZES: dict[str, Sizes] = {
+    "triopycos": Sizes(small=50_000, big=10_000, deliver=1_000, ping_pong=1_000, cap=2.0),
+    "pycos": Sizes(small=2_000, big=1_000, deliver=300, ping_pong=300, cap=2.0),
+    "pycos-stream": Sizes(small=2_000, big=1_000, deliver=300, ping_pong=300, cap=2.0),
+    "raw": Sizes(small=100_000, big=20_000, deliver=2_000, ping_pong=2_000, cap=2.0),
+}
+
+
+def sizes_for(system: str, quick: bool) -> Sizes:
+    return (QUICK_SIZES if quick else DEFAULT_SIZES)[system]
+
+
+# -- result bookkeeping -------------------------------------------------------------
+#
+# A run of one benchmark gives (value in base units, failures).  The worker's JSON has
+# "<key>" and "<key>.failed" for each.
+
+
+@dataclass
+class Outcome:
+    value: float
+    failed: int
+    detail: str = ""
+
+
+def one_way_outcome(sent: int, refused: int, reply: object, elapsed: float) -> Outcome:
+    """Outcome of a one-way run from what the sender saw and the server's count."""
+    if not (isinstance(reply, (tuple, list)) and len(reply) == 2 and reply[0] == "count"):
+        return Outcome(math.nan, sent, f"no count from the server (got {reply!r})")
+    received = int(reply[1])
+    lost = max(0, sent - refused - received)
+    detail = f"{refused} refused, {lost} lost" if refused or lost else ""
+    value = received / elapsed if elapsed > 0 and received > 0 else math.nan
+    return Outcome(value, refused + lost, detail)
+
+
+def per_op_outcome(done: int, failed: int, elapsed: float) -> Outcome:
+    return Outcome(elapsed / done if done else math.nan, failed)
+
+
+# -- server task bodies -------------------------------------------------------------
+#
+# Messages the server task understands:
+#   ("start", client)  reset the count, remember whom to answer
+#   ("end",)           send ("count", n) to the client
+#   ("quit",)          end the task (the server process then exits)
+#   (task, x)          send x to task (ping-pong)
+#   anything else      count it
+
+
+def gen_server(task: Any = None) -> Generator[Any, Any, int]:
+    """pycos server task (generator)."""
+    task.register(SERVER_NAME)
+    count = 0
+    client: Any = None
+    while True:
+        msg = yield task.receive()
+        if type(msg) is tuple:
+            head = msg[0]
+            if not isinstance(head, str):
+                head.send(msg[1])
+            elif head == "start":
+                count, client = 0, msg[1]
+            elif head == "end":
+                if client is not None:
+                    client.send(("count", count))
+            elif head == "quit":
+                return count
+        else:
+            count += 1
+
+
+def gen_stream_server(scheduler: Any, task: Any = None) -> Generator[Any, Any, int]:
+    """pycos server task that, on "start", switches its connection to the client's
+    node to stream mode (pycos's ``stream_send=True``) before serving as usual."""
+    task.register(SERVER_NAME)
+    count = 0
+    client: Any = None
+    while True:
+        msg = yield task.receive()
+        if type(msg) is tuple:
+            head = msg[0]
+            if not isinstance(head, str):
+                head.send(msg[1])
+            elif head == "start":
+                count, client = 0, msg[1]
+                # An existing peer: pycos only flips its flag, no network traffic.
+                yield scheduler.peer(client.location, stream_send=True)
+            elif head == "end":
+                if client is not None:
+                    client.send(("count", count))
+            elif head == "quit":
+                return count
+        else:
+            count += 1
+
+
+async def async_server(task: TrioTask) -> int:
+    """triopycos server task."""
+    task.register(SERVER_NAME)
+    count = 0
+    client: TrioTask | None = None
+    receive = task.receive
+    while True:
+        msg = await receive()
+        if type(msg) is tuple:
+            head = msg[0]
+            if not isinstance(head, str):
+                head.send(msg[1])
+            elif head == "start":
+                count, client = 0, msg[1]
+            elif head == "end":
+                if client is not None:
+                    client.send(("count", count))
+            elif head == "quit":
+                return count
+        else:
+            count += 1
+
+
+# -- pycos client (generator tasks, run by pycos's scheduler thread) ----------------
+
+
+def gen_one_way(
+    rtask: Any, n: int, big: bool, cap: float, task: Any = None
+) -> Generator[Any, Any, Outcome]:
+    if (yield rtask.deliver(("start", task), timeout=OP_TIMEOUT)) != 1:
+        return Outcome(math.nan, n, "server did not take 'start'")
+    send = rtask.send
+    refused = sent = 0
+    start = clock()
+    stop_at = start + cap
+    while sent < n:
+        upto = min(n, sent + BATCH)
+        for i in range(sent, upto):
+            if send(BIG if big else i) != 0:
+                refused += 1
+        sent = upto
+        yield  # let pycos's peer task send
+        if clock() > stop_at:
+            break
+    send(("end",))
+    reply = yield task.receive(timeout=cap + 30.0)
+    return one_way_outcome(sent, refused, reply, clock() - start)
+
+
+def gen_deliver(rtask: Any, n: int, cap: float) -> Generator[Any, Any, Outcome]:
+    failed = done = 0
+    start = clock()
+    stop_at = start + cap
+    while done < n:
+        if (yield rtask.deliver(done, timeout=OP_TIMEOUT)) != 1:
+            failed += 1
+        done += 1
+        if clock() > stop_at:
+            break
+    return per_op_outcome(done, failed, clock() - start)
+
+
+def gen_ping_pong(rtask: Any, n: int, cap: float, task: Any = None) -> Generator[Any, Any, Outcome]:
+    failed = done = 0
+    start = clock()
+    stop_at = start + cap
+    while done < n:
+        rtask.send((task, done))
+        if (yield task.receive(timeout=OP_TIMEOUT)) != done:
+            failed += 1
+        done += 1
+        if clock() > stop_at:
+            break
+    return per_op_outcome(done, failed, clock() - start)
+
+
+def gen_client(
+    scheduler: Any, port: int, sizes: Sizes, stream: bool, task: Any = None
+) -> Generator[Any, Any, dict[str, Outcome]]:
+    import pycos.netpycos
+
+    loc = pycos.netpycos.Location(HOST, port)
+    if (yield scheduler.peer(loc, stream_send=stream)) != 0:
+        raise RuntimeError(f"pycos: peer({loc}) failed")
+    rtask = yield pycos.Task.locate(SERVER_NAME, loc, timeout=OP_TIMEOUT)
+    if rtask is None:
+        raise RuntimeError(f"pycos: {SERVER_NAME!r} not found at {loc}")
+    results: dict[str, Outcome] = {}
+    for sz in (sizes.warmup(), sizes):
+        gc_quiet()
+        results["send_small"] = yield gen_one_way(rtask, sz.small, False, sz.cap, task=task)
+        gc_quiet()
+        results["send_4k"] = yield gen_one_way(rtask, sz.big, True, sz.cap, task=task)
+        gc_quiet()
+        results["deliver"] = yield gen_deliver(rtask, sz.deliver, sz.cap)
+        gc_quiet()
+        results["ping_pong"] = yield gen_ping_pong(rtask, sz.ping_pong, sz.cap, task=task)
+    yield rtask.deliver(("quit",), timeout=OP_TIMEOUT)
+    return results
+
+
+def gc_quiet() -> None:
+    with quiet_gc():
+        pass
+
+
+def _pycos_scheduler(name: str) -> Any:
+    """A netpycos scheduler on loopback only, with no peer discovery (see the notes
+    on UDP in ``pycos_serve``)."""
+    import pycos
+    import pycos.netpycos
+
+    pycos.logger.setLevel(pycos.Logger.CRITICAL)
+    pycos.logger.stream = sys.stderr  # stdout is for the ready line / JSON
+    return pycos.Pycos(
+        host=HOST,
+        tcp_port=0,
+        udp_port=0,
+        name=name,
+        discover_peers=False,
+        secret=SECRET,
+    )
+
+
+def pycos_client(port: int, sizes: Sizes, stream: bool) -> dict[str, Outcome]:
+    import pycos
+
+    scheduler = _pycos_scheduler("bench-remote-client")
+    try:
+        value = pycos.Task(gen_client, scheduler, port, sizes, stream).value()
+    finally:
+        scheduler.terminate()
+    if not isinstance(value, dict):
+        raise RuntimeError(f"pycos client task failed: {value!r}")
+    return value
+
+
+def pycos_serve(deadline: float, stream: bool) -> None:
+    """pycos server process.
+
+    UDP (checked in pycos 4.12.2's netpycos.py): with ``host="127.0.0.1"`` pycos
+    binds TCP to 127.0.0.1 and, without the optional netifaces module, its UDP
+    socket to ``("<broadcast>", udp_port)``, i.e. 255.255.255.255 (receive only;
+    ``udp_port=0`` picks a free port instead of the shared 9705).  It *sends* UDP
+    only from ``discover_peers()`` (called by the constructor when
+    ``discover_peers=True``), from ``peer()`` given a location with port 0, and when
+    relaying a peer's ``relay=True`` ping: none of which happens here.
+    """
+    import pycos
+
+    scheduler = _pycos_scheduler("bench-remote-server")
+    try:
+        server = pycos.Task(gen_stream_server, scheduler) if stream else pycos.Task(gen_server)
+        loc = scheduler.location
+        announce_ready(str(loc.addr), int(loc.port))
+        server.value(timeout=deadline)
+    finally:
+        scheduler.terminate()
+
+
+# -- triopycos client and server (async tasks) --------------------------------------
+
+
+async def async_one_way(rtask: TrioTask, n: int, big: bool, cap: float, task: TrioTask) -> Outcome:
+    import trio
+
+    if await rtask.deliver(("start", task), timeout=OP_TIMEOUT) != 1:
+        return Outcome(math.nan, n, "server did not take 'start'")
+    send = rtask.send
+    refused = sent = 0
+    start = clock()
+    stop_at = start + cap
+    while sent < n:
+        upto = min(n, sent + BATCH)
+        for i in range(sent, upto):
+            if send(BIG if big else i) != 0:
+                refused += 1
+        sent = upto
+        await trio.lowlevel.checkpoint()  # let the connection's writer drain the outbox
+        if clock() > stop_at:
+            break
+    send(("end",))
+    reply = await task.receive(timeout=cap + 30.0)
+    return one_way_outcome(sent, refused, reply, clock() - start)
+
+
+async def async_deliver(rtask: TrioTask, n: int, cap: float) -> Outcome:
+    failed = done = 0
+    start = clock()
+    stop_at = start + cap
+    while done < n:
+        if await rtask.deliver(done, timeout=OP_TIMEOUT) != 1:
+            failed += 1
+        done += 1
+        if clock() > stop_at:
+            break
+    return per_op_outcome(done, failed, clock() - start)
+
+
+async def async_ping_pong(rtask: TrioTask, n: int, cap: float, task: TrioTask) -> Outcome:
+    failed = done = 0
+    start = clock()
+    stop_at = start + cap
+    while done < n:
+        rtask.send((task, done))
+        if await task.receive(timeout=OP_TIMEOUT) != done:
+            failed += 1
+        done += 1
+        if clock() > stop_at:
+            break
+    return per_op_outcome(done, failed, clock() - start)
+
+
+def triopycos_client(port: int, sizes: Sizes) -> dict[str, Outcome]:
+    import trio
+
+    from triopycos import Location, Task, open_pycos
+
+    results: dict[str, Outcome] = {}
+    loc = Location(HOST, port)
+
+    async def client(task: Task) -> None:
+        rtask = await Task.locate(SERVER_NAME, loc, timeout=OP_TIMEOUT)
+        if rtask is None:
+            raise RuntimeError(f"triopycos: {SERVER_NAME!r} not found at {loc}")
+        for sz in (sizes.warmup(), sizes):
+            gc_quiet()
+            results["send_small"] = await async_one_way(rtask, sz.small, False, sz.cap, task)
+            gc_quiet()
+            results["send_4k"] = await async_one_way(rtask, sz.big, True, sz.cap, task)
+            gc_quiet()
+            results["deliver"] = await async_deliver(rtask, sz.deliver, sz.cap)
+            gc_quiet()
+            results["ping_pong"] = await async_ping_pong(rtask, sz.ping_pong, sz.cap, task)
+        await rtask.deliver(("quit",), timeout=OP_TIMEOUT)
+
+    async def main() -> None:
+        async with open_pycos(
+            name="bench-remote-client",
+            node=HOST,
+            tcp_port=0,
+            discover_peers=False,
+            secret=SECRET,
+        ) as node:
+            if await node.peer(loc) != 0:
+                raise RuntimeError(f"triopycos: peer({loc}) failed")
+            await node.spawn(client).finish()
+
+    trio.run(main)
+    if len(results) != len(METRICS):
+        raise RuntimeError("triopycos client task failed (see the warning above)")
+    return results
+
+
+def triopycos_serve(deadline: float) -> None:
+    import trio
+
+    from triopycos import open_pycos
+
+    async def main() -> None:
+        with trio.move_on_after(deadline):
+            async with open_pycos(
+                name="bench-remote-server",
+                node=HOST,
+                tcp_port=0,
+                discover_peers=False,
+                secret=SECRET,
+            ) as node:
+                node.spawn(async_server)
+                announce_ready(node.location.addr, node.location.port)
+
+    trio.run(main)
+
+
+# -- raw trio floor: length-prefixed frames, no codec, no tasks ---------------------
+#
+# Frame: 4-byte big-endian length, then a one-byte type and the payload.
+#   b"S" start: reset the count, echo  b"C" counted   b"E" end: reply b"N" + count
+#   b"P" echo the frame back           b"Q" quit
+
+_LEN = struct.Struct(">I")
+
+
+def frame(kind: bytes, payload: bytes = b"") -> bytes:
+    return _LEN.pack(len(payload) + 1) + kind + payload
+
+
+class FrameReader:
+    """Reads whole frames from a trio stream."""
+
+    def __init__(self, stream: trio.abc.Stream) -> None:
+        self.stream = stream
+        self.buf = bytearray()
+        self.pos = 0
+
+    def frames(self) -> list[bytes]:
+        """Every complete frame in the buffer (consumed)."""
+        buf, pos, out = self.buf, self.pos, []
+        end = len(buf)
+        while end - pos >= 4:
+            (length,) = _LEN.unpack_from(buf, pos)
+            if end - pos - 4 < length:
+                break
+            out.append(bytes(buf[pos + 4 : pos + 4 + length]))
+            pos += 4 + length
+        if pos:
+            del buf[:pos]
+        self.pos = 0
+        return out
+
+    async def fill(self) -> bool:
+        data = await self.stream.receive_some(65536)
+        if not data:
+            return False
+        self.buf += data
+        return True
+
+    async def one(self) -> bytes:
+        while True:
+            got = self.frames()
+            if got:
+                if len(got) != 1:
+                    raise RuntimeError("raw: more than one reply frame")
+                return got[0]
+            if not await self.fill():
+                raise RuntimeError("raw: connection closed")
+
+
+def raw_serve(deadline: float) -> None:
+    import trio
+
+    async def handle(stream: trio.SocketStream, done: trio.Event) -> None:
+        reader = FrameReader(stream)
+        count = 0
+        async with stream:
+            while await reader.fill():
+                out: list[bytes] = []
+                for f in reader.frames():
+                    kind = f[:1]
+                    if kind == b"C":
+                        count += 1
+                    elif kind == b"P":
+                        out.append(_LEN.pack(len(f)) + f)
+                    elif kind == b"S":
+                        count = 0
+                        out.append(_LEN.pack(len(f)) + f)
+                    elif kind == b"E":
+                        out.append(frame(b"N", b"%d" % count))
+                    elif kind == b"Q":
+                        done.set()
+                        return
+                if out:
+                    await stream.send_all(b"".join(out))
+
+    async def main() -> None:
+        done = trio.Event()
+        with trio.move_on_after(deadline):
+            listeners = await trio.open_tcp_listeners(0, host=HOST)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(trio.serve_listeners, lambda s: handle(s, done), listeners)
+                addr = listeners[0].socket.getsockname()
+                announce_ready(str(addr[0]), int(addr[1]))
+                await done.wait()
+                nursery.cancel_scope.cancel()
+
+    trio.run(main)
+
+
+async def raw_one_way(
+    stream: trio.SocketStream, reader: FrameReader, n: int, big: bool, cap: float
+) -> Outcome:
+    await stream.send_all(frame(b"S"))
+    await reader.one()
+    pack = _LEN.pack
+    big_frame = frame(b"C", BIG)
+    sent = 0
+    start = clock()
+    stop_at = start + cap
+    while sent < n:
+        upto = min(n, sent + BATCH)
+        if big:
+            chunk = big_frame * (upto - sent)
+        else:
+            parts = []
+            for i in range(sent, upto):
+                payload = b"C%d" % i
+                parts.append(pack(len(payload)))
+                parts.append(payload)
+            chunk = b"".join(parts)
+        await stream.send_all(chunk)
+        sent = upto
+        if clock() > stop_at:
+            break
+    await stream.send_all(frame(b"E"))
+    reply = await reader.one()
+    count = int(reply[1:]) if reply[:1] == b"N" else -1
+    return one_way_outcome(sent, 0, ("count", count), clock() - start)
+
+
+async def raw_echo(
+    stream: trio.SocketStream, reader: FrameReader, n: int, cap: float, payload: bytes
+) -> Outcome:
+    failed = done = 0
+    start = clock()
+    stop_at = start + cap
+    while done < n:
+        request = frame(b"P", payload + b"%d" % done)
+        await stream.send_all(request)
+        if _LEN.pack(len(request) - 4) + await reader.one() != request:
+            failed += 1
+        done += 1
+        if clock() > stop_at:
+            break
+    return per_op_outcome(done, failed, clock() - start)
+
+
+def raw_client(port: int, sizes: Sizes) -> dict[str, Outcome]:
+    import trio
+
+    results: dict[str, Outcome] = {}
+
+    async def main() -> None:
+        stream = await trio.open_tcp_stream(HOST, port)
+        async with stream:
+            reader = FrameReader(stream)
+            for sz in (sizes.warmup(), sizes):
+                gc_quiet()
+                results["send_small"] = await raw_one_way(stream, reader, sz.small, False, sz.cap)
+                gc_quiet()
+                results["send_4k"] = await raw_one_way(stream, reader, sz.big, True, sz.cap)
+                gc_quiet()
+                # deliver: request and its one-value answer; ping-pong: a (task, i)
+                # message and i back.  Without a codec or tasks both are one echo.
+                results["deliver"] = await raw_echo(stream, reader, sz.deliver, sz.cap, b"d")
+                gc_quiet()
+                results["ping_pong"] = await raw_echo(stream, reader, sz.ping_pong, sz.cap, b"p")
+            await stream.send_all(frame(b"Q"))
+
+    trio.run(main)
+    return results
+
+
+# -- process plumbing ---------------------------------------------------------------
+
+
+def announce_ready(addr: str, port: int) -> None:
+    """Server side: tell the driver where we listen, then keep stdout for that only."""
+    print(f"ready {addr} {port}", flush=True)
+    os.dup2(2, 1)  # anything printed later goes to stderr
+
+
+def arm_watchdog(seconds: float, *, exit_on_stdin_eof: bool = False) -> None:
+    """Kill this process after ``seconds`` whatever it is doing (and, for servers,
+    as soon as the driver closes our stdin or dies)."""
+    timer = threading.Timer(seconds, _hard_exit, args=(f"deadline of {seconds:.0f} s passed", 3))
+    timer.daemon = True
+    timer.start()
+    if exit_on_stdin_eof:
+
+        def watch_stdin() -> None:
+            # os.read on the descriptor: no lock of sys.stdin's buffer is held, so
+            # interpreter shutdown never waits for this thread.
+            while os.read(0, 4096):
+                pass
+            _hard_exit("", 0)
+
+        threading.Thread(target=watch_stdin, daemon=True).start()
+
+
+def _hard_exit(why: str, code: int) -> None:
+    if why:
+        print(f"bench/remote.py worker {os.getpid()}: {why}, exiting", file=sys.stderr)
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def _worker_env() -> dict[str, str]:
+    env = dict(os.environ)
+    paths = [str(REPO_ROOT), *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
+    env["PYTHONPATH"] = os.pathsep.join(paths)
+    env.setdefault("PYTHONHASHSEED", "0")
+    return env
+
+
+def _read_ready(proc: subprocess.Popen[bytes], timeout: float) -> tuple[str, int]:
+    """The server's "ready ADDR PORT" line, waiting at most ``timeout`` seconds."""
+    assert proc.stdout is not None
+    fd = proc.stdout.fileno()
+    data = b""
+    end = time.monotonic() + timeout
+    while b"\n" not in data:
+        left = end - time.monotonic()
+        if left <= 0:
+            raise WorkerError(f"server did not get ready within {timeout:.0f} s")
+        readable, _, _ = select.select([fd], [], [], left)
+        if readable:
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                raise WorkerError(f"server exited before it was ready ({proc.poll()})")
+            data += chunk
+    words = data.split(b"\n", 1)[0].decode().split()
+    if len(words) != 3 or words[0] != "ready":
+        raise WorkerError(f"unexpected line from the server: {data!r}")
+    return words[1], int(words[2])
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """Let the server exit (it quits on the client's "quit" or on stdin EOF), and
+    kill it if it does not within a few seconds."""
+    try:
+        if proc.stdin is not None:
+            proc.stdin.close()
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        pass
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def run_pair(system: str, quick: bool, deadline: float) -> dict[str, float]:
+    """One round of one system: start its server, run its client, stop the server."""
+    script = str(Path(__file__).resolve())
+    common = ["--deadline", f"{deadline:g}", *(["--quick"] if quick else [])]
+    server = subprocess.Popen(
+        [sys.executable, script, "--serve", system, *common],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env=_worker_env(),
+    )
+    try:
+        _, port = _read_ready(server, timeout=30)
+        return run_worker(
+            [script, "--client", system, "--port", str(port), *common],
+            timeout=deadline + 10,
+        )
+    finally:
+        _stop(server)
+
+
+# -- worker entry points ------------------------------------------------------------
+
+
+def serve(system: str, deadline: float) -> None:
+    arm_watchdog(deadline + 5, exit_on_stdin_eof=True)
+    if system == "triopycos":
+        triopycos_serve(deadline)
+    elif system in ("pycos", "pycos-stream"):
+        pycos_serve(deadline, stream=system == "pycos-stream")
+    else:
+        raw_serve(deadline)
+
+
+def client(system: str, port: int, sizes: Sizes, deadline: float) -> dict[str, float]:
+    arm_watchdog(deadline)
+    runners: dict[str, Callable[[], dict[str, Outcome]]] = {
+        "triopycos": lambda: triopycos_client(port, sizes),
+        "pycos": lambda: pycos_client(port, sizes, stream=False),
+        "pycos-stream": lambda: pycos_client(port, sizes, stream=True),
+        "raw": lambda: raw_client(port, sizes),
+    }
+    outcomes = runners[system]()
+    flat: dict[str, float] = {}
+    for key, outcome in outcomes.items():
+        flat[key] = outcome.value
+        flat[f"{key}.failed"] = float(outcome.failed)
+        if outcome.detail:
+            print(f"{system} {key}: {outcome.detail}", file=sys.stderr)
+    return flat
+
+
+# -- driver -------------------------------------------------------------------------
+
+
+def _version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _load() -> str:
+    try:
+        return f"{os.getloadavg()[0]:.1f}"
+    except OSError:
+        return "n/a"
+
+
+def _cell(values: Sequence[float], scale: float) -> str:
+    finite = [v for v in values if math.isfinite(v)]
+    return format_value(median(finite) * scale) if finite else "n/a"
+
+
+def report(
+    collected: dict[str, dict[str, list[float]]], systems: Sequence[str], rounds: int
+) -> str:
+    headers = [
+        "benchmark",
+        *(COLUMN_NAMES[s] for s in systems),
+        "ratio (>1: triopycos better)",
+    ]
+    rows: list[list[str]] = []
+    notes: list[str] = []
+    for metric in METRICS:
+        cells = [f"{metric.label} ({metric.unit})"]
+        for system in systems:
+            cells.append(_cell(collected[system][metric.key], metric.scale))
+        ours = [v for v in collected["triopycos"][metric.key] if math.isfinite(v)]
+        theirs = [v for v in collected["pycos"][metric.key] if math.isfinite(v)]
+        r = ratio(metric, median(ours), median(theirs)) if ours and theirs else math.nan
+        cells.append("n/a" if math.isnan(r) else f"{r:.1f}x")
+        rows.append(cells)
+        for system in systems:
+            failed = sum(collected[system][f"{metric.key}.failed"])
+            missing = rounds - len([v for v in collected[system][metric.key] if math.isfinite(v)])
+            if failed or missing:
+                notes.append(
+                    f"  {COLUMN_NAMES[system]}, {metric.label}: {failed:.0f} failed "
+                    f"messages/calls, {missing} of {rounds} rounds without a value"
+                )
+    text = format_table(headers, rows)
+    if notes:
+        text += "\n\nFailures:\n" + "\n".join(notes)
+    else:
+        text += "\n\nNo failures: every send was accepted, every message arrived, every "
+        text += "deliver returned 1 and every reply was the expected one."
+    return text
+
+
+def targets(collected: dict[str, dict[str, list[float]]]) -> str:
+    def med(system: str, key: str) -> float:
+        values = [v for v in collected[system][key] if math.isfinite(v)]
+        return median(values) if values else math.nan
+
+    small_ours, small_theirs = med("triopycos", "send_small"), med("pycos", "send_small")
+    deliver_ours, deliver_theirs = med("triopycos", "deliver"), med("pycos", "deliver")
+
+    def mark(ok: bool) -> str:
+        return "met" if ok else "NOT met"
+
+    lines = [
+        "Targets:",
+        f"  one-way small >= 100k msg/s: {format_value(small_ours)} msg/s, "
+        f"{mark(small_ours >= 100_000)}",
+        f"  one-way small >= 30x pycos: {small_ours / small_theirs:.1f}x, "
+        f"{mark(small_ours >= 30 * small_theirs)}",
+        f"  deliver <= 0.3x pycos's time: {deliver_ours / deliver_theirs:.2f}x, "
+        f"{mark(deliver_ours <= 0.3 * deliver_theirs)}",
+    ]
+    return "\n".join(lines)
+
+
+def drive(args: argparse.Namespace) -> int:
+    started = clock()
+    systems = [*SYSTEMS, *(["pycos-stream"] if args.pycos_stream else [])]
+    deadline = args.deadline
+    collected: dict[str, dict[str, list[float]]] = {s: defaultdict(list) for s in systems}
+    errors = 0
+    rounds_done = 0
+    slowest_round = 0.0
+    load_before = _load()
+    for rnd in range(args.rounds):
+        elapsed = clock() - started
+        if rnd and elapsed + slowest_round > args.budget:
+            print(
+                f"stopping after {rnd} round(s): another would pass the "
+                f"{args.budget:.0f} s budget (--budget)",
+                file=sys.stderr,
+            )
+            break
+        shift = rnd % len(systems)
+        for system in systems[shift:] + systems[:shift]:
+            try:
+                data = run_pair(system, args.quick, deadline)
+            except (WorkerError, subprocess.TimeoutExpired) as exc:
+                errors += 1
+                print(f"round {rnd + 1}, {system}: FAILED: {exc}", file=sys.stderr)
+                continue
+            for key, value in data.items():
+                collected[system][key].append(value)
+        rounds_done += 1
+        slowest_round = max(slowest_round, clock() - started - elapsed)
+        print(f"round {rnd + 1}/{args.rounds} done ({clock() - started:.1f} s)", file=sys.stderr)
+
+    sizes = {s: sizes_for(s, args.quick) for s in systems}
+    size_text = "; ".join(
+        f"{COLUMN_NAMES[s]}: {sz.small:,} small / {sz.big:,} 4 KiB msgs, "
+        f"{sz.deliver:,} delivers, {sz.ping_pong:,} ping-pongs"
+        for s, sz in sizes.items()
+    )
+    print(
+        f"Remote messaging benchmarks: median of {rounds_done} round(s); each round one "
+        "server + one client process per system, over 127.0.0.1\n"
+        f"python {platform.python_version()}, trio {_version('trio')}, "
+        f"cbor2 {_version('cbor2')}, pycos {_version('pycos')}"
+        f"{' (--quick sizes)' if args.quick else ''}; {os.cpu_count()} CPUs, "
+        f"load average {load_before} before, {_load()} after (other processes "
+        "competing for the CPUs inflate the round-trip times)\n"
+        f"sizes: {size_text}; each loop also stops after {sizes['triopycos'].cap:g} s\n"
+        "ratio = how many times better triopycos is than pycos (> 1: triopycos better, "
+        "for msg/s and µs alike); raw trio = length-prefixed TCP without codec or tasks "
+        "(the floor)\n"
+    )
+    print(report(collected, systems, rounds_done))
+    print()
+    print(targets(collected))
+    print(f"\ntotal time {clock() - started:.1f} s")
+    return 1 if errors else 0
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Remote messaging benchmarks over loopback: triopycos vs pycos 4.12.2 "
+        "vs raw trio TCP, side by side."
+    )
+    parser.add_argument("--rounds", type=int, default=None, help="rounds (default 3, quick 1)")
+    parser.add_argument("--quick", action="store_true", help="small sizes (smoke test)")
+    parser.add_argument(
+        "--pycos-stream",
+        action="store_true",
+        help="also measure pycos with stream_send=True (persistent connections)",
+    )
+    parser.add_argument(
+        "--deadline",
+        type=float,
+        default=None,
+        help="hard time limit of each worker process, s (default 90, quick 30)",
+    )
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=None,
+        help="start no round that would end after this many seconds (default 170, quick 28)",
+    )
+    parser.add_argument(
+        "--serve", choices=[*SYSTEMS, *OPTIONAL_SYSTEMS], help="worker: run a server"
+    )
+    parser.add_argument(
+        "--client", choices=[*SYSTEMS, *OPTIONAL_SYSTEMS], help="worker: run a client"
+    )
+    parser.add_argument("--port", type=int, default=0, help="worker: the server's port")
+    args = parser.parse_args(argv)
+    if args.rounds is None:
+        args.rounds = 1 if args.quick else 3
+    if args.budget is None:
+        args.budget = 28.0 if args.quick else 170.0
+    if args.deadline is None:
+        args.deadline = 30.0 if args.quick else 90.0
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
+    if args.client and not 0 < args.port < 65536:
+        parser.error("--client needs --port")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.serve:
+        serve(args.serve, args.deadline)
+        return 0
+    if args.client:
+        sizes = sizes_for(args.client, args.quick)
+        emit_json(client(args.client, args.port, sizes, args.deadline))
+        return 0
+    return drive(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
