@@ -709,3 +709,15 @@ async def test_node_process_in_a_network_namespace() -> None:
     finally:
         with trio.CancelScope(shield=True):
             await _ip("netns", "del", name)
+
+
+async def test_default_node_with_discovery_fails_with_the_guard_error() -> None:
+    # Issue item: the default node (this host's address, found by resolving its name)
+    # with discover_peers=True is stopped by the guard before any socket exists.
+    from triopycos import PycosError, open_pycos
+
+    with expect_refusal() as refusal:
+        async with open_pycos():
+            pass
+    assert isinstance(refusal.exception, PycosError)
+    assert "pass node=" in str(refusal.exception)

@@ -464,12 +464,18 @@ def _surface(group: BaseExceptionGroup[BaseException]) -> BaseException:
     return leaves[0] if len(leaves) == 1 else group
 
 
-def _default_host() -> str:
-    """pycos's default: this host's address as its name resolves."""
+async def _default_host() -> str:
+    """pycos's default node: this host's address, as its name resolves.  Resolved with
+    trio's resolver (so it never blocks the run); a name that does not resolve is a
+    clear error rather than a guess."""
+    hostname = socket.gethostname()
     try:
-        return socket.gethostbyname(socket.gethostname())
-    except OSError:
-        return "127.0.0.1"
+        infos = await trio.socket.getaddrinfo(hostname, None, family=socket.AF_INET)
+    except OSError as exc:
+        raise PycosError(
+            f"cannot find this host's address ({hostname!r}: {exc}); pass node=..."
+        ) from exc
+    return str(infos[0][4][0])
 
 
 def _check_port(what: str, port: object, *, optional: bool) -> None:
@@ -525,7 +531,7 @@ async def open_pycos(
         else os.path.join(tempfile.gettempdir(), "triopycos")
     )
     if node is None:
-        hosts = [_default_host()]
+        hosts = [await _default_host()]
     elif isinstance(node, str):
         hosts = [node]
     else:
