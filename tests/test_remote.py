@@ -497,3 +497,33 @@ async def test_full_outbox_refuses_instead_of_growing() -> None:
         codes = await b.spawn(flood).finish()
         assert codes[:7] == [0] * 7 and -1 in codes
         assert b.statistics().messages_refused == codes.count(-1)
+
+
+async def test_remote_monitor_hears_a_daemon_task_end_when_its_node_leaves() -> None:
+    monitoring = trio.Event()
+    with trio.fail_after(LIMIT):
+        async with loopback_node("stays") as stays:
+            async with loopback_node("leaves") as leaves:
+
+                async def daemon(task: Task) -> None:
+                    task.set_daemon()
+                    task.register("daemon")
+                    await trio.sleep_forever()
+
+                leaves.spawn(daemon)
+                assert await stays.peer(leaves.location) == 0
+
+                async def watcher(task: Task) -> Any:
+                    target = await Task.locate("daemon", timeout=5)
+                    assert target is not None
+                    assert await task.monitor(target) == 0
+                    monitoring.set()
+                    return await task.receive(timeout=5)
+
+                watch = stays.spawn(watcher)
+                await monitoring.wait()
+            # ``leaves`` ended its daemon before saying goodbye: the monitor learns that
+            # it was terminated, not merely that its node went away.
+            status = await watch.finish()
+            assert isinstance(status, MonitorStatus)
+            assert status.type is GeneratorExit and status.info.name == "daemon"

@@ -118,6 +118,7 @@ class Pycos:
         # the end still gets the result (bounded: old entries fall off).
         self._ended: OrderedDict[int, Task] = OrderedDict()
         self._task_nursery: trio.Nursery | None = None
+        self._tasks_gone = trio.Event()
         self._service_nursery: trio.Nursery | None = None
         self._root_scope: trio.CancelScope | None = None
         self._closed = False
@@ -369,10 +370,13 @@ class Pycos:
     # -- services -----------------------------------------------------------------
 
     async def _serve_tasks(self, *, task_status: trio.TaskStatus[None]) -> None:
-        async with trio.open_nursery() as nursery:
-            self._task_nursery = nursery
-            task_status.started()
-            await trio.sleep_forever()
+        try:
+            async with trio.open_nursery() as nursery:
+                self._task_nursery = nursery
+                task_status.started()
+                await trio.sleep_forever()
+        finally:
+            self._tasks_gone.set()
 
     async def _serve_network(
         self,
@@ -409,9 +413,18 @@ class Pycos:
             task_status.started()
             await trio.sleep_forever()
 
-    async def _goodbye(self) -> None:
-        if self._peers is not None and not self._terminated:
-            with trio.CancelScope(shield=True):
+    async def _close(self) -> None:
+        """Leave in order: end the remaining (daemon) tasks, so their exit statuses
+        are queued for remote monitors, then say goodbye to every peer."""
+        self._closed = True
+        if self._terminated or self._task_nursery is None:
+            return
+        with trio.CancelScope(shield=True):
+            self._task_nursery.cancel_scope.cancel()
+            limit = self._peers.limits.goodbye_timeout if self._peers else 2.0
+            with trio.move_on_after(limit):
+                await self._tasks_gone.wait()
+            if self._peers is not None:
                 await self._peers.goodbye([MessageKind.BYE])
 
 
@@ -570,8 +583,7 @@ async def open_pycos(
                 await pycos.finish()
             finally:
                 _current_node.reset(token)
-                pycos._closed = True
-                await pycos._goodbye()
+                await pycos._close()
                 root.cancel_scope.cancel()
     except BaseExceptionGroup as group:
         raise _surface(group) from None

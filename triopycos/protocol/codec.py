@@ -51,6 +51,7 @@ import dataclasses
 import enum
 import traceback
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Final, NoReturn, TypeVar, cast
@@ -285,6 +286,10 @@ def _expect_str_mapping(payload: object, cls: type) -> Mapping[str, object]:
 _NATIVE_LEAVES: Final = frozenset({str, int, float, bool, _NoneType, bytes, date, UUID})
 # Exact types that our hooks encode from fields we trust (checked in the hook).
 _TAGGED_LEAVES: Final = frozenset({datetime, Decimal, Location, Ref})
+# ids of the exceptions being encoded in this context, to cut cycles through args.
+_exceptions_in_progress: ContextVar[frozenset[int]] = ContextVar(
+    "_exceptions_in_progress", default=frozenset()
+)
 # Types with a method giving their Ref (Task, Channel, RPS...): found once, remembered.
 _ref_types: set[type] = set()
 
@@ -406,6 +411,15 @@ def _traceback_text(exc: BaseException) -> str:
             return ""
     remote = getattr(exc, "remote_traceback", None)
     return remote if isinstance(remote, str) else ""
+
+
+def _clean_text(text: str) -> str:
+    # Lone surrogates cannot be encoded as UTF-8; escape them instead of failing.
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode()
+    return text
 
 
 def _safe_repr(obj: object) -> str:
@@ -738,6 +752,11 @@ class Codec:
             raise TypeError(_unsupported_message(obj))
 
     def _encode_exception(self, encoder: cbor2.CBOREncoder, exc: BaseException) -> None:
+        in_progress = _exceptions_in_progress.get()
+        if id(exc) in in_progress:
+            # An exception inside its own args: send the inner one as its repr.
+            encoder.encode_string(_clean_text(_safe_repr(exc)))
+            return
         if type(exc) is RemoteError:
             # Forwarding an exception we could not rebuild: send the original again.
             name, args, text = exc.type_name, exc.remote_args, exc.traceback
@@ -745,15 +764,28 @@ class Codec:
             registration = _by_type.get(type(exc))
             name = registration.name if registration else _qualified_name(type(exc))
             args, text = exc.args, _traceback_text(exc)
-        encoder.encode_semantic(TAG_EXCEPTION, [name, [self._arg(a) for a in args], text])
+        token = _exceptions_in_progress.set(in_progress | {id(exc)})
+        try:
+            encoded_args = [self._encode_arg(arg) for arg in args]
+        finally:
+            _exceptions_in_progress.reset(token)
+        # Each arg was encoded once, to learn whether it can travel; write those bytes
+        # as they are rather than encode again (which nested exceptions would make
+        # exponential).
+        encoder.encode_length(6, TAG_EXCEPTION)
+        encoder.encode_length(4, 3)
+        encoder.encode_string(_clean_text(name))
+        encoder.encode_length(4, len(encoded_args))
+        for encoded in encoded_args:
+            encoder.write(encoded)
+        encoder.encode_string(_clean_text(text))
 
-    def _arg(self, arg: object) -> object:
+    def _encode_arg(self, arg: object) -> bytes:
         # Sending an exception must never fail: what cannot travel goes as its repr.
         try:
-            self.encode(arg)
+            return self.encode(arg)
         except Exception:
-            return _safe_repr(arg)
-        return arg
+            return _dumps(_clean_text(_safe_repr(arg)))
 
     def _encode_registered(self, encoder: cbor2.CBOREncoder, obj: object) -> None:
         registration = _by_type[type(obj)]
