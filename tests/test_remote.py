@@ -526,4 +526,5 @@ async def test_remote_monitor_hears_a_daemon_task_end_when_its_node_leaves() -> 
             # it was terminated, not merely that its node went away.
             status = await watch.finish()
             assert isinstance(status, MonitorStatus)
-            assert status.type is GeneratorExit and status.info.name == "daemon"
+            assert status.type is GeneratorExit
+            assert isinstance(status.info, Task) and status.info.name == "daemon"
