@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import struct
 import time
 
@@ -35,7 +36,7 @@ def feed(decoder: FrameDecoder, pieces: list[bytes]) -> list[bytes]:
 
 def split(blob: bytes, cuts: list[int]) -> list[bytes]:
     edges = [0, *sorted(cuts), len(blob)]
-    return [blob[a:b] for a, b in zip(edges, edges[1:], strict=False)]
+    return [blob[a:b] for a, b in itertools.pairwise(edges)]
 
 
 # -- encoding ---------------------------------------------------------------------------

@@ -528,3 +528,86 @@ async def test_remote_monitor_hears_a_daemon_task_end_when_its_node_leaves() -> 
             assert isinstance(status, MonitorStatus)
             assert status.type is GeneratorExit
             assert isinstance(status.info, Task) and status.info.name == "daemon"
+
+
+async def _zombie(location: Location, secret: str = "test-secret") -> trio.abc.Stream:
+    """Connect and authenticate like a peer, then never speak or read again."""
+    import secrets as _secrets
+
+    from triopycos.protocol.handshake import Handshake
+
+    stream = await trio.open_tcp_stream(location.addr, location.port)
+    machine = Handshake(
+        initiator=True,
+        secret=secret,
+        node_id=_secrets.token_bytes(16),
+        name="zombie",
+        locations=[("127.0.0.1", 1)],
+    )
+    await stream.send_all(machine.data_to_send())
+    while machine.next_event() is None:
+        await stream.send_all(machine.data_to_send())
+        machine.receive_data(await stream.receive_some(4096))
+    await stream.send_all(machine.data_to_send())
+    return stream
+
+
+async def test_a_silent_peer_goes_offline_after_peer_timeout() -> None:
+    with trio.fail_after(LIMIT):
+        async with loopback_node("alive", peer_timeout=0.6) as node:
+
+            async def watch(task: Task) -> list[Any]:
+                return [await task.receive(), await task.receive()]
+
+            watcher = node.spawn(watch)
+            node.peer_status(watcher)
+            zombie = await _zombie(node.location)
+            online, offline = await watcher.finish()
+            assert online.status == PeerStatus.Online and online.name == "zombie"
+            assert offline.status == PeerStatus.Offline and node.peers() == []
+            await zombie.aclose()
+
+
+async def test_idle_live_peers_stay_connected_through_heartbeats() -> None:
+    async with two_nodes(peer_timeout=0.3) as (a, b):
+        await trio.sleep(1.2)  # four timeouts of idleness, kept alive by PINGs
+        assert a.peers() == [b.location] and b.peers() == [a.location]
+
+
+async def test_bad_peer_timeout() -> None:
+    for bad in (0, -1, "1"):
+        with pytest.raises((ValueError, TypeError)):
+            async with loopback_node("x", peer_timeout=bad):
+                pass
+
+
+async def test_unencodable_results_reach_remote_monitors_and_finish_as_errors() -> None:
+    async with two_nodes() as (a, b):
+
+        async def returns_a_socket(task: Task) -> Any:
+            task.register("odd")
+            await task.receive()
+            return socket  # a module: cannot travel
+
+        odd = a.spawn(returns_a_socket)
+        await trio.testing.wait_all_tasks_blocked()
+
+        async def watcher(task: Task) -> tuple[Any, Any]:
+            r = await Task.locate("odd", timeout=5)
+            assert r is not None
+            assert await task.monitor(r) == 0
+            async with trio.open_nursery() as nursery:
+                result: list[Any] = []
+
+                async def finish() -> None:
+                    result.append(await r.finish(timeout=5))
+
+                nursery.start_soon(finish)
+                await trio.sleep(0.1)
+                r.send("go")
+            return await task.receive(timeout=5), result[0]
+
+        status, result = await b.spawn(watcher).finish()
+        assert status.type is TypeError and "cannot encode" in status.value
+        assert result is None
+        assert await odd.finish() is socket  # locally the value is intact

@@ -12,6 +12,7 @@ context variable when it starts); elsewhere the innermost ``open_pycos`` block.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -517,6 +518,7 @@ async def open_pycos(
     dest_path_prefix: str | os.PathLike[str] | None = None,
     transport: Transport | None = None,
     limits: Limits | None = None,
+    peer_timeout: float | None = None,
 ) -> AsyncIterator[Pycos]:
     """Run a node for the duration of the block; yields its ``Pycos``.
 
@@ -524,6 +526,11 @@ async def open_pycos(
     as an alias of ``dest_path``).  Leaving the block normally waits for the node's
     non-daemon tasks; an exception in the block cancels every task and comes out as
     itself; ``pycos.terminate()`` cancels everything at once.
+
+    Keyword-only extras: ``limits`` (a ``Limits``), ``peer_timeout`` (seconds of
+    silence after which a peer is taken for gone; default 15, heartbeats go out every
+    third of it on idle connections) and ``transport`` (TCP by default; the virtual
+    network of ``triopycos.testing`` is another).
     """
     _check_port("udp_port", udp_port, optional=False)
     _check_port("tcp_port", tcp_port, optional=True)
@@ -552,6 +559,11 @@ async def open_pycos(
         if not hosts or not all(isinstance(h, str) and h for h in hosts):
             raise TypeError(f"node must be a host, an address or a list of them, not {node!r}")
     limits = limits if limits is not None else Limits()
+    if peer_timeout is not None:
+        check_timeout(peer_timeout)
+        if peer_timeout <= 0:
+            raise ValueError(f"peer_timeout must be > 0, not {peer_timeout!r}")
+        limits = dataclasses.replace(limits, peer_timeout=peer_timeout)
     transport = (
         transport if transport is not None else TCPTransport(connect_timeout=limits.connect_timeout)
     )

@@ -241,7 +241,12 @@ class Task:
             callback()
         monitors, self._monitors = self._monitors, []
         for monitor in monitors:
-            if monitor.send(MonitorStatus(self, kind, value)) < 0:
+            try:
+                code = monitor.send(MonitorStatus(self, kind, value))
+            except (TypeError, ValueError) as exc:
+                # A remote monitor, and the exit value cannot travel: say so instead.
+                code = monitor.send(MonitorStatus(self, type(exc), f"exit status not sent: {exc}"))
+            if code < 0:
                 log.debug("monitor %r of %r is gone", monitor, self)
 
     # -- messages -----------------------------------------------------------------

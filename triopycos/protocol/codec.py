@@ -13,7 +13,8 @@ date                    tag 1004        RFC 8943 full-date
 UUID                    tag 37
 tuple                   0x74700001      [items...]
 frozenset               0x74700002      [items...]
-datetime                0x74700003      isoformat() text; naive and aware
+datetime                0x74700003      naive: isoformat() text; aware: [naive text,
+                                        UTC offset in microseconds]
 Decimal                 0x74700004      str() text: keeps NaN/sNaN/-0/exponent exactly
 Location                0x74700010      [addr, port]
 Ref (and any object     0x74700011      [kind, node_id, ident, name, addr, port]
@@ -52,7 +53,7 @@ import enum
 import traceback
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
-from datetime import date, datetime
+from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any, Final, NoReturn, TypeVar, cast
 from uuid import UUID
@@ -285,7 +286,7 @@ def _expect_str_mapping(payload: object, cls: type) -> Mapping[str, object]:
 # Exact types cbor2's native encoder and decoder round-trip the way we want.
 _NATIVE_LEAVES: Final = frozenset({str, int, float, bool, _NoneType, bytes, date, UUID})
 # Exact types that our hooks encode from fields we trust (checked in the hook).
-_TAGGED_LEAVES: Final = frozenset({datetime, Decimal, Location, Ref})
+_TAGGED_LEAVES: Final = frozenset({datetime, Decimal, Location, Ref, PeerStatus})
 # ids of the exceptions being encoded in this context, to cut cycles through args.
 _exceptions_in_progress: ContextVar[frozenset[int]] = ContextVar(
     "_exceptions_in_progress", default=frozenset()
@@ -346,16 +347,10 @@ def _scan_other(obj: Any, kind: type, budget: int) -> bool:
         return hooks
     if kind in _TAGGED_LEAVES or kind in _by_type:
         return True
-    if kind is MonitorStatus or kind is PeerStatus:
-        assert isinstance(obj, (MonitorStatus, PeerStatus))
+    if kind is MonitorStatus:
         if budget <= 1:
             raise _TooDeep
-        fields = (
-            (obj.info, obj.type, obj.value)
-            if isinstance(obj, MonitorStatus)
-            else (obj.location, obj.name)
-        )
-        for field in fields:
+        for field in (obj.info, obj.type, obj.value):
             _scan(field, budget - 2)
         return True
     if isinstance(obj, BaseException):
@@ -461,6 +456,7 @@ def _rebuild_exception(cls: type[BaseException], args: tuple[object, ...]) -> Ba
 # -- the codec --------------------------------------------------------------------------
 
 _Hook = Callable[[cbor2.CBOREncoder, Any], None]
+_MICROSECOND: Final = timedelta(microseconds=1)
 _dumps = cbor2.dumps
 _loads = cbor2.loads
 
@@ -504,7 +500,16 @@ def _decode_frozenset(value: object, immutable: bool) -> frozenset[object]:
 
 
 def _decode_datetime(value: object, immutable: bool) -> datetime:
-    return datetime.fromisoformat(_text(value, "datetime payload"))
+    if type(value) is str:
+        local = datetime.fromisoformat(value)
+        if local.tzinfo is not None:
+            raise DecodeError("a naive datetime's text must not carry an offset")
+        return local
+    text, offset = _array(value, 2, "aware datetime")
+    local = datetime.fromisoformat(_text(text, "datetime text"))
+    if local.tzinfo is not None or type(offset) is not int:
+        raise DecodeError("aware datetime payload has the wrong types")
+    return local.replace(tzinfo=timezone(timedelta(microseconds=offset)))
 
 
 def _decode_decimal(value: object, immutable: bool) -> Decimal:
@@ -573,7 +578,14 @@ def _encode_frozenset(encoder: cbor2.CBOREncoder, value: frozenset[object]) -> N
 
 
 def _encode_datetime(encoder: cbor2.CBOREncoder, value: datetime) -> None:
-    encoder.encode_semantic(TAG_DATETIME, value.isoformat())
+    offset = value.utcoffset()
+    if offset is None:
+        encoder.encode_semantic(TAG_DATETIME, value.isoformat())
+    else:
+        # The offset travels apart, in microseconds: Python 3.11's fromisoformat()
+        # drops sub-second offsets.
+        local = value.replace(tzinfo=None).isoformat()
+        encoder.encode_semantic(TAG_DATETIME, [local, offset // _MICROSECOND])
 
 
 def _encode_decimal(encoder: cbor2.CBOREncoder, value: Decimal) -> None:
@@ -605,6 +617,8 @@ def _encode_monitor_status(encoder: cbor2.CBOREncoder, value: MonitorStatus) -> 
 
 
 def _encode_peer_status(encoder: cbor2.CBOREncoder, value: PeerStatus) -> None:
+    if type(value.location) is not Location or type(value.name) is not str:
+        raise TypeError(f"cannot encode {value!r}: a field has the wrong type")
     encoder.encode_semantic(TAG_PEER_STATUS, [value.location, value.name, int(value.status)])
 
 
@@ -791,6 +805,7 @@ class Codec:
         registration = _by_type[type(obj)]
         assert registration.encode is not None
         payload = registration.encode(obj)
+        # The scan did not see the payload: check it here, with a depth budget of its own.
         try:
             _scan(payload, self._max_depth)
         except _TooDeep:

@@ -37,6 +37,10 @@ log = logging.getLogger("triopycos.peer")
 _reschedule = trio.lowlevel.reschedule
 
 
+class PeerSilent(Exception):
+    """Nothing was heard from a peer for ``peer_timeout`` seconds."""
+
+
 class _Pending:
     __slots__ = ("done", "value")
 
@@ -60,6 +64,7 @@ class PeerConnection:
         dispatch: Callable[[PeerConnection, list[Any]], None],
         max_frame_size: int,
         max_outbox_bytes: int,
+        peer_timeout: float,
     ) -> None:
         self.stream = stream
         self.node_id = hello.node_id
@@ -87,6 +92,8 @@ class PeerConnection:
         self.leaving = False  # the peer said BYE
         self.refused_messages = 0
         self._logged: set[str] = set()
+        self._peer_timeout = peer_timeout
+        self.last_heard = self.last_sent = trio.current_time()
 
     def __repr__(self) -> str:
         return f"<peer {self.name!r} at {self.location}>"
@@ -95,7 +102,8 @@ class PeerConnection:
 
     def send(self, message: list[Any]) -> int:
         """Queue one message: 0, or -1 if it cannot be (closed, too big, outbox full).
-        A message the codec cannot encode raises ``TypeError`` to the caller."""
+        A message the codec cannot encode raises ``TypeError`` (unsupported type) or
+        ``ValueError`` (too deep, cyclic) to the caller."""
         if self.closed:
             return -1
         payload = self.codec.encode(message)
@@ -141,7 +149,7 @@ class PeerConnection:
     def reply(self, rid: int, value: Any) -> None:
         try:
             self.send([Kind.REPLY, rid, value])
-        except TypeError as exc:
+        except (TypeError, ValueError) as exc:
             self.log_once("reply", "reply cannot be encoded (%s); sending None", exc)
             self.send([Kind.REPLY, rid, None])
 
@@ -162,12 +170,15 @@ class PeerConnection:
                 if self.closed:
                     nursery.cancel_scope.cancel()
                 nursery.start_soon(self._write_loop)
+                nursery.start_soon(self._heartbeat_loop)
                 await self._read_loop()
                 nursery.cancel_scope.cancel()
         except* (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as group:
             log.info("connection to %r lost: %s", self, group.exceptions[0])
         except* ProtocolError as group:
             log.warning("closing connection to %r: %s", self, group.exceptions[0])
+        except* PeerSilent as group:
+            log.warning("peer %r is silent: %s", self, group.exceptions[0])
         except* Exception:
             # A bug must end this connection, never the node.
             log.exception("connection to %r failed", self)
@@ -198,6 +209,7 @@ class PeerConnection:
             if not data:
                 decoder.eof()
                 return
+            self.last_heard = trio.current_time()
             decoder.receive_data(data)
 
     async def _write_loop(self) -> None:
@@ -216,9 +228,26 @@ class PeerConnection:
             frames, self._outbox = self._outbox, []
             self._outbox_bytes = 0
             await send_all(frames[0] if len(frames) == 1 else b"".join(frames))
+            self.last_sent = trio.current_time()
             if not self._outbox and self._drained is not None:
                 self._drained.set()
                 self._drained = None
+
+    async def _heartbeat_loop(self) -> None:
+        """Keep an idle connection audibly alive, and give up on a silent peer.
+
+        Every third of ``peer_timeout`` with nothing sent, send a PING (the peer
+        answers PONG); when nothing at all has been heard for ``peer_timeout``, the
+        peer is gone even though its connection never closed (a frozen process, a
+        cable pulled, a partition)."""
+        interval = self._peer_timeout / 3
+        while True:
+            await trio.sleep(interval)
+            now = trio.current_time()
+            if now - self.last_heard >= self._peer_timeout:
+                raise PeerSilent(f"nothing heard for {now - self.last_heard:.1f} s")
+            if now - self.last_sent >= interval:
+                self.send([Kind.PING])
 
     async def flush(self, timeout: float) -> None:
         """Wait (up to ``timeout``) until the outbox has been handed to the stream."""

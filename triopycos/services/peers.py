@@ -43,6 +43,7 @@ class Limits:
     max_outbox_bytes: int = 64 * 1024 * 1024
     connect_timeout: float = 10.0
     goodbye_timeout: float = 2.0
+    peer_timeout: float = 15.0
 
 
 @dataclass
@@ -233,6 +234,7 @@ class PeerManager:
             dispatch=self._dispatch,
             max_frame_size=self.limits.max_frame_size,
             max_outbox_bytes=self.limits.max_outbox_bytes,
+            peer_timeout=self.limits.peer_timeout,
         )
         current = self.by_id.get(conn.node_id)
         if current is not None and not current.closed:
