@@ -184,5 +184,3 @@ async def test_ipv6_loopback_process() -> None:
             server.send(None)
             assert await server.finish(timeout=5) == ["over ipv6"]
             sleeper.terminate()
-
-
