@@ -53,7 +53,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Generator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -86,6 +86,9 @@ SERVER_NAME = "bench_server"
 BIG = b"\xa5" * 4096
 #: The sender yields to its scheduler after this many sends.
 BATCH = 1000
+#: One-way flow control window, in batches (see ``Sizes.window``): 4 x 1000 x 4 KiB =
+#: 16 MiB, so at most 32 MiB is ever in flight, half the 64 MiB per-peer outbox.
+WINDOW = 4
 #: Timeout of each single deliver / ping-pong reply, and of control messages.
 OP_TIMEOUT = 10.0
 
@@ -117,14 +120,17 @@ class Sizes:
     ping_pong: int
     #: Each measured loop stops after this many seconds, whatever its count.
     cap: float
+    #: One-way flow control: a ("sync", k) marker after every ``window`` batches of
+    #: BATCH sends, and at most two markers unanswered (0: no flow control).
+    window: int = WINDOW
 
     def warmup(self) -> Sizes:
-        return Sizes(
-            max(1, self.small // 20),
-            max(1, self.big // 20),
-            max(1, self.deliver // 20),
-            max(1, self.ping_pong // 20),
-            self.cap,
+        return replace(
+            self,
+            small=max(1, self.small // 20),
+            big=max(1, self.big // 20),
+            deliver=max(1, self.deliver // 20),
+            ping_pong=max(1, self.ping_pong // 20),
         )
 
 
@@ -135,15 +141,15 @@ DEFAULT_SIZES: dict[str, Sizes] = {
     "raw": Sizes(small=600_000, big=120_000, deliver=10_000, ping_pong=10_000, cap=8.0),
 }
 QUICK_SIZES: dict[str, Sizes] = {
-    "triopycos": Sizes(small=50_000, big=10_000, deliver=1_000, ping_pong=1_000, cap=2.0),
-    "pycos": Sizes(small=2_000, big=1_000, deliver=300, ping_pong=300, cap=2.0),
-    "pycos-stream": Sizes(small=2_000, big=1_000, deliver=300, ping_pong=300, cap=2.0),
-    "raw": Sizes(small=100_000, big=20_000, deliver=2_000, ping_pong=2_000, cap=2.0),
+    "triopycos": Sizes(small=50_000, big=10_000, deliver=1_000, ping_pong=1_000, cap=1.5),
+    "pycos": Sizes(small=2_000, big=1_000, deliver=300, ping_pong=300, cap=1.5),
+    "pycos-stream": Sizes(small=2_000, big=1_000, deliver=300, ping_pong=300, cap=1.5),
+    "raw": Sizes(small=100_000, big=20_000, deliver=2_000, ping_pong=2_000, cap=1.5),
 }
 
 
-def sizes_for(system: str, quick: bool) -> Sizes:
-    return (QUICK_SIZES if quick else DEFAULT_SIZES)[system]
+def sizes_for(system: str, quick: bool, window: int = WINDOW) -> Sizes:
+    return replace((QUICK_SIZES if quick else DEFAULT_SIZES)[system], window=window)
 
 
 # -- result bookkeeping -------------------------------------------------------------
@@ -197,6 +203,9 @@ def gen_server(task: Any = None) -> Generator[Any, Any, int]:
                 head.send(msg[1])
             elif head == "start":
                 count, client = 0, msg[1]
+            elif head == "sync":
+                if client is not None:
+                    client.send(("synced", msg[1]))
             elif head == "end":
                 if client is not None:
                     client.send(("count", count))
@@ -222,6 +231,9 @@ def gen_stream_server(scheduler: Any, task: Any = None) -> Generator[Any, Any, i
                 count, client = 0, msg[1]
                 # An existing peer: pycos only flips its flag, no network traffic.
                 yield scheduler.peer(client.location, stream_send=True)
+            elif head == "sync":
+                if client is not None:
+                    client.send(("synced", msg[1]))
             elif head == "end":
                 if client is not None:
                     client.send(("count", count))
@@ -245,6 +257,9 @@ async def async_server(task: TrioTask) -> int:
                 head.send(msg[1])
             elif head == "start":
                 count, client = 0, msg[1]
+            elif head == "sync":
+                if client is not None:
+                    client.send(("synced", msg[1]))
             elif head == "end":
                 if client is not None:
                     client.send(("count", count))
@@ -258,14 +273,15 @@ async def async_server(task: TrioTask) -> int:
 
 
 def gen_one_way(
-    rtask: Any, n: int, big: bool, cap: float, task: Any = None
+    rtask: Any, n: int, big: bool, sz: Sizes, task: Any = None
 ) -> Generator[Any, Any, Outcome]:
     if (yield rtask.deliver(("start", task), timeout=OP_TIMEOUT)) != 1:
         return Outcome(math.nan, n, "server did not take 'start'")
     send = rtask.send
-    refused = sent = 0
+    refused = sent = batches = marker = 0
+    unacked: list[int] = []
     start = clock()
-    stop_at = start + cap
+    stop_at = start + sz.cap
     while sent < n:
         upto = min(n, sent + BATCH)
         for i in range(sent, upto):
@@ -273,10 +289,23 @@ def gen_one_way(
                 refused += 1
         sent = upto
         yield  # let pycos's peer task send
+        batches += 1
+        if sz.window and batches % sz.window == 0:
+            if send(("sync", marker)) == 0:
+                unacked.append(marker)
+            marker += 1
+            if len(unacked) > 1:
+                ack = yield task.receive(timeout=OP_TIMEOUT)
+                if ack != ("synced", unacked.pop(0)):
+                    return Outcome(math.nan, sent, f"flow control: got {ack!r}")
         if clock() > stop_at:
             break
     send(("end",))
-    reply = yield task.receive(timeout=cap + 30.0)
+    reply: Any = None
+    for _ in range(len(unacked) + 1):
+        reply = yield task.receive(timeout=sz.cap + 30.0)
+        if not (type(reply) is tuple and reply[0] == "synced"):
+            break
     return one_way_outcome(sent, refused, reply, clock() - start)
 
 
@@ -321,9 +350,9 @@ def gen_client(
     results: dict[str, Outcome] = {}
     for sz in (sizes.warmup(), sizes):
         gc_quiet()
-        results["send_small"] = yield gen_one_way(rtask, sz.small, False, sz.cap, task=task)
+        results["send_small"] = yield gen_one_way(rtask, sz.small, False, sz, task=task)
         gc_quiet()
-        results["send_4k"] = yield gen_one_way(rtask, sz.big, True, sz.cap, task=task)
+        results["send_4k"] = yield gen_one_way(rtask, sz.big, True, sz, task=task)
         gc_quiet()
         results["deliver"] = yield gen_deliver(rtask, sz.deliver, sz.cap)
         gc_quiet()
@@ -394,26 +423,40 @@ def pycos_serve(deadline: float, stream: bool) -> None:
 # -- triopycos client and server (async tasks) --------------------------------------
 
 
-async def async_one_way(rtask: TrioTask, n: int, big: bool, cap: float, task: TrioTask) -> Outcome:
+async def async_one_way(rtask: TrioTask, n: int, big: bool, sz: Sizes, task: TrioTask) -> Outcome:
     import trio
 
     if await rtask.deliver(("start", task), timeout=OP_TIMEOUT) != 1:
         return Outcome(math.nan, n, "server did not take 'start'")
     send = rtask.send
-    refused = sent = 0
+    refused = sent = batches = marker = 0
+    unacked: list[int] = []
     start = clock()
-    stop_at = start + cap
+    stop_at = start + sz.cap
     while sent < n:
         upto = min(n, sent + BATCH)
         for i in range(sent, upto):
             if send(BIG if big else i) != 0:
                 refused += 1
         sent = upto
-        await trio.lowlevel.checkpoint()  # let the connection's writer drain the outbox
+        await trio.lowlevel.checkpoint()  # let the connection's writer run
+        batches += 1
+        if sz.window and batches % sz.window == 0:
+            if send(("sync", marker)) == 0:
+                unacked.append(marker)
+            marker += 1
+            if len(unacked) > 1:
+                ack = await task.receive(timeout=OP_TIMEOUT)
+                if ack != ("synced", unacked.pop(0)):
+                    return Outcome(math.nan, sent, f"flow control: got {ack!r}")
         if clock() > stop_at:
             break
     send(("end",))
-    reply = await task.receive(timeout=cap + 30.0)
+    reply: Any = None
+    for _ in range(len(unacked) + 1):
+        reply = await task.receive(timeout=sz.cap + 30.0)
+        if not (type(reply) is tuple and reply[0] == "synced"):
+            break
     return one_way_outcome(sent, refused, reply, clock() - start)
 
 
@@ -458,9 +501,9 @@ def triopycos_client(port: int, sizes: Sizes) -> dict[str, Outcome]:
             raise RuntimeError(f"triopycos: {SERVER_NAME!r} not found at {loc}")
         for sz in (sizes.warmup(), sizes):
             gc_quiet()
-            results["send_small"] = await async_one_way(rtask, sz.small, False, sz.cap, task)
+            results["send_small"] = await async_one_way(rtask, sz.small, False, sz, task)
             gc_quiet()
-            results["send_4k"] = await async_one_way(rtask, sz.big, True, sz.cap, task)
+            results["send_4k"] = await async_one_way(rtask, sz.big, True, sz, task)
             gc_quiet()
             results["deliver"] = await async_deliver(rtask, sz.deliver, sz.cap)
             gc_quiet()
@@ -754,10 +797,17 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
             proc.stdout.close()
 
 
-def run_pair(system: str, quick: bool, deadline: float) -> dict[str, float]:
+def run_pair(system: str, args: argparse.Namespace) -> dict[str, float]:
     """One round of one system: start its server, run its client, stop the server."""
     script = str(Path(__file__).resolve())
-    common = ["--deadline", f"{deadline:g}", *(["--quick"] if quick else [])]
+    deadline = args.deadline
+    common = [
+        "--deadline",
+        f"{deadline:g}",
+        "--window",
+        str(args.window),
+        *(["--quick"] if args.quick else []),
+    ]
     server = subprocess.Popen(
         [sys.executable, script, "--serve", system, *common],
         stdin=subprocess.PIPE,
@@ -889,7 +939,6 @@ def targets(collected: dict[str, dict[str, list[float]]]) -> str:
 def drive(args: argparse.Namespace) -> int:
     started = clock()
     systems = [*SYSTEMS, *(["pycos-stream"] if args.pycos_stream else [])]
-    deadline = args.deadline
     collected: dict[str, dict[str, list[float]]] = {s: defaultdict(list) for s in systems}
     errors = 0
     rounds_done = 0
@@ -907,7 +956,7 @@ def drive(args: argparse.Namespace) -> int:
         shift = rnd % len(systems)
         for system in systems[shift:] + systems[:shift]:
             try:
-                data = run_pair(system, args.quick, deadline)
+                data = run_pair(system, args)
             except (WorkerError, subprocess.TimeoutExpired) as exc:
                 errors += 1
                 print(f"round {rnd + 1}, {system}: FAILED: {exc}", file=sys.stderr)
@@ -918,7 +967,7 @@ def drive(args: argparse.Namespace) -> int:
         slowest_round = max(slowest_round, clock() - started - elapsed)
         print(f"round {rnd + 1}/{args.rounds} done ({clock() - started:.1f} s)", file=sys.stderr)
 
-    sizes = {s: sizes_for(s, args.quick) for s in systems}
+    sizes = {s: sizes_for(s, args.quick, args.window) for s in systems}
     size_text = "; ".join(
         f"{COLUMN_NAMES[s]}: {sz.small:,} small / {sz.big:,} 4 KiB msgs, "
         f"{sz.deliver:,} delivers, {sz.ping_pong:,} ping-pongs"
@@ -963,6 +1012,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="hard time limit of each worker process, s (default 90, quick 30)",
     )
     parser.add_argument(
+        "--window",
+        type=int,
+        default=WINDOW,
+        help=f"one-way flow control: a sync marker every WINDOW x {BATCH} sends, at most "
+        f"two unanswered (default {WINDOW}; 0: none, the sender only yields every "
+        f"{BATCH} sends)",
+    )
+    parser.add_argument(
         "--budget",
         type=float,
         default=None,
@@ -984,6 +1041,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         args.deadline = 30.0 if args.quick else 90.0
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
+    if args.window < 0:
+        parser.error("--window must be at least 0")
     if args.client and not 0 < args.port < 65536:
         parser.error("--client needs --port")
     return args
@@ -995,7 +1054,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         serve(args.serve, args.deadline)
         return 0
     if args.client:
-        sizes = sizes_for(args.client, args.quick)
+        sizes = sizes_for(args.client, args.quick, args.window)
         emit_json(client(args.client, args.port, sizes, args.deadline))
         return 0
     return drive(args)

@@ -46,6 +46,7 @@ async def two_nodes(**kwargs: Any) -> AsyncIterator[tuple[Pycos, Pycos]]:
     with trio.fail_after(LIMIT):
         async with loopback_node("a", **kwargs) as a, loopback_node("b", **kwargs) as b:
             assert await b.peer(a.location) == 0
+            assert await a.locate("b", timeout=5) == b.location  # a has registered b too
             yield a, b
 
 
@@ -447,7 +448,8 @@ async def test_simultaneous_connects_keep_one_connection() -> None:
                 nursery.start_soon(connect, a, b)
                 nursery.start_soon(connect, b, a)
             assert results == [0, 0]
-            await trio.testing.wait_all_tasks_blocked()
+            assert await a.locate("b", timeout=5) == b.location
+            assert await b.locate("a", timeout=5) == a.location
             assert a._peers is not None and b._peers is not None
             (ab,) = a._peers.by_id.values()
             (ba,) = b._peers.by_id.values()
@@ -611,3 +613,30 @@ async def test_unencodable_results_reach_remote_monitors_and_finish_as_errors() 
         assert status.type is TypeError and "cannot encode" in status.value
         assert result is None
         assert await odd.finish() is socket  # locally the value is intact
+
+
+async def test_a_lost_connection_is_re_peered_by_the_side_that_opened_it() -> None:
+    limits = Limits(reconnect_delay=0.05)
+    async with two_nodes(limits=limits) as (a, b):
+        notes: list[Any] = []
+        back = trio.Event()
+
+        async def watch(task: Task) -> None:
+            task.set_daemon()
+            while True:
+                notes.append((await task.receive()).status)
+                if notes[-2:] == [PeerStatus.Offline, PeerStatus.Online]:
+                    back.set()
+
+        b.peer_status(b.spawn(watch))
+        assert a._peers is not None
+        (conn,) = a._peers.by_id.values()
+        conn.close()  # a drops it without a goodbye (as a reset would); b opened it
+        with trio.fail_after(5):
+            await back.wait()
+        assert notes == [PeerStatus.Online, PeerStatus.Offline, PeerStatus.Online]
+        assert b.peers() == [a.location] and a.peers() == [b.location]
+        # Goodbyes and deliberate closes are not undone.
+        assert await b.close_peer(a.location) == 0
+        await trio.sleep(0.3)
+        assert b.peers() == []

@@ -22,14 +22,13 @@ import tempfile
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import trio
-import trio_util
 
 from ._channel import Channel
+from ._context import current_node_var
 from ._errors import PycosError, ServiceError
 from ._location import Location
 from ._remote import RemoteOps
@@ -43,7 +42,7 @@ __all__ = ["NodeStatistics", "Pycos", "current_node", "open_pycos"]
 
 log = logging.getLogger("triopycos.node")
 
-_current_node: ContextVar[Pycos | None] = ContextVar("triopycos_current_node", default=None)
+_current_node = current_node_var
 
 Kind = Literal["task", "channel", "rps"]
 
@@ -111,7 +110,8 @@ class Pycos:
         self.max_file_size = max_file_size
         self._tasks: dict[int, Task] = {}
         self._task_counter = 0
-        self._nondaemon = trio_util.AsyncValue(0)
+        self._nondaemon = 0
+        self._idle: trio.Event | None = None  # set when _nondaemon reaches 0
         self._daemons = 0
         self._registry: dict[Kind, dict[str, Any]] = {"task": {}, "channel": {}, "rps": {}}
         self._registry_changed = trio.Event()
@@ -196,7 +196,7 @@ class Pycos:
             return -1
         conn.send([MessageKind.BYE])
         await conn.flush(2.0 if timeout is None else timeout)
-        conn.close()
+        conn.close(deliberately=True)
         return 0
 
     async def locate(self, name: str, timeout: float | None = None) -> Location | None:
@@ -222,7 +222,12 @@ class Pycos:
 
     async def finish(self) -> None:
         """Wait until every non-daemon task of this node has ended."""
-        await self._nondaemon.wait_value(0)
+        if self._nondaemon == 0:
+            await trio.lowlevel.checkpoint()
+            return
+        if self._idle is None:
+            self._idle = trio.Event()
+        await self._idle.wait()
 
     def terminate(self) -> None:
         """Stop the node now: every task is cancelled and the ``async with`` ends."""
@@ -263,8 +268,8 @@ class Pycos:
     def _adopt(self, task: Task) -> None:
         assert self._task_nursery is not None
         self._tasks[task._task_id] = task
-        self._nondaemon.value += 1
-        self._task_nursery.start_soon(task._run, name=repr(task))
+        self._nondaemon += 1
+        self._task_nursery.start_soon(task._run, name=task._name)
 
     def _forget(self, task: Task) -> None:
         del self._tasks[task._task_id]
@@ -276,11 +281,17 @@ class Pycos:
         if task._daemon:
             self._daemons -= 1
         else:
-            self._nondaemon.value -= 1
+            self._count_nondaemon(-1)
 
     def _daemon_changed(self, daemon: bool) -> None:
         self._daemons += 1 if daemon else -1
-        self._nondaemon.value += -1 if daemon else 1
+        self._count_nondaemon(-1 if daemon else 1)
+
+    def _count_nondaemon(self, change: int) -> None:
+        self._nondaemon += change
+        if self._nondaemon == 0 and self._idle is not None:
+            self._idle.set()
+            self._idle = None
 
     # -- names (tasks, channels, RPSs share the mechanism) ------------------------
 

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from ._context import current_node_var as _current_node
 from ._generator import run_generator
 from ._location import Location
 from ._status import MonitorStatus
@@ -39,6 +40,7 @@ _reschedule = trio.lowlevel.reschedule
 _wait_rescheduled = trio.lowlevel.wait_task_rescheduled
 _checkpoint_if_cancelled = trio.lowlevel.checkpoint_if_cancelled
 _ABORTED = trio.lowlevel.Abort.SUCCEEDED
+_FAIR_STREAK = 64
 
 
 def check_timeout(timeout: float | None) -> None:
@@ -101,6 +103,7 @@ class Task:
         "_node_id",
         "_registered",
         "_scope",
+        "_streak",
         "_task_id",
         "_trio_task",
         "_value",
@@ -154,7 +157,8 @@ class Task:
         self._daemon = False
         self._monitors: list[Task] = []
         self._registered: set[str] = set()
-        self._done = trio.Event()
+        self._done: trio.Event | None = None  # made only when someone waits
+        self._streak = 0
         self._end_callbacks: list[Callable[[], None]] = []
         self._value: Any = None
         self._exit: tuple[object, object] | None = None
@@ -201,8 +205,6 @@ class Task:
     # -- running ------------------------------------------------------------------
 
     async def _run(self) -> None:
-        from ._node import _current_node
-
         _current_node.set(self._node)
         self._trio_task = _current_task()
         status: tuple[object, object] = (GeneratorExit, None)
@@ -235,7 +237,8 @@ class Task:
             self._value = MonitorStatus(self, kind, value)
         self._mailbox.clear()
         self._node._forget(self)
-        self._done.set()
+        if self._done is not None:
+            self._done.set()
         callbacks, self._end_callbacks = self._end_callbacks, []
         for callback in callbacks:
             callback()
@@ -277,7 +280,15 @@ class Task:
         if self._trio_task is not _current_task() or self._trio_task is None:
             raise RuntimeError(f"only task {self!r} itself can receive its messages")
         if self._mailbox:
-            await _checkpoint_if_cancelled()
+            # A backlog is drained without a full schedule point per message (the
+            # fast path), but every _FAIR_STREAK messages the task yields, so one busy
+            # receiver cannot starve the rest of its node.
+            self._streak += 1
+            if self._streak < _FAIR_STREAK:
+                await _checkpoint_if_cancelled()
+            else:
+                self._streak = 0
+                await trio.lowlevel.checkpoint()
             return self._mailbox.popleft()
         if timeout is None:
             return await self._wait_message()
@@ -296,6 +307,7 @@ class Task:
             return _ABORTED
 
         await _wait_rescheduled(abort)
+        self._streak = 0
         return self._mailbox.popleft()
 
     async def sleep(self, timeout: float = 0) -> int:
@@ -379,6 +391,8 @@ class Task:
         if self._trio_task is not None and self._trio_task is _current_task():
             raise RuntimeError(f"task {self!r} cannot wait for its own end")
         if self._alive:
+            if self._done is None:
+                self._done = trio.Event()
             with trio.move_on_after(math.inf if timeout is None else timeout):
                 await self._done.wait()
             if self._alive:

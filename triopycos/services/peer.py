@@ -90,6 +90,7 @@ class PeerConnection:
         self._nursery: trio.Nursery | None = None
         self.closed = False
         self.leaving = False  # the peer said BYE
+        self.closed_here = False  # this node closed it on purpose
         self.refused_messages = 0
         self._logged: set[str] = set()
         self._peer_timeout = peer_timeout
@@ -259,8 +260,11 @@ class PeerConnection:
         else:
             await trio.lowlevel.checkpoint()
 
-    def close(self) -> None:
-        """Mark closed and fail every pending request at once."""
+    def close(self, *, deliberately: bool = False) -> None:
+        """Mark closed and fail every pending request at once.  ``deliberately``:
+        this node chose to close it (no reconnecting)."""
+        if deliberately:
+            self.closed_here = True
         if self.closed:
             return
         self.closed = True

@@ -44,6 +44,8 @@ class Limits:
     connect_timeout: float = 10.0
     goodbye_timeout: float = 2.0
     peer_timeout: float = 15.0
+    reconnect_attempts: int = 10
+    reconnect_delay: float = 1.0
 
 
 @dataclass
@@ -89,6 +91,7 @@ class PeerManager:
         self._handshaking = 0
         self._nursery: trio.Nursery | None = None
         self.changed = trio.Event()  # set (and replaced) whenever a peer comes online
+        self._leaving = False
         self.stats = PeerStatistics()
 
     # -- queries ------------------------------------------------------------------
@@ -240,11 +243,11 @@ class PeerManager:
         if current is not None and not current.closed:
             self.stats.duplicate_connections += 1
             if current.initiator_id < conn.initiator_id:
-                conn.close()  # the existing one wins
+                conn.close(deliberately=True)  # the existing one wins
                 return conn
             # The new one wins: take over quietly (no Offline/Online in between).
             self.by_id[conn.node_id] = conn
-            current.close()
+            current.close(deliberately=True)
             return conn
         self.by_id[conn.node_id] = conn
         self._on_online(conn)
@@ -259,9 +262,33 @@ class PeerManager:
             if self.by_id.get(conn.node_id) is conn:
                 del self.by_id[conn.node_id]
                 self._on_offline(conn)
+                # The side that opened a connection lost to a fault (not a goodbye, not
+                # our own close) tries to get it back: a healed partition or a thawed
+                # peer comes back Online, a restarted one as a new incarnation.
+                if (
+                    conn.initiator_id == self.node_id
+                    and not conn.leaving
+                    and not conn.closed_here
+                    and not self._leaving
+                    and self._nursery is not None
+                ):
+                    self._nursery.start_soon(self._reconnect, conn.location)
+
+    async def _reconnect(self, location: Location) -> None:
+        delay = self.limits.reconnect_delay
+        for _ in range(self.limits.reconnect_attempts):
+            await trio.sleep(delay)
+            if self._leaving or self.find(location) is not None:
+                return
+            if await self.connect(location) is not None:
+                log.info("peer at %s is back", location)
+                return
+            delay = min(delay * 2, 30.0)
+        log.warning("gave up reconnecting to %s", location)
 
     async def goodbye(self, bye: list[Any]) -> None:
         """Tell every peer we are leaving, so they see Offline at once."""
+        self._leaving = True
         conns = list(self.by_id.values())
         with trio.move_on_after(self.limits.goodbye_timeout):
             async with trio.open_nursery() as nursery:
@@ -269,7 +296,7 @@ class PeerManager:
                     if conn.send(bye) == 0:
                         nursery.start_soon(conn.flush, self.limits.goodbye_timeout)
         for conn in conns:
-            conn.close()
+            conn.close(deliberately=True)
 
 
 def _describe(stream: trio.abc.Stream) -> str:
