@@ -75,7 +75,8 @@ class RemoteOps:
         are not peered with it yet (references travel to third nodes)."""
         conn = self._connected(node_id)
         if conn is not None or self.node._peers is None:
-            await trio.lowlevel.checkpoint()
+            # No extra checkpoint: the request that follows is one (every pass costs
+            # a scheduler round on the message path).
             return conn
         with trio.move_on_after(math.inf if timeout is None else timeout):
             conn = await self.node._peers.connect(location)

@@ -17,7 +17,6 @@ slow peer make us hold unbounded memory.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -42,11 +41,23 @@ class PeerSilent(Exception):
 
 
 class _Pending:
-    __slots__ = ("done", "value")
+    """One request waiting for its reply: the waiting trio task is parked and
+    rescheduled directly by ``resolve`` (no Event, no extra hop)."""
+
+    __slots__ = ("done", "task", "value")
 
     def __init__(self, failure: object) -> None:
-        self.done = trio.Event()
+        self.done = False
+        self.task: trio.lowlevel.Task | None = None
         self.value = failure
+
+    def finish(self, value: object) -> None:
+        self.value = value
+        self.done = True
+        task = self.task
+        if task is not None:
+            self.task = None
+            _reschedule(task)
 
 
 class PeerConnection:
@@ -82,6 +93,8 @@ class PeerConnection:
         self._max_outbox = max_outbox_bytes
         self._outbox: list[bytes] = []
         self._outbox_bytes = 0
+        self._writing = False
+        self._send_all = stream.send_all
         self._writer: trio.lowlevel.Task | None = None
         self._pending: dict[int, _Pending] = {}
         self._next_request = 0
@@ -105,6 +118,15 @@ class PeerConnection:
         """Queue one message: 0, or -1 if it cannot be (closed, too big, outbox full).
         A message the codec cannot encode raises ``TypeError`` (unsupported type) or
         ``ValueError`` (too deep, cyclic) to the caller."""
+        code = self._enqueue(message)
+        if code == 0:
+            writer = self._writer
+            if writer is not None:
+                self._writer = None
+                _reschedule(writer)
+        return code
+
+    def _enqueue(self, message: list[Any]) -> int:
         if self.closed:
             return -1
         payload = self.codec.encode(message)
@@ -118,26 +140,38 @@ class PeerConnection:
             return -1
         self._outbox.append(encode_frame(payload))
         self._outbox_bytes += len(payload) + 4
-        writer = self._writer
-        if writer is not None:
-            self._writer = None
-            _reschedule(writer)
         return 0
 
     async def request(self, kind: int, *fields: Any, timeout: float | None = None) -> Any:
         """Send a request and wait for its reply; the kind's failure value if the
-        peer goes away, the message cannot be queued, or ``timeout`` passes."""
+        peer goes away, the message cannot be queued, or ``timeout`` passes.
+
+        The requesting task writes the request itself when no other task is writing
+        (one scheduling pass sooner than handing it to the writer task)."""
         failure = FAILURE_VALUES[kind]
         self._next_request += 1
         rid = self._next_request
-        slot = _Pending(failure)
-        self._pending[rid] = slot
+        if self._enqueue([kind, rid, *fields]) < 0:
+            await trio.lowlevel.checkpoint()
+            return failure
+        slot = self._pending[rid] = _Pending(failure)
         try:
-            if self.send([kind, rid, *fields]) < 0:
-                await trio.lowlevel.checkpoint()
-                return failure
-            with trio.move_on_after(math.inf if timeout is None else timeout):
-                await slot.done.wait()
+            try:
+                await self._flush()
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                self.close()  # the reader sees it too and reports the loss
+            if not slot.done:
+                slot.task = trio.lowlevel.current_task()
+
+                def abort(_: object) -> trio.lowlevel.Abort:
+                    slot.task = None
+                    return trio.lowlevel.Abort.SUCCEEDED
+
+                if timeout is None:
+                    await trio.lowlevel.wait_task_rescheduled(abort)
+                else:
+                    with trio.move_on_after(timeout):
+                        await trio.lowlevel.wait_task_rescheduled(abort)
             return slot.value
         finally:
             self._pending.pop(rid, None)
@@ -155,10 +189,9 @@ class PeerConnection:
             self.send([Kind.REPLY, rid, None])
 
     def resolve(self, rid: int, value: Any) -> None:
-        slot = self._pending.get(rid)
+        slot = self._pending.pop(rid, None)
         if slot is not None:
-            slot.value = value
-            slot.done.set()
+            slot.finish(value)
 
     # -- running ------------------------------------------------------------------
 
@@ -214,10 +247,10 @@ class PeerConnection:
             decoder.receive_data(data)
 
     async def _write_loop(self) -> None:
-        send_all = self.stream.send_all
         current = trio.lowlevel.current_task()
         while True:
-            if not self._outbox:
+            if not self._outbox or self._writing:
+                # Nothing to do, or another task is writing (it takes what is queued).
                 self._writer = current
 
                 def abort(_: object) -> trio.lowlevel.Abort:
@@ -226,13 +259,27 @@ class PeerConnection:
 
                 await trio.lowlevel.wait_task_rescheduled(abort)
                 continue
-            frames, self._outbox = self._outbox, []
-            self._outbox_bytes = 0
-            await send_all(frames[0] if len(frames) == 1 else b"".join(frames))
-            self.last_sent = trio.current_time()
-            if not self._outbox and self._drained is not None:
-                self._drained.set()
-                self._drained = None
+            await self._flush()
+
+    async def _flush(self) -> None:
+        """Write everything queued, in as few ``send_all`` calls as possible, unless a
+        task is already writing (then it will).  Shielded: a half-written frame would
+        corrupt the stream, so a cancelled caller waits for the write to end."""
+        if self._writing or not self._outbox:
+            return
+        self._writing = True
+        try:
+            with trio.CancelScope(shield=True):
+                while self._outbox:
+                    frames, self._outbox = self._outbox, []
+                    self._outbox_bytes = 0
+                    await self._send_all(frames[0] if len(frames) == 1 else b"".join(frames))
+        finally:
+            self._writing = False
+        self.last_sent = trio.current_time()
+        if self._drained is not None:
+            self._drained.set()
+            self._drained = None
 
     async def _heartbeat_loop(self) -> None:
         """Keep an idle connection audibly alive, and give up on a silent peer.
@@ -270,7 +317,7 @@ class PeerConnection:
         self.closed = True
         pending, self._pending = self._pending, {}
         for slot in pending.values():
-            slot.done.set()
+            slot.finish(slot.value)
         if self._drained is not None:
             self._drained.set()
         if self._scope is not None:

@@ -84,6 +84,7 @@ class VirtualNetwork:
         self._links: dict[tuple[int, int], LinkConfig] = {}
         self._cuts: set[frozenset[int]] = set()
         self._stalled: dict[_Pipe, None] = {}
+        self._tx_free: dict[tuple[int, int], float] = {}
         self._link_lot = ParkingLot()
         self._timers: list[tuple[float, int, Callable[[], None]]] = []
         self._timer_seq = itertools.count()
@@ -159,8 +160,13 @@ class VirtualNetwork:
 
     def record(self, kind: str, src: str, dst: str, nbytes: int) -> None:
         """Append a ``NetEvent`` (internal; tests read ``events``)."""
-        time = round(trio.current_time() - self._t0, 9)
-        self.events.append(NetEvent(time, kind, src, dst, nbytes))
+        try:
+            now = trio.current_time() - self._t0
+        except RuntimeError:  # configured before the trio run started
+            now = 0.0
+        # Rounded to the microsecond: two runs that start at different clock readings
+        # compute the same instants with different last bits.
+        self.events.append(NetEvent(round(now, 6), kind, src, dst, nbytes))
 
     # -- topology -----------------------------------------------------------------
 
@@ -392,6 +398,18 @@ class VirtualNetwork:
         self._faults_changed()
 
     # -- used by pipes and transports ----------------------------------------------
+
+    def transmit(self, src: VirtualHost, dst: VirtualHost, size: int) -> float:
+        """When ``size`` bytes sent now have crossed the link's bandwidth: all traffic
+        from ``src`` to ``dst`` shares it, one byte after another."""
+        now = trio.current_time()
+        bandwidth = self.link_config(src, dst).bandwidth
+        if bandwidth is None:
+            return now
+        key = (src.index, dst.index)
+        done = max(now, self._tx_free.get(key, now)) + size / bandwidth
+        self._tx_free[key] = done
+        return done
 
     def link_open(self, a: VirtualHost, b: VirtualHost) -> bool:
         if a.frozen or b.frozen:

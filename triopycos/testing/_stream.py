@@ -4,11 +4,11 @@ A connection is two ``_Pipe`` objects, one per direction, and two ``VirtualStrea
 endpoints.  Rules of a pipe:
 
 * Bytes, then optionally one FIN, travel in order.  Each segment gets an arrival time
-  when it is sent (transmission at ``bandwidth`` + ``latency`` + jitter, never before
-  the previous segment) and is handed to the receiver by a network timer at that
-  time, or at once when the link is instant.  A segment due while the link is cut
-  (partition, freeze) waits, silently, until the link is back: a dead link stalls,
-  it does not fail.
+  when it is sent (transmission at the link's ``bandwidth``, which everything crossing
+  that link shares, then ``latency`` + jitter, never before the previous segment) and
+  is handed to the receiver by a network timer at that time, or at once when the link
+  is instant.  A segment due while the link is cut (partition, freeze) waits,
+  silently, until the link is back: a dead link stalls, it does not fail.
 * Backpressure: bytes in flight plus bytes received but unread are bounded by the
   pipe's capacity; ``send_all`` waits for room, like a full socket buffer.
 * A reset (``VirtualStream.reset``, a crash) travels too, at the link's latency but
@@ -95,7 +95,6 @@ class _Pipe:
         self.receiver_closed = False
         self.rst_at: float | None = None
         self.broken_at: float | None = None
-        self._tx_free = -float("inf")
         self._last_arrival = -float("inf")
         self.send_lot = ParkingLot()
         self.recv_lot = ParkingLot()
@@ -114,12 +113,7 @@ class _Pipe:
             self._arrive(data)
             return
         size = len(data) if data is not None else 0
-        now = trio.current_time()
-        done = max(now, self._tx_free)
-        if link.bandwidth is not None:
-            done += size / link.bandwidth
-            self._tx_free = done
-        at = done + link.latency
+        at = net.transmit(self.src, self.dst, size) + link.latency
         if link.jitter:
             at += net.rng.uniform(0, link.jitter)
         at = max(at, self._last_arrival)  # a stream never reorders
@@ -244,6 +238,11 @@ class VirtualStream(trio.abc.HalfCloseableStream):
             f"<VirtualStream {label(*self.local_address)} -> {label(*self.remote_address)}"
             f"{' closed' if self._closed else ''}>"
         )
+
+    @property
+    def transport(self) -> VirtualTransport | None:
+        """The transport (the "process") this end belongs to."""
+        return self._owner
 
     def _check_can_send(self) -> None:
         if self._closed:

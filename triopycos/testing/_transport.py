@@ -201,6 +201,7 @@ class VirtualTransport:
         back = net.link_config(target, me).latency
         if there:
             await trio.sleep(there)
+            await net.wait_link_open(me, target)  # cut meanwhile: the SYN is retried
         self._check_alive()
         listener = target.find_listener(addr, port)
         client = server = None
@@ -216,6 +217,7 @@ class VirtualTransport:
         try:
             if back:
                 await trio.sleep(back)
+                await net.wait_link_open(me, target)
             else:
                 await trio.lowlevel.checkpoint()
         except BaseException:

@@ -13,10 +13,11 @@ Who receives a datagram sent to ``(addr, port)``:
   address) that joined the group; ``ff02::1`` (all nodes) needs no join.
 
 Each copy crossing a link is dropped with the link's ``loss`` probability, delivered
-twice with its ``duplication`` probability, delayed by its latency (+ jitter,
-+ size / bandwidth), and dropped if the link is cut when it arrives: datagrams never
-wait for a partition to heal.  A full receive queue drops too.  Every such decision
-draws from the network's seeded RNG, in the order the datagrams were sent.
+twice with its ``duplication`` probability, delayed by the link's bandwidth (shared
+with the streams on it), latency and jitter, and dropped if the link is cut when it
+arrives: datagrams never wait for a partition to heal.  A full receive queue drops
+too.  Every such decision draws from the network's seeded RNG, in the order the
+datagrams were sent.
 """
 
 from __future__ import annotations
@@ -145,9 +146,17 @@ class VirtualUDPSocket:
                 raise trio.ClosedResourceError("socket is closed")
             await self._lot.park()
             waited = True
-        data, sender = self._queue.popleft()
         if not waited:
             await cancel_shielded_checkpoint()
+        return self.recvfrom_nowait(bufsize)
+
+    def recvfrom_nowait(self, bufsize: int = 65536) -> tuple[bytes, tuple[str, int]]:
+        """Like ``recvfrom``, but raise ``trio.WouldBlock`` if nothing is waiting."""
+        if self.closed:
+            raise trio.ClosedResourceError("socket is closed")
+        if not self._queue:
+            raise trio.WouldBlock
+        data, sender = self._queue.popleft()
         return data[:bufsize], sender
 
     def close(self) -> None:
@@ -227,11 +236,9 @@ def _route(sock: VirtualUDPSocket, data: bytes, dst: str, port: int) -> None:
             copies = 2
             net.record("duplicated", label(*sender), dst_label, len(data))
         for _ in range(copies):
-            delay = link.latency
+            delay = net.transmit(src_host, host, len(data)) - now + link.latency
             if link.jitter:
                 delay += net.rng.uniform(0, link.jitter)
-            if link.bandwidth is not None:
-                delay += len(data) / link.bandwidth
             deliver = functools.partial(
                 _deliver, net, src_host, host, kind, dst, port, data, sender, dst_label
             )
