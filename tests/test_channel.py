@@ -131,3 +131,17 @@ async def test_bad_channel_input(autojump_clock: MockClock) -> None:
             await chan.deliver("m", n=-1)
         with pytest.raises(ValueError):
             await chan.deliver("m", timeout=-2)
+
+
+async def test_close_ends_a_waiting_deliver_at_once(autojump_clock: MockClock) -> None:
+    async with open_pycos(node="127.0.0.1", tcp_port=0, discover_peers=False):
+        chan = Channel("c")
+
+        async def closer() -> None:
+            await trio.sleep(1)
+            chan.close()
+
+        Task(closer)
+        start = trio.current_time()
+        assert await chan.deliver("m", n=3, timeout=60) == -1
+        assert trio.current_time() - start == pytest.approx(1)

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
+from netguard import NetGuard
 
 from triopycos import (
     Channel,
@@ -53,8 +54,9 @@ async def stream_pair(
     """A connected (client, server) pair between two hosts (new ones by default)."""
     client = client if client is not None else net.add_host()
     server = server if server is not None else net.add_host()
-    (listener,) = await server.transport().open_listeners(server.address(family), 0)
-    host, port = listener.transport.listener_address(listener)  # type: ignore[attr-defined]
+    transport = server.transport()
+    (listener,) = await transport.open_listeners(server.address(family), 0)
+    host, port = transport.listener_address(listener)
     connected = await client.transport().open_stream(host, port)
     accepted = await listener.accept()
     await listener.aclose()
@@ -90,7 +92,8 @@ class Watch:
     async def _run(self, task: Task) -> None:
         task.set_daemon()
         while True:
-            self.log.append((trio.current_time(), await task.receive()))
+            status = await task.receive()
+            self.log.append((trio.current_time(), status))
             self._changed.set()
             self._changed = trio.Event()
 
@@ -135,7 +138,7 @@ async def test_streams_pass_trios_generic_stream_checks() -> None:
         await trio.testing.check_half_closeable_stream(maker, clogged)
 
 
-async def test_backpressure_eof_and_reset() -> None:
+async def test_backpressure_eof_and_reset(autojump_clock: trio.testing.MockClock) -> None:
     async with VirtualNetwork(seed=1) as net:
         client, accepted = await stream_pair(net)
         sent = 0
@@ -245,11 +248,11 @@ async def test_partition_and_freeze_stall_streams_silently(
     async with VirtualNetwork() as net:
         a, b = net.add_host(), net.add_host()
         client, accepted = await stream_pair(net, a, b)
-        for cut, mend in [
-            (lambda: net.partition(a, b), net.heal),
-            (lambda: net.freeze(b), lambda: net.thaw(b)),
-        ]:
-            cut()
+        for fault in ("partition", "freeze"):
+            if fault == "partition":
+                net.partition(a, b)
+            else:
+                net.freeze(b)
             await client.send_all(b"stalled")  # buffered: no error
             await client.send_all(b"x" * (net.stream_buffer - 7))
             with trio.move_on_after(30) as scope:
@@ -258,11 +261,14 @@ async def test_partition_and_freeze_stall_streams_silently(
             with trio.move_on_after(30) as scope:
                 await accepted.receive_some()  # nothing arrives, nothing fails
             assert scope.cancelled_caught
-            mend()
+            if fault == "partition":
+                net.heal()
+            else:
+                net.thaw(b)
             data = await receive_exactly(accepted, net.stream_buffer)
             assert data.startswith(b"stalled")
-        await client.aclose()
         net.partition(a, b)
+        await client.aclose()
         with trio.move_on_after(5) as scope:
             await accepted.receive_some()  # not even the FIN crosses
         assert scope.cancelled_caught
@@ -277,7 +283,8 @@ async def test_crash_resets_a_transports_streams_at_once() -> None:
         client, accepted = await stream_pair(net, a, b)
         other = b.transport()
         (listener,) = await other.open_listeners(b.ipv4, 0)
-        transport = accepted._owner
+        _, port = other.listener_address(listener)
+        transport = accepted.transport
         assert transport is not None
         net.crash(b)  # a host: every transport on it
         assert not transport.alive and not other.alive
@@ -286,7 +293,7 @@ async def test_crash_resets_a_transports_streams_at_once() -> None:
         with pytest.raises(trio.BrokenResourceError):
             await client.send_all(b"anyone?")
         with pytest.raises(ConnectionRefusedError):
-            await a.transport().open_stream(b.ipv4, listener.transport.listener_address(listener)[1])  # type: ignore[attr-defined]
+            await a.transport().open_stream(b.ipv4, port)
         with pytest.raises(OSError):
             await other.open_listeners(b.ipv4, 0)
 
@@ -340,9 +347,9 @@ async def drain(sock: VirtualUDPSocket) -> list[bytes]:
     await trio.testing.wait_all_tasks_blocked()
     got = []
     while True:
-        with trio.move_on_after(0) as scope:
-            got.append((await sock.recvfrom())[0])
-        if scope.cancelled_caught:
+        try:
+            got.append(sock.recvfrom_nowait()[0])
+        except trio.WouldBlock:
             return got
 
 
@@ -453,7 +460,7 @@ async def test_udp_is_dropped_across_a_cut_and_delayed_by_latency(
 
 
 async def test_nodes_locate_send_deliver_finish(autojump_clock: trio.testing.MockClock) -> None:
-    async with two_nodes() as (net, a, b):
+    async with two_nodes() as (_, a, b):
         assert a.location.addr == "10.0.0.1" and b.location.addr == "10.0.0.2"
         srv = a.spawn(server)
         await trio.testing.wait_all_tasks_blocked()
@@ -490,7 +497,7 @@ async def test_remote_monitor_notify_and_late_registration(
         task.register("late")
         await task.receive()
 
-    async with two_nodes() as (net, a, b):
+    async with two_nodes() as (_, a, b):
         for fn in (forever, failing, late):
             a.spawn(fn)
         await trio.testing.wait_all_tasks_blocked()
@@ -578,7 +585,10 @@ async def test_references_and_channels_across_three_nodes(
         sub = a.spawn(subscriber)
         assert await chan.deliver("first", n=1, timeout=5) == 1
         chan.send("second")
-        assert await sub.finish() == ["subscribed", "first", "second"]
+        got = await sub.finish()
+        # "subscribed" races with "first" (both follow the subscription), as on TCP.
+        assert sorted(got) == ["first", "second", "subscribed"]
+        assert got.index("first") < got.index("second")
 
 
 async def test_goodbye_is_ordered_after_messages(autojump_clock: trio.testing.MockClock) -> None:
@@ -635,7 +645,7 @@ async def test_crash_fires_monitors_and_offline_at_once(
         result, status, ended_at = await w.finish()
         assert result is None
         assert isinstance(status, MonitorStatus) and status.type is PeerLost
-        assert status.info.name  # the lost task's reference
+        assert isinstance(status.info, Task)  # a reference to the lost task
         assert ended_at == crashed_at  # at once: no time passed
         assert await watch.wait_for(PeerStatus.Offline) == crashed_at
         assert a.peers() == []
@@ -694,9 +704,13 @@ async def test_partition_stalls_then_heal_delivers(autojump_clock: trio.testing.
         net.partition([a], [b])
         offline = await watch.wait_for(PeerStatus.Offline)
         assert offline - cut_at <= 6 + 2
+        await trio.sleep(20)  # b (which opened the connection) retries meanwhile
+        healed_at = trio.current_time()
         net.heal()
-        assert await a.peer(b.location) == 0
-        assert await watch.wait_for(PeerStatus.Online, 2) >= offline
+        with trio.fail_after(60):
+            back = await watch.wait_for(PeerStatus.Online, 2)  # b reconnects by itself
+        assert back >= healed_at
+        assert a.peers() == [b.location]
 
 
 async def test_connecting_across_a_partition_times_out(
@@ -839,6 +853,20 @@ async def test_same_seed_same_events(autojump_clock: trio.testing.MockClock) -> 
     assert await scenario(8) != first
 
 
+def test_same_seed_same_events_in_fresh_runs() -> None:
+    """The exact way to repeat a run: a fresh ``trio.run`` per attempt, so that both
+    start at clock 0 (times computed from different clock readings can differ in
+    their last bits, which may tip a comparison in the node's timers).  This sync
+    test is outside pytest-trio, so it installs the network guard itself."""
+    guard = NetGuard("fresh runs")
+    runs = [
+        trio.run(guard.wrap(scenario), 9, clock=trio.testing.MockClock(autojump_threshold=0))
+        for _ in range(2)
+    ]
+    guard.raise_unreported("in the fresh runs")
+    assert runs[0] == runs[1]
+
+
 async def test_pytest_fixture(
     virtual_network: VirtualNetwork,  # noqa: F811
     autojump_clock: trio.testing.MockClock,
@@ -846,11 +874,11 @@ async def test_pytest_fixture(
     net = virtual_network
     assert net.seed == 0
     async with net.open_pycos(name="x") as x, net.open_pycos(name="y") as y:
-        assert await y.peer(x.location) == 0
         net.set_link(x, y, latency=1)
         start = trio.current_time()
-        assert await y.close_peer(x.location) == 0
-        assert trio.current_time() - start == pytest.approx(1)
+        assert await y.peer(x.location) == 0
+        # A round trip to connect, then the handshake: hellos cross, then proofs cross.
+        assert trio.current_time() - start == pytest.approx(4)
 
 
 @pytest.mark.parametrize("virtual_network_seed", [11])
@@ -876,3 +904,100 @@ def test_bad_settings() -> None:
     host = net.add_host()
     with pytest.raises(ValueError, match="both sides"):
         net.partition(host, [host])
+
+
+# -- the examples of docs/testing-your-program.md, verbatim -----------------------------
+
+
+async def echo(task: Task) -> None:
+    task.register("echo")
+    while (msg := await task.receive()) is not None:
+        sender, text = msg
+        sender.send(text.upper())
+
+
+async def test_echo(autojump_clock: trio.testing.MockClock) -> None:
+    async with (
+        VirtualNetwork(seed=1) as net,
+        net.open_pycos(name="a") as a,
+        net.open_pycos(name="b") as b,
+    ):
+        a.spawn(echo)
+        assert await b.peer(a.location) == 0
+
+        async def client(task: Task) -> str:
+            remote = await Task.locate("echo", timeout=5)
+            assert remote is not None
+            remote.send((task, "hi"))
+            answer: str = await task.receive(timeout=5)
+            remote.send(None)
+            return answer
+
+        assert await b.spawn(client).finish() == "HI"
+
+
+async def counter(task: Task) -> None:
+    task.register("counter")
+    total = 0
+    while True:
+        sender, n = await task.receive()
+        total += n
+        sender.send(total)
+
+
+async def test_partition_then_crash(autojump_clock: trio.testing.MockClock) -> None:
+    async with (
+        VirtualNetwork(seed=7) as net,
+        net.open_pycos(name="b", peer_timeout=6) as b,
+        net.open_pycos(name="c", peer_timeout=6) as c,
+    ):
+        offline_at: list[float] = []
+
+        async def watch(task: Task) -> None:
+            task.set_daemon()
+            while True:
+                status = await task.receive()
+                if status.status == PeerStatus.Offline:
+                    offline_at.append(trio.current_time())
+
+        c.peer_status(c.spawn(watch))
+
+        async with net.open_pycos(name="a", peer_timeout=6) as a:
+            a.spawn(counter)
+            net.set_link(a, [b, c], latency=0.02)  # 20 ms each way
+            assert await b.peer(a.location) == 0
+            assert await c.peer(a.location) == 0
+
+            async def add(task: Task, n: int) -> int:
+                remote = await Task.locate("counter", timeout=5)
+                assert remote is not None
+                remote.send((task, n))
+                total: int = await task.receive(timeout=5)
+                return total
+
+            assert await b.spawn(add, 1).finish() == 1
+
+            # A short partition: c's request stalls (no error), then goes through.
+            net.partition(c, [a, b])
+            slow = c.spawn(add, 10)
+            await trio.sleep(3)  # shorter than peer_timeout: nobody notices
+            net.heal()
+            assert await slow.finish() == 11
+            assert offline_at == []
+
+            # A crash: c's monitor and peer status hear of it one latency later.
+            async def guard(task: Task) -> MonitorStatus:
+                remote = await Task.locate("counter", timeout=5)
+                assert remote is not None
+                await task.monitor(remote)
+                status: MonitorStatus = await task.receive()
+                return status
+
+            guarding = c.spawn(guard)
+            await trio.sleep(1)
+            crashed_at = trio.current_time()
+            net.crash(a)  # cancels the rest of this block, like a.terminate()
+
+        status = await guarding.finish()
+        assert isinstance(status, MonitorStatus) and status.type is PeerLost
+        assert offline_at == [pytest.approx(crashed_at + 0.02)]

@@ -4,12 +4,14 @@ from ._channel import Channel
 from ._errors import PeerLost, PycosError, RemoteError, ServiceError
 from ._location import Location
 from ._node import NodeStatistics, Pycos, open_pycos
+from ._rps import RPS
 from ._status import MonitorStatus, PeerStatus
 from ._task import Task
 from .protocol.codec import register_type
 from .services.peers import Limits
 
 __all__ = [
+    "RPS",
     "Channel",
     "Limits",
     "Location",

@@ -63,6 +63,7 @@ class Channel:
         self._subscribed = trio.Event()
         self._registered: set[str] = set()
         self._closed = False
+        node._channels.add(self)
 
     @classmethod
     def _reference(cls, node: Pycos, ref: Ref) -> Channel:
@@ -180,7 +181,7 @@ class Channel:
             return 0
         deadline = trio.current_time() + (math.inf if timeout is None else timeout)
         with trio.move_on_at(deadline):
-            while len(self._subscribers) < n:
+            while len(self._subscribers) < n and not self._closed:
                 await self._subscribed.wait()
         if len(self._subscribers) < n or self._closed:
             return 0 if not self._closed else -1
@@ -216,6 +217,10 @@ class Channel:
         else:
             await trio.lowlevel.checkpoint()
         return count
+
+    def _drop_node(self, node_id: bytes) -> None:
+        """Forget every subscriber living on the node ``node_id`` (it was lost)."""
+        self._subscribers = [s for s in self._subscribers if s._local or s._node_id != node_id]
 
     def _drop(self, subscriber: Subscriber) -> None:
         if subscriber in self._subscribers:

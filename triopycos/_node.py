@@ -19,6 +19,7 @@ import os
 import secrets
 import socket
 import tempfile
+import weakref
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -32,6 +33,7 @@ from ._context import current_node_var
 from ._errors import PycosError, ServiceError
 from ._location import Location
 from ._remote import RemoteOps
+from ._rps import RPS
 from ._task import Task, check_timeout
 from .protocol.codec import Codec, Ref
 from .protocol.messages import Kind as MessageKind
@@ -79,6 +81,7 @@ class Pycos:
     def __init__(
         self,
         *,
+        node_id: bytes | None = None,
         name: str | None,
         location: Location,
         udp_port: int,
@@ -93,7 +96,7 @@ class Pycos:
         dest_path: str,
         max_file_size: int | None,
     ) -> None:
-        self._node_id = secrets.token_bytes(16)
+        self._node_id = node_id if node_id is not None else secrets.token_bytes(16)
         self._location = location
         self._name = name if name is not None else str(location)
         self._name_from_location = name is None
@@ -129,6 +132,7 @@ class Pycos:
         self._peers: PeerManager | None = None
         self._stream_send: dict[Location, bool] = {}
         self._refused_messages = 0
+        self._channels: weakref.WeakSet[Channel] = weakref.WeakSet()
 
     # -- public -------------------------------------------------------------------
 
@@ -373,6 +377,12 @@ class Pycos:
                 if found is not None:
                     return found
             return Channel._reference(self, ref)
+        if ref.kind == "rps":
+            if ref.node_id == self._node_id:
+                found = self._registry["rps"].get(ref.name)
+                if found is not None:
+                    return found
+            return RPS._reference(self, ref)
         return ref
 
     def _spawn_service(self, fn: Callable[..., Awaitable[None]], *args: Any) -> None:
@@ -530,6 +540,7 @@ async def open_pycos(
     transport: Transport | None = None,
     limits: Limits | None = None,
     peer_timeout: float | None = None,
+    node_id: bytes | None = None,
 ) -> AsyncIterator[Pycos]:
     """Run a node for the duration of the block; yields its ``Pycos``.
 
@@ -541,7 +552,8 @@ async def open_pycos(
     Keyword-only extras: ``limits`` (a ``Limits``), ``peer_timeout`` (seconds of
     silence after which a peer is taken for gone; default 15, heartbeats go out every
     third of it on idle connections) and ``transport`` (TCP by default; the virtual
-    network of ``triopycos.testing`` is another).
+    network of ``triopycos.testing`` is another).  ``node_id`` (16 bytes) replaces
+    the random incarnation id; the virtual network uses it so runs are reproducible.
     """
     _check_port("udp_port", udp_port, optional=False)
     _check_port("tcp_port", tcp_port, optional=True)
@@ -578,7 +590,10 @@ async def open_pycos(
     transport = (
         transport if transport is not None else TCPTransport(connect_timeout=limits.connect_timeout)
     )
+    if node_id is not None and (type(node_id) is not bytes or len(node_id) != 16):
+        raise ValueError("node_id must be 16 bytes")
     pycos = Pycos(
+        node_id=node_id,
         name=name,
         location=Location(hosts[0], tcp_port or 0),
         udp_port=udp_port,

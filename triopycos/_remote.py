@@ -19,6 +19,7 @@ import trio
 from ._channel import Channel
 from ._errors import PeerLost
 from ._location import Location
+from ._rps import RPS
 from ._status import MonitorStatus, PeerStatus
 from ._task import Task
 from .protocol.codec import Ref, register_type
@@ -60,7 +61,11 @@ class RemoteOps:
             Kind.PING: self._on_ping,
             Kind.PONG: self._on_pong,
             Kind.BYE: self._on_bye,
+            Kind.RPS_CALL: self._on_rps_call,
         }
+        # Incarnations whose connection was lost: messages to them fail at once
+        # instead of each trying to reconnect (re-peering is the manager's job).
+        self._lost: set[bytes] = set()
 
     # -- reaching the owner of a reference ----------------------------------------
 
@@ -86,7 +91,7 @@ class RemoteOps:
 
     def _stale(self, node_id: bytes, location: Location) -> bool:
         peers = self.node._peers
-        if peers is None:
+        if peers is None or node_id in self._lost:
             return True
         current = peers.find(location)
         return current is not None and current.node_id != node_id
@@ -173,6 +178,16 @@ class RemoteOps:
         result = await conn.request(kind, channel._name, subscriber, timeout, timeout=timeout)
         return 0 if result == 0 else -1
 
+    # -- RPS ----------------------------------------------------------------------
+
+    async def rps_call(
+        self, rps: RPS, args: tuple[Any, ...], kwargs: dict[str, Any], monitors: list[Task]
+    ) -> Any:
+        conn = await self._reach(rps._node_id, rps._location, None)
+        if conn is None:
+            return None
+        return await conn.request(Kind.RPS_CALL, rps._name, list(args), kwargs, monitors)
+
     # -- locating -----------------------------------------------------------------
 
     async def locate(
@@ -241,10 +256,16 @@ class RemoteOps:
 
     def on_online(self, conn: PeerConnection) -> None:
         log.info("peer %r online", conn)
+        self._lost.discard(conn.node_id)
         self._tell_status(conn, PeerStatus.Online)
 
     def on_offline(self, conn: PeerConnection) -> None:
         log.info("peer %r offline", conn)
+        self._lost.add(conn.node_id)
+        # Subscribers on the lost node leave every channel here, so no channel keeps
+        # trying to reach them.
+        for channel in list(self.node._channels):
+            channel._drop_node(conn.node_id)
         watched = self._watches.pop(conn.node_id, {})
         for task_id, monitors in watched.items():
             ref = Ref("task", conn.node_id, task_id, "?", conn.location)
@@ -414,6 +435,29 @@ class RemoteOps:
 
     def _on_bye(self, conn: PeerConnection, message: list[Any]) -> None:
         conn.leaving = True
+
+    def _on_rps_call(self, conn: PeerConnection, message: list[Any]) -> None:
+        _, rid, name, args, kwargs, monitors = message
+        rps = self.node._registry["rps"].get(name)
+        if not isinstance(rps, RPS):
+            conn.reply(rid, LookupError(f"no RPS registered as {name!r}"))
+            return
+        if (
+            type(args) is not list
+            or type(kwargs) is not dict
+            or not all(type(k) is str for k in kwargs)
+            or type(monitors) is not list
+            or not all(isinstance(m, Task) for m in monitors)
+        ):
+            conn.reply(rid, TypeError(f"malformed call of RPS {name!r}"))
+            return
+        try:
+            task = rps._start(args, kwargs, monitors)
+        except Exception as exc:
+            log.warning("call of %r from %r failed: %r", rps, conn, exc)
+            conn.reply(rid, exc)
+            return
+        conn.reply(rid, task)
 
 
 # PeerLost travels inside MonitorStatus: let it arrive as itself on every node.

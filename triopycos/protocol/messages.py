@@ -24,6 +24,8 @@ CHANNEL_UNSUB      request id, channel name, subscriber, timeout     0 / -1
 PING / PONG        (nothing)                                         PONG for PING
 BYE                (nothing)                                         none: the sender
                                                                      is leaving
+RPS_CALL           request id, RPS name, args, kwargs, monitors      the new Task, or an
+                                                                     exception saying why
 =================  ===============================================  ==================
 
 A request that the receiver cannot serve (unknown task id, unknown kind, bad shape) is
@@ -57,6 +59,7 @@ class Kind:
     PING: Final = 12
     PONG: Final = 13
     BYE: Final = 14
+    RPS_CALL: Final = 15
 
 
 # What a request answers when it cannot be served (and what the caller sees when the
@@ -70,6 +73,7 @@ FAILURE_VALUES: dict[int, object] = {
     Kind.CHANNEL_DELIVER: 0,
     Kind.CHANNEL_SUBSCRIBE: -1,
     Kind.CHANNEL_UNSUB: -1,
+    Kind.RPS_CALL: None,
 }
 
 REQUEST_KINDS = frozenset(FAILURE_VALUES)

@@ -169,7 +169,12 @@ class PeerManager:
         done = self._connecting[location] = trio.Event()
         try:
             try:
-                stream = await self.transport.open_stream(location.addr, location.port)
+                # Bounded here, whatever the transport does itself.
+                with trio.fail_after(self.limits.connect_timeout):
+                    stream = await self.transport.open_stream(location.addr, location.port)
+            except trio.TooSlowError:
+                log.warning("cannot connect to %s: timed out", location)
+                return None
             except OSError as exc:
                 log.warning("cannot connect to %s: %s", location, exc)
                 return None
@@ -300,6 +305,9 @@ class PeerManager:
 
 
 def _describe(stream: trio.abc.Stream) -> str:
+    remote = getattr(stream, "remote_address", None)  # the virtual network's streams
+    if remote is not None:
+        return str(remote)
     sock = getattr(stream, "socket", None)
     if sock is not None:
         try:

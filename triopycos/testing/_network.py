@@ -110,6 +110,7 @@ class VirtualNetwork:
             self._nursery = await self._nursery_cm.__aenter__()
             self._nursery.start_soon(self._run_timers, name="virtual network timers")
         except BaseException:
+            self._nursery = self._nursery_cm = None
             self._restore_scheduling()
             raise
         return self
@@ -286,6 +287,7 @@ class VirtualNetwork:
             limits=limits,
             peer_timeout=peer_timeout,
             transport=transport,
+            node_id=kwargs.pop("node_id", None) or self.rng.randbytes(16),
             **kwargs,
         ) as pycos:
             self._node_transports[pycos] = transport

@@ -130,7 +130,7 @@ class _Pipe:
             self.queued = 0
             self.send_lot.unpark_all()
         if not self.reset and self.rst_at is None:
-            self.rst_at = self._control_time()
+            self.rst_at = self._control_time(self.src, self.dst)
             self._schedule(self.rst_at)
 
     # -- the receiving end --------------------------------------------------------
@@ -147,14 +147,16 @@ class _Pipe:
         if self.inbox:
             self.inbox.clear()
             self.send_lot.unpark_all()
-        if not self.broken and self.broken_at is None:
-            self.broken_at = self._control_time()
+        # A sender that has closed its side will not send again: nothing to tell it.
+        if not self.broken and self.broken_at is None and not self.fin_sent:
+            self.broken_at = self._control_time(self.dst, self.src)
             self._schedule(self.broken_at)
 
     # -- delivery -----------------------------------------------------------------
 
-    def _control_time(self) -> float:
-        return trio.current_time() + self.net.link_config(self.src, self.dst).latency
+    def _control_time(self, origin: VirtualHost, target: VirtualHost) -> float:
+        """When a control signal sent now from ``origin`` reaches ``target``."""
+        return trio.current_time() + self.net.link_config(origin, target).latency
 
     def _schedule(self, at: float) -> None:
         if at <= trio.current_time():

@@ -1,0 +1,185 @@
+"""``RPS``: remote procedure services, which start tasks on the node that registered
+them.
+
+Monitors never miss an exit: the monitors given with ``rps.monitor(task)`` travel
+with each call and are attached to the new task on the serving node before it first
+runs, so even a task that ends at once reports to them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from ._location import Location
+from ._task import Task, _body_kind
+from .protocol.codec import Ref
+
+if TYPE_CHECKING:
+    from ._node import Pycos
+
+__all__ = ["RPS"]
+
+log = logging.getLogger("triopycos.rps")
+
+
+class RPS:
+    """``RPS(method, name=None)``: a service on the current node that starts a task
+    running ``method`` for each call (``rtask = await rps(*args, **kwargs)``).
+
+    ``method`` is an ``async def`` or generator function; a parameter named ``task``
+    receives the new task, as for any task body."""
+
+    __slots__ = (
+        "__weakref__",
+        "_closed",
+        "_created",
+        "_local",
+        "_location",
+        "_method",
+        "_monitors",
+        "_name",
+        "_node",
+        "_node_id",
+        "_registered",
+    )
+
+    _method: Callable[..., Any] | None
+
+    def __init__(self, method: Callable[..., Any], name: str | None = None) -> None:
+        from ._node import current_node
+
+        _body_kind(method)  # TypeError for anything but an async or generator function
+        if name is None:
+            name = getattr(method, "__name__", None)
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"RPS name must be a non-empty str, not {name!r}")
+        node = current_node()
+        self._node = node
+        self._node_id = node._node_id
+        self._location = node.location
+        self._name = name
+        self._method = method
+        self._local = True
+        self._monitors: list[Task] = []
+        self._created: list[Task] = []
+        self._registered: set[str] = set()
+        self._closed = False
+
+    @classmethod
+    def _reference(cls, node: Pycos, ref: Ref) -> RPS:
+        self = cls.__new__(cls)
+        self._node = node
+        self._node_id = ref.node_id
+        self._location = ref.location
+        self._name = ref.name
+        self._method = None
+        self._local = False
+        self._monitors = []
+        self._created = []
+        self._registered = set()
+        self._closed = False
+        return self
+
+    def _triopycos_ref_(self) -> Ref:
+        return Ref("rps", self._node_id, self._name, self._name, self._location)
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def location(self) -> Location:
+        return self._location
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, RPS):
+            return NotImplemented
+        return (self._node_id, self._name) == (other._node_id, other._name)
+
+    def __hash__(self) -> int:
+        return hash((self._node_id, self._name))
+
+    def __repr__(self) -> str:
+        return f"RPS({self._name!r})@{self._location}"
+
+    # -- names --------------------------------------------------------------------
+
+    def register(self) -> int:
+        """Make it locatable by its name: 0, or -1 (name taken, or a reference)."""
+        if not self._local or self._closed:
+            return -1
+        return self._node._register("rps", self._name, self)
+
+    def unregister(self) -> int:
+        """Remove the registration: 0, or -1 if it was not registered."""
+        if not self._local:
+            return -1
+        return self._node._unregister("rps", self._name, self)
+
+    @staticmethod
+    async def locate(
+        name: str, location: Location | None = None, timeout: float | None = None
+    ) -> RPS | None:
+        """A reference to the RPS registered as ``name`` (as ``Task.locate``)."""
+        from ._node import current_node
+
+        found = await current_node()._locate("rps", name, location, timeout)
+        if found is not None and not isinstance(found, RPS):
+            return None
+        return found
+
+    # -- calls --------------------------------------------------------------------
+
+    def monitor(self, task: Task) -> int:
+        """Every task created by calls made after this reports its ``MonitorStatus``
+        to ``task`` (local or remote): 0, or -1 if ``task`` is not a Task."""
+        if not isinstance(task, Task):
+            return -1
+        if task not in self._monitors:
+            self._monitors.append(task)
+        return 0
+
+    async def __call__(self, *args: Any, **kwargs: Any) -> Task | None:
+        """Start a task at the RPS's node; its reference, or None if that failed (the
+        reason is logged here and at the serving node)."""
+        if self._closed:
+            await trio.lowlevel.checkpoint()
+            log.warning("%r is closed", self)
+            return None
+        if self._local:
+            await trio.lowlevel.checkpoint()
+            return self._start(args, kwargs, self._monitors)
+        result = await self._node._remote.rps_call(self, args, kwargs, list(self._monitors))
+        if isinstance(result, Task):
+            self._created.append(result)
+            return result
+        if result is not None:
+            log.warning("call of %r failed: %s", self, result)
+        return None
+
+    def _start(
+        self, args: tuple[Any, ...] | list[Any], kwargs: dict[str, Any], monitors: list[Task]
+    ) -> Task:
+        """Start a task on this (serving) node with the monitors of the call and of
+        this RPS attached before it runs."""
+        assert self._method is not None
+        task = self._node.spawn(self._method, *args, **kwargs)
+        for monitor in (*monitors, *self._monitors):
+            task._add_monitor(monitor)
+        return task
+
+    def close(self) -> int:
+        """For a reference: terminate the tasks it created and stop using it: 0.
+        -1 for the local RPS itself (use ``unregister``), as in pycos."""
+        if self._local:
+            return -1
+        created, self._created = self._created, []
+        for task in created:
+            task.terminate()
+        self._closed = True
+        self._monitors.clear()
+        return 0
