@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import trio
-from test_remote import LIMIT, loopback_node
+from conftest import Cluster
 from test_rps import a_node
 
-from triopycos import Channel, PeerStatus, Pycos, Task
+from triopycos import Channel, PeerStatus, Task
 
 
 async def subscriber(task: Task, count: int) -> list[Any]:
@@ -18,16 +18,12 @@ async def subscriber(task: Task, count: int) -> list[Any]:
     return [await task.receive(timeout=5) for _ in range(count)]
 
 
-async def peered_trio(a: Pycos, b: Pycos, c: Pycos) -> None:
-    assert await b.peer(a.location) == 0
-    assert await c.peer(a.location) == 0
-    assert await a.locate("b", timeout=5) and await a.locate("c", timeout=5)
+LIMIT = 10
 
 
-async def test_fan_out_to_subscribers_on_three_nodes() -> None:
+async def test_fan_out_to_subscribers_on_three_nodes(cluster: Cluster, clock: Any) -> None:
     with trio.fail_after(LIMIT):
-        async with loopback_node("a") as a, loopback_node("b") as b, loopback_node("c") as c:
-            await peered_trio(a, b, c)
+        async with cluster("a", "b", "c") as (a, b, c):
             with a_node(a):
                 chan = Channel("news")
                 assert chan.register() == 0
@@ -38,10 +34,9 @@ async def test_fan_out_to_subscribers_on_three_nodes() -> None:
                 assert await sub.finish() == ["one", "two"]
 
 
-async def test_deliver_waits_for_late_remote_subscribers() -> None:
+async def test_deliver_waits_for_late_remote_subscribers(cluster: Cluster, clock: Any) -> None:
     with trio.fail_after(LIMIT):
-        async with loopback_node("a") as a, loopback_node("b") as b, loopback_node("c") as c:
-            await peered_trio(a, b, c)
+        async with cluster("a", "b", "c") as (a, b, c):
             with a_node(a):
                 chan = Channel("news")
                 chan.register()
@@ -62,9 +57,10 @@ async def test_deliver_waits_for_late_remote_subscribers() -> None:
                 assert await sub.finish() == ["for both"]
 
 
-async def test_subscribers_on_a_crashed_node_are_dropped() -> None:
+async def test_subscribers_on_a_crashed_node_are_dropped(cluster: Cluster, clock: Any) -> None:
     with trio.fail_after(LIMIT):
-        async with loopback_node("a") as a:
+        async with cluster("a") as nodes:
+            (a,) = nodes
             with a_node(a):
                 chan = Channel("news")
                 chan.register()
@@ -87,7 +83,7 @@ async def test_subscribers_on_a_crashed_node_are_dropped() -> None:
                 subscribed.set()
                 await task.receive()
 
-            async with loopback_node("b") as b:
+            async with nodes.open("b") as b:
                 assert await b.peer(a.location) == 0
                 b.spawn(remote_subscriber)
                 await subscribed.wait()
@@ -101,10 +97,11 @@ async def test_subscribers_on_a_crashed_node_are_dropped() -> None:
             assert await local.finish() == ["after the crash"]
 
 
-async def test_channel_closing_mid_deliver_gives_the_failure_value() -> None:
+async def test_channel_closing_mid_deliver_gives_the_failure_value(
+    cluster: Cluster, clock: Any
+) -> None:
     with trio.fail_after(LIMIT):
-        async with loopback_node("a") as a, loopback_node("b") as b:
-            assert await b.peer(a.location) == 0
+        async with cluster("a", "b") as (a, b):
             with a_node(a):
                 chan = Channel("news")
                 chan.register()

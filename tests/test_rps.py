@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import trio
-from test_remote import LIMIT, loopback_node, two_nodes
+from conftest import Cluster
 from trio.testing import MockClock
 
 from triopycos import RPS, MonitorStatus, Task, open_pycos
@@ -33,6 +33,9 @@ async def waits(task: Task) -> Any:
     return await task.receive()
 
 
+LIMIT = 10
+
+
 def serve(rps_methods: list[Any]) -> list[RPS]:
     services = [RPS(method) for method in rps_methods]
     for service in services:
@@ -40,8 +43,8 @@ def serve(rps_methods: list[Any]) -> list[RPS]:
     return services
 
 
-async def test_call_and_finish_across_nodes() -> None:
-    async with two_nodes() as (a, b):
+async def test_call_and_finish_across_nodes(cluster: Cluster, clock: Any) -> None:
+    async with cluster("a", "b") as (a, b):
         with a_node(a):
             serve([double, gen_add])
 
@@ -59,8 +62,8 @@ async def test_call_and_finish_across_nodes() -> None:
         assert await b.spawn(client).finish() == (42, 3)
 
 
-async def test_instant_tasks_never_lose_results() -> None:
-    async with two_nodes() as (a, b):
+async def test_instant_tasks_never_lose_results(cluster: Cluster, clock: Any) -> None:
+    async with cluster("a", "b") as (a, b):
         with a_node(a):
             serve([double])
 
@@ -78,8 +81,8 @@ async def test_instant_tasks_never_lose_results() -> None:
             assert await b.spawn(client).finish() == [2 * i for i in range(1000)]
 
 
-async def test_monitor_sees_every_task_created_afterwards() -> None:
-    async with two_nodes() as (a, b):
+async def test_monitor_sees_every_task_created_afterwards(cluster: Cluster, clock: Any) -> None:
+    async with cluster("a", "b") as (a, b):
         with a_node(a):
             serve([double, fails])
 
@@ -103,8 +106,8 @@ async def test_monitor_sees_every_task_created_afterwards() -> None:
         assert failed.type is ValueError and "bad input" in failed.value
 
 
-async def test_close_terminates_created_tasks() -> None:
-    async with two_nodes() as (a, b):
+async def test_close_terminates_created_tasks(cluster: Cluster, clock: Any) -> None:
+    async with cluster("a", "b") as (a, b):
         with a_node(a):
             serve([waits])
 
@@ -124,10 +127,12 @@ async def test_close_terminates_created_tasks() -> None:
 
 
 async def test_bad_calls_fail_with_none_and_are_logged_on_both_sides(
+    cluster: Cluster,
+    clock: Any,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.WARNING)
-    async with two_nodes() as (a, b):
+    async with cluster("a", "b") as (a, b):
         with a_node(a):
             (service,) = serve([double])
         survivor = a.spawn(waits)
@@ -149,8 +154,8 @@ async def test_bad_calls_fail_with_none_and_are_logged_on_both_sides(
     assert any("no RPS registered as 'double'" in m for m in messages)
 
 
-async def test_locate_unknown_rps_and_bad_methods() -> None:
-    async with two_nodes() as (a, b):
+async def test_locate_unknown_rps_and_bad_methods(cluster: Cluster, clock: Any) -> None:
+    async with cluster("a", "b") as (a, b):
 
         async def client() -> Any:
             return await RPS.locate("nothing", timeout=0.2)
@@ -177,13 +182,10 @@ async def test_local_rps_call(autojump_clock: MockClock) -> None:
         assert task is not None and await task.finish() == 5
 
 
-async def test_rps_over_three_nodes_with_a_remote_monitor() -> None:
+async def test_rps_over_three_nodes_with_a_remote_monitor(cluster: Cluster, clock: Any) -> None:
     with trio.fail_after(LIMIT):
-        async with (
-            loopback_node("server") as server,
-            loopback_node("client") as client_node,
-            loopback_node("watcher") as watcher_node,
-        ):
+        async with cluster("server", "client", "watcher", peered=False) as nodes:
+            server, client_node, watcher_node = nodes
             with a_node(server):
                 serve([double])
             assert await client_node.peer(server.location) == 0
