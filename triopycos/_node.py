@@ -38,7 +38,7 @@ from ._task import Task, check_timeout
 from .protocol.codec import Codec, Ref
 from .protocol.messages import Kind as MessageKind
 from .services.peers import Limits, PeerManager
-from .transport import TCPTransport, Transport
+from .transport import TCPTransport, TLSTransport, Transport
 
 __all__ = ["NodeStatistics", "Pycos", "current_node", "open_pycos"]
 
@@ -541,6 +541,7 @@ async def open_pycos(
     limits: Limits | None = None,
     peer_timeout: float | None = None,
     node_id: bytes | None = None,
+    cafile: str | os.PathLike[str] | None = None,
 ) -> AsyncIterator[Pycos]:
     """Run a node for the duration of the block; yields its ``Pycos``.
 
@@ -554,6 +555,9 @@ async def open_pycos(
     third of it on idle connections) and ``transport`` (TCP by default; the virtual
     network of ``triopycos.testing`` is another).  ``node_id`` (16 bytes) replaces
     the random incarnation id; the virtual network uses it so runs are reproducible.
+    ``certfile`` (with ``keyfile`` if the key is in its own file, and ``cafile``, the
+    certificates to trust; default: ``certfile`` itself) puts every peer connection
+    in TLS that authenticates both sides.
     """
     _check_port("udp_port", udp_port, optional=False)
     _check_port("tcp_port", tcp_port, optional=True)
@@ -587,9 +591,13 @@ async def open_pycos(
         if peer_timeout <= 0:
             raise ValueError(f"peer_timeout must be > 0, not {peer_timeout!r}")
         limits = dataclasses.replace(limits, peer_timeout=peer_timeout)
-    transport = (
-        transport if transport is not None else TCPTransport(connect_timeout=limits.connect_timeout)
-    )
+    if transport is None:
+        transport = TCPTransport(connect_timeout=limits.connect_timeout)
+    if certfile is not None:
+        # Every peer connection is TLS, authenticated on both sides.
+        transport = TLSTransport(transport, certfile, keyfile, cafile)
+    elif keyfile is not None or cafile is not None:
+        raise TypeError("keyfile and cafile need a certfile")
     if node_id is not None and (type(node_id) is not bytes or len(node_id) != 16):
         raise ValueError("node_id must be 16 bytes")
     pycos = Pycos(

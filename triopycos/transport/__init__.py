@@ -3,5 +3,6 @@ virtual network implement the same interface)."""
 
 from ._base import Transport
 from .tcp import TCPTransport
+from .tls import TLSTransport
 
-__all__ = ["TCPTransport", "Transport"]
+__all__ = ["TCPTransport", "TLSTransport", "Transport"]

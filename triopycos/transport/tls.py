@@ -1,0 +1,70 @@
+"""TLS around another transport: every connection authenticates both sides.
+
+Each node presents ``certfile`` (with ``keyfile``, or the key in the same PEM file)
+and requires the peer to present a certificate that chains to ``cafile``.  Without a
+``cafile`` the node's own certificate is the trust anchor: that is pycos's recipe of
+one self-signed ``sskeycert.pem`` copied to every peer.  Host names are not checked:
+peers are identified by their certificate and then by the shared-secret handshake,
+which still runs inside TLS.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+
+import trio
+
+from ._base import Transport
+
+__all__ = ["TLSTransport", "tls_contexts"]
+
+
+def tls_contexts(
+    certfile: str | os.PathLike[str],
+    keyfile: str | os.PathLike[str] | None = None,
+    cafile: str | os.PathLike[str] | None = None,
+) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """(server context, client context), both requiring and verifying the peer's
+    certificate.  Bad files raise ``OSError``/``ssl.SSLError`` here, at start."""
+    anchor = cafile if cafile is not None else certfile
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    for context in (server, client):
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.load_cert_chain(certfile, keyfile)
+        context.load_verify_locations(anchor)
+        context.verify_mode = ssl.CERT_REQUIRED
+    client.check_hostname = False  # see the module docstring
+    return server, client
+
+
+class TLSTransport:
+    """Wraps ``inner``'s streams and listeners in TLS."""
+
+    def __init__(
+        self,
+        inner: Transport,
+        certfile: str | os.PathLike[str],
+        keyfile: str | os.PathLike[str] | None = None,
+        cafile: str | os.PathLike[str] | None = None,
+    ) -> None:
+        self.inner = inner
+        self._server, self._client = tls_contexts(certfile, keyfile, cafile)
+
+    async def open_stream(self, host: str, port: int) -> trio.abc.Stream:
+        raw = await self.inner.open_stream(host, port)
+        # The TLS handshake happens on first use, inside the node's handshake deadline.
+        return trio.SSLStream(raw, self._client, server_hostname=None)
+
+    async def open_listeners(
+        self, host: str, port: int
+    ) -> list[trio.abc.Listener[trio.abc.Stream]]:
+        return [
+            trio.SSLListener(listener, self._server, https_compatible=False)
+            for listener in await self.inner.open_listeners(host, port)
+        ]
+
+    def listener_address(self, listener: trio.abc.Listener[trio.abc.Stream]) -> tuple[str, int]:
+        assert isinstance(listener, trio.SSLListener)
+        return self.inner.listener_address(listener.transport_listener)
