@@ -17,7 +17,8 @@ Rules:
   they are decoded with plain CBOR (no tags, no hooks): a tagged value or a field of
   the wrong type is a refusal.
 * HELLO = {"triopycos": version, "id": 16-byte node id, "name": str,
-  "locations": [[host, port], ...], "nonce": 32 random bytes}.
+  "locations": [[host, port], ...], "nonce": 32 random bytes, "purpose": "peer" or
+  "file"}.
 * PROOF = {"proof": HMAC-SHA256(secret, role || transcript)} where transcript is the
   initiator's nonce, the responder's nonce, the initiator's id and the responder's id,
   and role is b"I" or b"R" for the side that computes it (so a proof can neither be
@@ -57,6 +58,9 @@ MAX_HANDSHAKE_FRAME: Final = 4096
 _NONCE_SIZE: Final = 32
 _ID_SIZE: Final = 16
 _MAX_LOCATIONS: Final = 16
+# What the initiator will use the connection for: a peer session, or one file
+# transfer (files get their own connections so they never delay messages).
+PURPOSES: Final = frozenset({"peer", "file"})
 
 
 class HandshakeFailed(ProtocolError):
@@ -76,6 +80,7 @@ class PeerHello:
     node_id: bytes
     name: str
     locations: tuple[tuple[str, int], ...]
+    purpose: str = "peer"
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +128,10 @@ def _parse_hello(frame: dict[Any, Any]) -> PeerHello:
     nonce = _hello_field(frame, "nonce", bytes)
     if len(nonce) != _NONCE_SIZE:
         raise HandshakeFailed("malformed hello: bad nonce")
-    return PeerHello(node_id, name, tuple(locations))
+    purpose = frame.get("purpose", "peer")
+    if purpose not in PURPOSES:
+        raise HandshakeFailed(f"malformed hello: unknown purpose {purpose!r}")
+    return PeerHello(node_id, name, tuple(locations), purpose)
 
 
 class Handshake:
@@ -141,6 +149,7 @@ class Handshake:
         locations: list[tuple[str, int]] | tuple[tuple[str, int], ...],
         nonce: bytes | None = None,
         version: int = PROTOCOL_VERSION,
+        purpose: str = "peer",
     ) -> None:
         self._initiator = initiator
         self._secret = secret.encode() if isinstance(secret, str) else bytes(secret)
@@ -157,6 +166,7 @@ class Handshake:
             "name": name,
             "locations": [[host, port] for host, port in locations],
             "nonce": self._nonce,
+            "purpose": purpose,
         }
         self._outgoing = bytearray(encode_frame(cbor2.dumps(hello)))
 

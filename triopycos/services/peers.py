@@ -16,7 +16,7 @@ Rules:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -92,6 +92,8 @@ class PeerManager:
         self._nursery: trio.Nursery | None = None
         self.changed = trio.Event()  # set (and replaced) whenever a peer comes online
         self._leaving = False
+        # Handles an inbound connection whose hello says "file" (the file service).
+        self.file_handler: Callable[[trio.abc.Stream, Authenticated], Awaitable[None]] | None = None
         self.stats = PeerStatistics()
 
     # -- queries ------------------------------------------------------------------
@@ -149,7 +151,12 @@ class PeerManager:
             result = await self._handshake(stream, initiator=False)
         finally:
             self._handshaking -= 1
-        if result is not None:
+        if result is not None and result.peer.purpose == "file":
+            if self.file_handler is None:
+                await trio.aclose_forcefully(stream)
+            else:
+                await self.file_handler(stream, result)
+        elif result is not None:
             await self._run(self._adopt(stream, result, initiated_by_us=False))
 
     async def connect(self, location: Location) -> PeerConnection | None:
@@ -193,8 +200,25 @@ class PeerManager:
     def _locations_set(self) -> set[Location]:
         return set(self.locations)
 
-    async def _handshake(self, stream: trio.abc.Stream, *, initiator: bool) -> Authenticated | None:
+    async def open_file_connection(
+        self, location: Location
+    ) -> tuple[trio.abc.Stream, Authenticated] | None:
+        """A fresh authenticated connection to ``location`` for one file transfer
+        (never a peer session: it carries no messages).  None if that fails."""
+        try:
+            with trio.fail_after(self.limits.connect_timeout):
+                stream = await self.transport.open_stream(location.addr, location.port)
+        except (trio.TooSlowError, OSError) as exc:
+            log.warning("cannot connect to %s for a file transfer: %r", location, exc)
+            return None
+        result = await self._handshake(stream, initiator=True, purpose="file")
+        return None if result is None else (stream, result)
+
+    async def _handshake(
+        self, stream: trio.abc.Stream, *, initiator: bool, purpose: str = "peer"
+    ) -> Authenticated | None:
         machine = Handshake(
+            purpose=purpose,
             initiator=initiator,
             secret=self._secret,
             node_id=self.node_id,
