@@ -9,13 +9,14 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 import trio
 
+from ._entity import Entity
 from ._location import Location
 from ._task import Task, check_timeout
 from .protocol.codec import Ref
 from .protocol.messages import Kind
 
 if TYPE_CHECKING:
-    from ._node import Pycos
+    pass
 
 __all__ = ["Channel"]
 
@@ -25,7 +26,7 @@ Subscriber: TypeAlias = "Task | Channel"
 Transform = Callable[[str, Any], Any]
 
 
-class Channel:
+class Channel(Entity):
     """``Channel(name, transform=None)`` on the current node.
 
     ``transform(name, message)`` may change a message, or drop it by returning None.
@@ -34,11 +35,6 @@ class Channel:
     __slots__ = (
         "__weakref__",
         "_closed",
-        "_local",
-        "_location",
-        "_name",
-        "_node",
-        "_node_id",
         "_registered",
         "_subscribed",
         "_subscribers",
@@ -53,11 +49,7 @@ class Channel:
         if transform is not None and not callable(transform):
             raise TypeError(f"transform must be callable, not {type(transform).__name__}")
         node = current_node()
-        self._node = node
-        self._node_id = node._node_id
-        self._location = node.location
-        self._name = name
-        self._local = True
+        self._bind(node, name)
         self._transform = transform
         self._subscribers: list[Subscriber] = []
         self._subscribed = trio.Event()
@@ -65,37 +57,19 @@ class Channel:
         self._closed = False
         node._channels.add(self)
 
-    @classmethod
-    def _reference(cls, node: Pycos, ref: Ref) -> Channel:
-        self = cls.__new__(cls)
-        self._node = node
-        self._node_id = ref.node_id
-        self._location = ref.location
-        self._name = ref.name
-        self._local = False
+    _kind = "channel"
+
+    def _init_reference(self, ref: Ref) -> None:
         self._closed = False
-        return self
-
-    def _triopycos_ref_(self) -> Ref:
-        return Ref("channel", self._node_id, self._name, self._name, self._location)
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def location(self) -> Location:
-        return self._location
 
     def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Channel):
-            return NotImplemented
-        if self._local and other._local:
+        # Two local channels are the same only if they are one object (names of
+        # unregistered channels need not be unique); references compare by name.
+        if isinstance(other, Channel) and self._local and other._local:
             return self is other
-        return (self._node_id, self._name) == (other._node_id, other._name)
+        return super().__eq__(other)
 
-    def __hash__(self) -> int:
-        return hash((self._node_id, self._name))
+    __hash__ = Entity.__hash__
 
     def __repr__(self) -> str:
         return f"Channel({self._name!r})@{self._location}"

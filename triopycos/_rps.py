@@ -14,19 +14,20 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from ._entity import Entity
 from ._location import Location
 from ._task import Task, _body_kind
 from .protocol.codec import Ref
 
 if TYPE_CHECKING:
-    from ._node import Pycos
+    pass
 
 __all__ = ["RPS"]
 
 log = logging.getLogger("triopycos.rps")
 
 
-class RPS:
+class RPS(Entity):
     """``RPS(method, name=None)``: a service on the current node that starts a task
     running ``method`` for each call (``rtask = await rps(*args, **kwargs)``).
 
@@ -37,13 +38,8 @@ class RPS:
         "__weakref__",
         "_closed",
         "_created",
-        "_local",
-        "_location",
         "_method",
         "_monitors",
-        "_name",
-        "_node",
-        "_node_id",
         "_registered",
     )
 
@@ -57,51 +53,21 @@ class RPS:
             name = getattr(method, "__name__", None)
         if not isinstance(name, str) or not name:
             raise TypeError(f"RPS name must be a non-empty str, not {name!r}")
-        node = current_node()
-        self._node = node
-        self._node_id = node._node_id
-        self._location = node.location
-        self._name = name
+        self._bind(current_node(), name)
         self._method = method
-        self._local = True
         self._monitors: list[Task] = []
         self._created: list[Task] = []
         self._registered: set[str] = set()
         self._closed = False
 
-    @classmethod
-    def _reference(cls, node: Pycos, ref: Ref) -> RPS:
-        self = cls.__new__(cls)
-        self._node = node
-        self._node_id = ref.node_id
-        self._location = ref.location
-        self._name = ref.name
+    _kind = "rps"
+
+    def _init_reference(self, ref: Ref) -> None:
         self._method = None
-        self._local = False
         self._monitors = []
         self._created = []
         self._registered = set()
         self._closed = False
-        return self
-
-    def _triopycos_ref_(self) -> Ref:
-        return Ref("rps", self._node_id, self._name, self._name, self._location)
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def location(self) -> Location:
-        return self._location
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, RPS):
-            return NotImplemented
-        return (self._node_id, self._name) == (other._node_id, other._name)
-
-    def __hash__(self) -> int:
-        return hash((self._node_id, self._name))
 
     def __repr__(self) -> str:
         return f"RPS({self._name!r})@{self._location}"

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from ._context import current_node_var as _current_node
+from ._entity import Entity
 from ._generator import run_generator
 from ._location import Location
 from ._status import MonitorStatus
@@ -77,7 +78,7 @@ def _body_kind(fn: Callable[..., Any]) -> tuple[bool, int | None]:
     return is_gen, None
 
 
-class Task:
+class Task(Entity):
     """A task: ``Task(fn, *args, **kwargs)`` starts ``fn`` on the current node.
 
     ``fn`` is an ``async def`` function or a generator function; a parameter named
@@ -94,13 +95,8 @@ class Task:
         "_end_callbacks",
         "_exit",
         "_is_generator",
-        "_local",
-        "_location",
         "_mailbox",
         "_monitors",
-        "_name",
-        "_node",
-        "_node_id",
         "_registered",
         "_scope",
         "_streak",
@@ -110,12 +106,7 @@ class Task:
         "_waiter",
     )
 
-    _node: Pycos
-    _node_id: bytes
-    _task_id: int
-    _name: str
-    _location: Location
-    _local: bool
+    _kind = "task"
 
     def __init__(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> None:
         from ._node import current_node
@@ -141,12 +132,8 @@ class Task:
                 kwargs["task"] = self
         node._check_open()
         body = fn(*args, **kwargs)
-        self._node = node
-        self._node_id = node._node_id
+        self._bind(node, getattr(fn, "__name__", None) or type(fn).__name__)
         self._task_id = node._new_task_id()
-        self._name = getattr(fn, "__name__", None) or type(fn).__name__
-        self._location = node.location
-        self._local = True
         self._is_generator = is_gen
         self._body = body
         self._mailbox: deque[Any] = deque()
@@ -164,40 +151,11 @@ class Task:
         self._exit: tuple[object, object] | None = None
         node._adopt(self)
 
-    @classmethod
-    def _reference(cls, node: Pycos, ref: Ref) -> Task:
-        """A reference, held on ``node``, to a task that lives on another node."""
-        self = cls.__new__(cls)
-        self._node = node
-        self._node_id = ref.node_id
+    def _init_reference(self, ref: Ref) -> None:
         self._task_id = int(ref.ident)
-        self._name = ref.name
-        self._location = ref.location
-        self._local = False
-        return self
 
-    def _triopycos_ref_(self) -> Ref:
-        return Ref("task", self._node_id, self._task_id, self._name, self._location)
-
-    # -- identity -----------------------------------------------------------------
-
-    @property
-    def name(self) -> str:
-        """The task's name: its function's name (pycos's rule)."""
-        return self._name
-
-    @property
-    def location(self) -> Location:
-        """Location of the node the task runs on."""
-        return self._location
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Task):
-            return NotImplemented
-        return self._task_id == other._task_id and self._node_id == other._node_id
-
-    def __hash__(self) -> int:
-        return hash((self._node_id, self._task_id))
+    def _ident(self) -> int:
+        return self._task_id
 
     def __repr__(self) -> str:
         return f"{self._name}/{self._task_id}@{self._location}"
