@@ -225,3 +225,44 @@ class a_node:
 
     def __exit__(self, *exc: object) -> None:
         self._var.reset(self._token)
+
+
+async def test_results_are_pushed_and_never_lost(cluster: Cluster, clock: Any) -> None:
+    with trio.fail_after(LIMIT * 6):
+        async with cluster("server", "client", peered=False) as nodes:
+            server, client_node = nodes
+            with a_node(server):
+                serve([double])
+            assert await client_node.peer(server.location) == 0
+
+            async def client() -> list[Any]:
+                d = await RPS.locate("double", timeout=5)
+                assert d is not None
+                # More tasks end before anyone asks than the serving node remembers.
+                tasks = [await d(i) for i in range(5000)]
+                results = [await t.finish(timeout=5) for t in tasks if t is not None]
+                assert len(d._created) < 5000  # ended tasks are forgotten as calls go
+                return results
+
+            assert await client_node.spawn(client).finish() == [2 * i for i in range(5000)]
+
+
+async def test_pushed_results_outlive_the_serving_node(cluster: Cluster, clock: Any) -> None:
+    with trio.fail_after(LIMIT):
+        async with cluster("client", peered=False) as nodes:
+            (client_node,) = nodes
+            async with nodes.open("server") as server:
+                with a_node(server):
+                    serve([double])
+                assert await client_node.peer(server.location) == 0
+
+                async def call() -> list[Task]:
+                    d = await RPS.locate("double", timeout=5)
+                    assert d is not None
+                    tasks = [t for t in [await d(i) for i in range(3)] if t is not None]
+                    await tasks[-1].finish(timeout=5)  # all have ended by now
+                    return tasks
+
+                tasks = await client_node.spawn(call).finish()
+            # The server has left: no request can reach it, yet the results are here.
+            assert [await t.finish(timeout=1) for t in tasks] == [0, 2, 4]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -62,7 +63,12 @@ class RemoteOps:
             Kind.PONG: self._on_pong,
             Kind.BYE: self._on_bye,
             Kind.RPS_CALL: self._on_rps_call,
+            Kind.TASK_RESULT: self._on_task_result,
         }
+        # Results of tasks started by our RPS calls, pushed by the serving node when
+        # each task ends: finish() needs no second round trip and cannot lose a
+        # result however many tasks ended meanwhile (bounded: oldest fall off).
+        self._results: OrderedDict[tuple[bytes, int], _Pushed] = OrderedDict()
         # Incarnations whose connection was lost: messages to them fail at once
         # instead of each trying to reconnect (re-peering is the manager's job).
         self._lost: set[bytes] = set()
@@ -131,10 +137,26 @@ class RemoteOps:
         return conn.send([Kind.TASK_TERMINATE, task._task_id])
 
     async def task_finish(self, task: Task, timeout: float | None) -> Any:
+        key = (task._node_id, task._task_id)
+        pushed = self._results.get(key)
+        if pushed is not None:
+            # A task started by our RPS call: its result is (or will be) pushed here,
+            # no request needed.
+            if not pushed.done:
+                with trio.move_on_after(math.inf if timeout is None else timeout):
+                    await pushed.event.wait()
+            else:
+                await trio.lowlevel.checkpoint()
+            return pushed.value
         conn = await self._reach(task._node_id, task._location, timeout)
         if conn is None:
             return None
         return await conn.request(Kind.TASK_FINISH, task._task_id, timeout, timeout=timeout)
+
+    def task_ended(self, task: Task) -> bool:
+        """Whether a task started by one of our RPS calls is known to have ended."""
+        pushed = self._results.get((task._node_id, task._task_id))
+        return pushed is not None and pushed.done
 
     async def task_monitor(self, monitor: Task, observe: Task) -> int:
         conn = await self._reach(observe._node_id, observe._location, None)
@@ -186,7 +208,14 @@ class RemoteOps:
         conn = await self._reach(rps._node_id, rps._location, None)
         if conn is None:
             return None
-        return await conn.request(Kind.RPS_CALL, rps._name, list(args), kwargs, monitors)
+        result = await conn.request(Kind.RPS_CALL, rps._name, list(args), kwargs, monitors)
+        if isinstance(result, Task):
+            key = (result._node_id, result._task_id)
+            # The result may have been pushed before the call's reply was read.
+            self._results.setdefault(key, _Pushed())
+            while len(self._results) > _RESULTS_KEPT:
+                self._results.popitem(last=False)
+        return result
 
     # -- locating -----------------------------------------------------------------
 
@@ -262,6 +291,10 @@ class RemoteOps:
     def on_offline(self, conn: PeerConnection) -> None:
         log.info("peer %r offline", conn)
         self._lost.add(conn.node_id)
+        for (node_id, _), pushed in self._results.items():
+            if node_id == conn.node_id and not pushed.done:
+                pushed.done = True  # no result will come: finish() gives None
+                pushed.event.set()
         # Subscribers on the lost node leave every channel here, so no channel keeps
         # trying to reach them.
         for channel in list(self.node._channels):
@@ -458,6 +491,35 @@ class RemoteOps:
             conn.reply(rid, exc)
             return
         conn.reply(rid, task)
+        task._when_done(lambda: conn.push_result(task._task_id, task._value))
+
+    def _on_task_result(self, conn: PeerConnection, message: list[Any]) -> None:
+        _, task_id, value = message
+        if type(task_id) is not int:
+            raise TypeError("task id is not an int")
+        key = (conn.node_id, task_id)
+        pushed = self._results.get(key)
+        if pushed is None:
+            pushed = self._results[key] = _Pushed()
+            while len(self._results) > _RESULTS_KEPT:
+                self._results.popitem(last=False)
+        pushed.value = value
+        pushed.done = True
+        pushed.event.set()
+
+
+_RESULTS_KEPT = 65536
+
+
+class _Pushed:
+    """A pushed task result, or the promise of one."""
+
+    __slots__ = ("done", "event", "value")
+
+    def __init__(self) -> None:
+        self.done = False
+        self.value: Any = None
+        self.event = trio.Event()
 
 
 # PeerLost travels inside MonitorStatus: let it arrive as itself on every node.

@@ -40,6 +40,7 @@ class RPS(Entity):
         "_created",
         "_method",
         "_monitors",
+        "_prune_at",
         "_registered",
     )
 
@@ -56,7 +57,8 @@ class RPS(Entity):
         self._bind(current_node(), name)
         self._method = method
         self._monitors: list[Task] = []
-        self._created: list[Task] = []
+        self._created: dict[Task, None] = {}  # tasks started through this reference
+        self._prune_at = 64
         self._registered: set[str] = set()
         self._closed = False
 
@@ -65,7 +67,8 @@ class RPS(Entity):
     def _init_reference(self, ref: Ref) -> None:
         self._method = None
         self._monitors = []
-        self._created = []
+        self._created = {}
+        self._prune_at = 64
         self._registered = set()
         self._closed = False
 
@@ -121,7 +124,14 @@ class RPS(Entity):
             return self._start(args, kwargs, self._monitors)
         result = await self._node._remote.rps_call(self, args, kwargs, list(self._monitors))
         if isinstance(result, Task):
-            self._created.append(result)
+            created = self._created
+            created[result] = None
+            if len(created) >= 2 * self._prune_at:
+                # Forget the ones known to have ended, now and then (not per call).
+                ended = self._node._remote.task_ended
+                for task in [t for t in created if ended(t)]:
+                    del created[task]
+                self._prune_at = max(64, len(created))
             return result
         if result is not None:
             log.warning("call of %r failed: %s", self, result)
@@ -143,9 +153,11 @@ class RPS(Entity):
         -1 for the local RPS itself (use ``unregister``), as in pycos."""
         if self._local:
             return -1
-        created, self._created = self._created, []
+        created, self._created = self._created, {}
+        ended = self._node._remote.task_ended
         for task in created:
-            task.terminate()
+            if not ended(task):
+                task.terminate()
         self._closed = True
         self._monitors.clear()
         return 0

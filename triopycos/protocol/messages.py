@@ -26,6 +26,9 @@ BYE                (nothing)                                         none: the s
                                                                      is leaving
 RPS_CALL           request id, RPS name, args, kwargs, monitors      the new Task, or an
                                                                      exception saying why
+TASK_RESULT        task id, value                                    none: pushed to the
+                                                                     caller of an RPS when
+                                                                     the task it started ends
 =================  ===============================================  ==================
 
 A request that the receiver cannot serve (unknown task id, unknown kind, bad shape) is
@@ -60,6 +63,7 @@ class Kind:
     PONG: Final = 13
     BYE: Final = 14
     RPS_CALL: Final = 15
+    TASK_RESULT: Final = 16
 
 
 # What a request answers when it cannot be served (and what the caller sees when the

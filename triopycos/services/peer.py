@@ -188,6 +188,14 @@ class PeerConnection:
             self.log_once("reply", "reply cannot be encoded (%s); sending None", exc)
             self.send([Kind.REPLY, rid, None])
 
+    def push_result(self, task_id: int, value: Any) -> None:
+        """Tell the peer how a task it started ended (see Kind.TASK_RESULT)."""
+        try:
+            self.send([Kind.TASK_RESULT, task_id, value])
+        except (TypeError, ValueError) as exc:
+            self.log_once("result", "task result cannot be encoded (%s); sending None", exc)
+            self.send([Kind.TASK_RESULT, task_id, None])
+
     def resolve(self, rid: int, value: Any) -> None:
         slot = self._pending.pop(rid, None)
         if slot is not None:
