@@ -21,6 +21,26 @@ that task and measures, inside its own task, with ``time.perf_counter``:
 * deliver round trip: ``await rtask.deliver(i)`` in a loop; time per call.
 * send/receive ping-pong: the client sends ``(me, i)``, the server task sends ``i``
   back to ``me``; time per round trip.
+* RPS call to result: the server registers an RPS whose method returns ``x + 1`` at
+  once; the client calls ``rtask = await rps(x)`` then ``await rtask.finish(timeout=
+  RPS_WAIT)``; time per call, averaged over the calls that gave ``x + 1``.  A call
+  whose result never came (finish gave None, also after the loop) is *lost*; the
+  "RPS results lost" row gives their share of the calls.  pycos 4.12.2 loses a result
+  whenever the task's MonitorStatus reaches the client before the call's reply (its
+  ``RPS._monitor_proc`` then looks the task up under the wrong key for 1 s and gives
+  up; about one call in four or five here).  The lost task stays in the reference's
+  ``_rtasks`` table, and pycos task ids are memory addresses, which the server
+  reuses: a later call whose task gets that id has its status taken by the stale
+  entry, and loses its result too.  So pycos is given few calls: each loss costs
+  RPS_WAIT.
+* channel fan-out: the server registers a channel; the client starts FAN subscriber
+  tasks (each subscribes to the remote channel), then publishes the ints ``0..M-1``
+  with ``rchan.send``, yielding after every 1000 as above, then ``("end",)``.  Each
+  subscriber counts, tells the publisher (a local message) after every 1000 and, on
+  "end", sends its count and unsubscribes.  A message is delivered once every
+  subscriber got it: rate = smallest count / (first send -> last final count).
+  Flow control: the publisher stays at most ``window`` x 1000 messages ahead of the
+  slowest subscriber.
 
 Systems:
 
@@ -82,11 +102,18 @@ from bench._common import (
 if TYPE_CHECKING:
     import trio
 
+    from triopycos import RPS as TrioRPS
+    from triopycos import Channel as TrioChannel
     from triopycos import Task as TrioTask
 
 HOST = "127.0.0.1"
 SECRET = "bench-remote"
 SERVER_NAME = "bench_server"
+#: Name of the RPS (``x -> x + 1``) and of the channel the servers register.
+RPS_NAME = "bench_inc"
+FAN_NAME = "bench_fan"
+#: Subscribers of the fan-out channel (tasks in the client process).
+FAN = 3
 BIG = b"\xa5" * 4096
 #: The sender yields to its scheduler after this many sends.
 BATCH = 1000
@@ -95,6 +122,11 @@ BATCH = 1000
 WINDOW = 4
 #: Timeout of each single deliver / ping-pong reply, and of control messages.
 OP_TIMEOUT = 10.0
+#: How long the RPS benchmark waits for one call's result.  Longer than the 1 s pycos's
+#: RPS monitor task (``RPS._monitor_proc``) spends looking for a task whose status came
+#: before the call's reply: a result is counted as lost only if it never comes, and a
+#: loss never delays the next call's result.
+RPS_WAIT = 1.25
 
 SYSTEMS = ("triopycos", "pycos", "raw")
 OPTIONAL_SYSTEMS = ("pycos-stream",)
@@ -104,6 +136,9 @@ METRICS: tuple[Metric, ...] = (
     Metric("send_4k", "one-way send, 4 KiB bytes", "msg/s", True),
     Metric("deliver", "deliver round trip", "µs", False, 1e6),
     Metric("ping_pong", "send/receive ping-pong", "µs", False, 1e6),
+    Metric("rps", "RPS call to result", "µs", False, 1e6),
+    Metric("rps_lost", "RPS results lost", "% of calls", False),
+    Metric("fan_out", f"channel fan-out to {FAN} subscribers", "msg/s", True),
 )
 
 COLUMN_NAMES = {
@@ -116,17 +151,28 @@ COLUMN_NAMES = {
 
 @dataclass(frozen=True)
 class Sizes:
-    """Messages (one-way) or round trips (deliver, ping-pong) per measured loop."""
+    """Messages (one-way, fan-out) or round trips (deliver, ping-pong, RPS calls) per
+    measured loop."""
 
     small: int
     big: int
     deliver: int
     ping_pong: int
+    rps: int
+    fan: int
     #: Each measured loop stops after this many seconds, whatever its count.
     cap: float
     #: One-way flow control: a ("sync", k) marker after every ``window`` batches of
-    #: BATCH sends, and at most two markers unanswered (0: no flow control).
+    #: BATCH sends, and at most two markers unanswered; fan-out: the publisher at most
+    #: ``window`` batches ahead of the slowest subscriber (0: no flow control).
     window: int = WINDOW
+    #: The RPS loop's own time limit, if not ``cap``: a lost pycos result costs
+    #: RPS_WAIT, so ``cap`` would leave pycos only a handful of calls.
+    rps_cap: float | None = None
+
+    @property
+    def rps_time(self) -> float:
+        return self.cap if self.rps_cap is None else self.rps_cap
 
     def warmup(self) -> Sizes:
         return replace(
@@ -135,20 +181,40 @@ class Sizes:
             big=max(1, self.big // 20),
             deliver=max(1, self.deliver // 20),
             ping_pong=max(1, self.ping_pong // 20),
+            rps=max(1, self.rps // 20),
+            fan=max(1, self.fan // 20),
         )
 
 
+# pycos gets few RPS calls: a fifth to a half of its results are lost (see the module
+# docstring) and each loss costs RPS_WAIT, so its RPS loop
+# mostly ends on its time limit (with --quick, longer than `cap`, or it would make only
+# a handful of calls).  The raw floor has no RPS or channel (its rps / fan are unused).
 DEFAULT_SIZES: dict[str, Sizes] = {
-    "triopycos": Sizes(small=300_000, big=60_000, deliver=5_000, ping_pong=5_000, cap=8.0),
-    "pycos": Sizes(small=10_000, big=5_000, deliver=1_500, ping_pong=1_500, cap=8.0),
-    "pycos-stream": Sizes(small=10_000, big=5_000, deliver=1_500, ping_pong=1_500, cap=8.0),
-    "raw": Sizes(small=600_000, big=120_000, deliver=10_000, ping_pong=10_000, cap=8.0),
+    "triopycos": Sizes(
+        small=300_000, big=60_000, deliver=5_000, ping_pong=5_000, rps=5_000, fan=60_000, cap=8.0
+    ),
+    "pycos": Sizes(
+        small=10_000, big=5_000, deliver=1_500, ping_pong=1_500, rps=60, fan=3_000, cap=8.0
+    ),
+    "pycos-stream": Sizes(
+        small=10_000, big=5_000, deliver=1_500, ping_pong=1_500, rps=60, fan=3_000, cap=8.0
+    ),
+    "raw": Sizes(
+        small=600_000, big=120_000, deliver=10_000, ping_pong=10_000, rps=0, fan=0, cap=8.0
+    ),
 }
 QUICK_SIZES: dict[str, Sizes] = {
-    "triopycos": Sizes(small=50_000, big=10_000, deliver=1_000, ping_pong=1_000, cap=1.5),
-    "pycos": Sizes(small=2_000, big=1_000, deliver=300, ping_pong=300, cap=1.5),
-    "pycos-stream": Sizes(small=2_000, big=1_000, deliver=300, ping_pong=300, cap=1.5),
-    "raw": Sizes(small=100_000, big=20_000, deliver=2_000, ping_pong=2_000, cap=1.5),
+    "triopycos": Sizes(
+        small=50_000, big=10_000, deliver=1_000, ping_pong=1_000, rps=1_000, fan=10_000, cap=1.5
+    ),
+    "pycos": Sizes(
+        small=2_000, big=1_000, deliver=300, ping_pong=300, rps=30, fan=600, cap=1.5, rps_cap=5.0
+    ),
+    "pycos-stream": Sizes(
+        small=2_000, big=1_000, deliver=300, ping_pong=300, rps=30, fan=600, cap=1.5, rps_cap=5.0
+    ),
+    "raw": Sizes(small=100_000, big=20_000, deliver=2_000, ping_pong=2_000, rps=0, fan=0, cap=1.5),
 }
 
 
@@ -184,7 +250,68 @@ def per_op_outcome(done: int, failed: int, elapsed: float) -> Outcome:
     return Outcome(elapsed / done if done else math.nan, failed)
 
 
+@dataclass
+class RpsTally:
+    """What an RPS loop saw: every call, and the time of those that gave the result."""
+
+    calls: int = 0
+    ok: int = 0
+    ok_time: float = 0.0
+    #: Calls whose finish gave a wrong value (e.g. a failure status), not None.
+    wrong: int = 0
+    #: Calls with no result within RPS_WAIT whose result came by the end of the loop.
+    late: int = 0
+
+    def outcomes(self) -> dict[str, Outcome]:
+        """ "rps": mean call-to-result time of the calls that gave their result (the
+        others are failures); "rps_lost": % of calls whose result never came."""
+        failed = self.calls - self.ok
+        lost = failed - self.wrong - self.late
+        detail = (
+            f"{failed} of {self.calls} calls without their result "
+            f"({lost} lost, {self.late} late, {self.wrong} wrong)"
+            if failed
+            else ""
+        )
+        return {
+            "rps": Outcome(self.ok_time / self.ok if self.ok else math.nan, failed, detail),
+            "rps_lost": Outcome(100.0 * lost / self.calls if self.calls else math.nan, 0),
+        }
+
+
+def fan_outcome(sent: int, refused: int, counts: Sequence[int | None], elapsed: float) -> Outcome:
+    """Fan-out outcome from the subscribers' final counts: a message is delivered once
+    every subscriber got it, so the rate is the smallest count over the elapsed time."""
+    if any(c is None for c in counts):
+        return Outcome(math.nan, sent, f"subscriber counts: {list(counts)!r}")
+    delivered = min(c for c in counts if c is not None)
+    lost = max(0, sent - refused - delivered)
+    detail = f"{refused} refused, {lost} lost (counts {list(counts)})" if refused or lost else ""
+    value = delivered / elapsed if elapsed > 0 and delivered > 0 else math.nan
+    return Outcome(value, refused + lost, detail)
+
+
+def fan_note(msg: object, acked: list[int], counts: list[int | None]) -> bool:
+    """The fan-out publisher's bookkeeping of a subscriber's ``("ack", k, count)`` (it
+    got ``count`` messages) or ``("done", k, count)`` (its final count); False for
+    anything else (a receive timeout gives None)."""
+    if not (type(msg) is tuple and len(msg) == 3 and msg[1] in range(FAN)):
+        return False
+    kind, k, count = msg
+    if kind == "ack":
+        acked[k] = max(acked[k], count)
+    elif kind == "done":
+        acked[k] = max(acked[k], count)
+        counts[k] = count
+    else:
+        return False
+    return True
+
+
 # -- server task bodies -------------------------------------------------------------
+#
+# Besides its task, each server registers an RPS named RPS_NAME (x -> x + 1, a task
+# that ends at once) and a channel named FAN_NAME.
 #
 # Messages the server task understands:
 #   ("start", client)  reset the count, remember whom to answer
@@ -245,6 +372,18 @@ def gen_stream_server(scheduler: Any, task: Any = None) -> Generator[Any, Any, i
                 return count
         else:
             count += 1
+
+
+def gen_inc(x: int, task: Any = None) -> Generator[Any, Any, int]:
+    """pycos RPS method: ends at once (pycos wants a generator function)."""
+    if task is None:  # never (pycos passes the task); the yield makes a generator function
+        yield None
+    return x + 1
+
+
+async def async_inc(x: int) -> int:
+    """triopycos RPS method."""
+    return x + 1
 
 
 async def async_server(task: TrioTask) -> int:
@@ -340,6 +479,95 @@ def gen_ping_pong(rtask: Any, n: int, cap: float, task: Any = None) -> Generator
     return per_op_outcome(done, failed, clock() - start)
 
 
+def gen_rps(rps: Any, n: int, cap: float) -> Generator[Any, Any, dict[str, Outcome]]:
+    tally = RpsTally()
+    missing: list[tuple[Any, int]] = []
+    stop_at = clock() + cap
+    while tally.calls < n:
+        x = tally.calls
+        start = clock()
+        rtask = yield rps(x)
+        value = None if rtask is None else (yield rtask.finish(timeout=RPS_WAIT))
+        elapsed = clock() - start
+        tally.calls += 1
+        if value == x + 1:
+            tally.ok += 1
+            tally.ok_time += elapsed
+        elif value is not None:
+            tally.wrong += 1
+        elif rtask is not None:
+            missing.append((rtask, x))
+        if clock() > stop_at:
+            break
+    for rtask, x in missing:  # a result that came after RPS_WAIT is late, not lost
+        if (yield rtask.finish(timeout=0)) == x + 1:
+            tally.late += 1
+    rps.close()
+    return tally.outcomes()
+
+
+def gen_fan_subscriber(
+    rchan: Any, k: int, publisher: Any, wait: float, task: Any = None
+) -> Generator[Any, Any, int]:
+    """Subscriber ``k``: counts the messages, acknowledges every BATCH of them to the
+    publisher and, on ("end",), sends its count and unsubscribes."""
+    if (yield rchan.subscribe(task, timeout=OP_TIMEOUT)) != 0:
+        publisher.send(("failed", k))
+        return -1
+    publisher.send(("ready", k))
+    count = 0
+    while True:
+        msg = yield task.receive(timeout=wait)
+        if type(msg) is not int:
+            break  # ("end",), or None: nothing came for `wait` seconds
+        count += 1
+        if count % BATCH == 0:
+            publisher.send(("ack", k, count))
+    publisher.send(("done", k, count))
+    yield rchan.unsubscribe(task, timeout=OP_TIMEOUT)
+    return count
+
+
+def gen_fan_out(rchan: Any, n: int, sz: Sizes, task: Any = None) -> Generator[Any, Any, Outcome]:
+    import pycos
+
+    wait = sz.cap + 30.0
+    subs = [pycos.Task(gen_fan_subscriber, rchan, k, task, wait) for k in range(FAN)]
+    for _ in range(FAN):
+        msg = yield task.receive(timeout=OP_TIMEOUT)
+        if not (type(msg) is tuple and msg[0] == "ready"):
+            for sub in subs:
+                sub.terminate()
+            return Outcome(math.nan, n, f"subscribing failed: {msg!r}")
+    send = rchan.send
+    acked = [0] * FAN
+    counts: list[int | None] = [None] * FAN
+    limit = sz.window * BATCH
+    refused = sent = 0
+    start = clock()
+    stop_at = start + sz.cap
+    while sent < n:
+        upto = min(n, sent + BATCH)
+        for i in range(sent, upto):
+            if send(i) != 0:
+                refused += 1
+        sent = upto
+        yield  # let pycos's peer task send
+        stalled = False
+        while limit and sent - min(acked) > limit and not stalled:  # flow control
+            stalled = not fan_note((yield task.receive(timeout=OP_TIMEOUT)), acked, counts)
+        if stalled or clock() > stop_at:
+            break
+    send(("end",))
+    while None in counts:
+        if not fan_note((yield task.receive(timeout=wait)), acked, counts):
+            break
+    elapsed = clock() - start
+    for sub in subs:
+        yield sub.finish(timeout=OP_TIMEOUT)  # unsubscribed: the next run starts afresh
+    return fan_outcome(sent, refused, counts, elapsed)
+
+
 def gen_client(
     scheduler: Any, port: int, sizes: Sizes, stream: bool, task: Any = None
 ) -> Generator[Any, Any, dict[str, Outcome]]:
@@ -351,6 +579,9 @@ def gen_client(
     rtask = yield pycos.Task.locate(SERVER_NAME, loc, timeout=OP_TIMEOUT)
     if rtask is None:
         raise RuntimeError(f"pycos: {SERVER_NAME!r} not found at {loc}")
+    rchan = yield pycos.Channel.locate(FAN_NAME, loc, timeout=OP_TIMEOUT)
+    if rchan is None:
+        raise RuntimeError(f"pycos: channel {FAN_NAME!r} not found at {loc}")
     results: dict[str, Outcome] = {}
     for sz in (sizes.warmup(), sizes):
         with quiet_gc():
@@ -361,6 +592,14 @@ def gen_client(
             results["deliver"] = yield gen_deliver(rtask, sz.deliver, sz.cap)
         with quiet_gc():
             results["ping_pong"] = yield gen_ping_pong(rtask, sz.ping_pong, sz.cap, task=task)
+        # A fresh RPS reference per run: its close() ends its bookkeeping task.
+        rps = yield pycos.RPS.locate(RPS_NAME, loc, timeout=OP_TIMEOUT)
+        if rps is None:
+            raise RuntimeError(f"pycos: RPS {RPS_NAME!r} not found at {loc}")
+        with quiet_gc():
+            results.update((yield gen_rps(rps, sz.rps, sz.rps_time)))
+        with quiet_gc():
+            results["fan_out"] = yield gen_fan_out(rchan, sz.fan, sz, task=task)
     yield rtask.deliver(("quit",), timeout=OP_TIMEOUT)
     return results
 
@@ -411,6 +650,10 @@ def pycos_serve(deadline: float, stream: bool) -> None:
 
     scheduler = _pycos_scheduler("bench-remote-server")
     try:
+        if pycos.RPS(gen_inc, name=RPS_NAME).register() != 0:
+            raise RuntimeError("pycos: RPS registration failed")
+        if pycos.Channel(FAN_NAME).register() != 0:
+            raise RuntimeError("pycos: channel registration failed")
         server = pycos.Task(gen_stream_server, scheduler) if stream else pycos.Task(gen_server)
         loc = scheduler.location
         announce_ready(str(loc.addr), int(loc.port))
@@ -486,10 +729,101 @@ async def async_ping_pong(rtask: TrioTask, n: int, cap: float, task: TrioTask) -
     return per_op_outcome(done, failed, clock() - start)
 
 
+async def async_rps(rps: TrioRPS, n: int, cap: float) -> dict[str, Outcome]:
+    tally = RpsTally()
+    missing: list[tuple[TrioTask, int]] = []
+    stop_at = clock() + cap
+    while tally.calls < n:
+        x = tally.calls
+        start = clock()
+        rtask = await rps(x)
+        value = None if rtask is None else await rtask.finish(timeout=RPS_WAIT)
+        elapsed = clock() - start
+        tally.calls += 1
+        if value == x + 1:
+            tally.ok += 1
+            tally.ok_time += elapsed
+        elif value is not None:
+            tally.wrong += 1
+        elif rtask is not None:
+            missing.append((rtask, x))
+        if clock() > stop_at:
+            break
+    for rtask, x in missing:  # a result that came after RPS_WAIT is late, not lost
+        if await rtask.finish(timeout=0) == x + 1:
+            tally.late += 1
+    rps.close()
+    return tally.outcomes()
+
+
+async def async_fan_subscriber(
+    rchan: TrioChannel, k: int, publisher: TrioTask, wait: float, task: TrioTask
+) -> int:
+    """Subscriber ``k``: as ``gen_fan_subscriber``."""
+    if await rchan.subscribe(task, timeout=OP_TIMEOUT) != 0:
+        publisher.send(("failed", k))
+        return -1
+    publisher.send(("ready", k))
+    count = 0
+    receive = task.receive
+    while True:
+        msg = await receive(timeout=wait)
+        if type(msg) is not int:
+            break  # ("end",), or None: nothing came for `wait` seconds
+        count += 1
+        if count % BATCH == 0:
+            publisher.send(("ack", k, count))
+    publisher.send(("done", k, count))
+    await rchan.unsubscribe(task, timeout=OP_TIMEOUT)
+    return count
+
+
+async def async_fan_out(rchan: TrioChannel, n: int, sz: Sizes, task: TrioTask) -> Outcome:
+    import trio
+
+    from triopycos import Task
+
+    wait = sz.cap + 30.0
+    subs = [Task(async_fan_subscriber, rchan, k, task, wait) for k in range(FAN)]
+    for _ in range(FAN):
+        msg = await task.receive(timeout=OP_TIMEOUT)
+        if not (type(msg) is tuple and msg[0] == "ready"):
+            for sub in subs:
+                sub.terminate()
+            return Outcome(math.nan, n, f"subscribing failed: {msg!r}")
+    send = rchan.send
+    acked = [0] * FAN
+    counts: list[int | None] = [None] * FAN
+    limit = sz.window * BATCH
+    refused = sent = 0
+    start = clock()
+    stop_at = start + sz.cap
+    while sent < n:
+        upto = min(n, sent + BATCH)
+        for i in range(sent, upto):
+            if send(i) != 0:
+                refused += 1
+        sent = upto
+        await trio.lowlevel.checkpoint()  # let the connection's writer run
+        stalled = False
+        while limit and sent - min(acked) > limit and not stalled:  # flow control
+            stalled = not fan_note(await task.receive(timeout=OP_TIMEOUT), acked, counts)
+        if stalled or clock() > stop_at:
+            break
+    send(("end",))
+    while None in counts:
+        if not fan_note(await task.receive(timeout=wait), acked, counts):
+            break
+    elapsed = clock() - start
+    for sub in subs:
+        await sub.finish(timeout=OP_TIMEOUT)  # unsubscribed: the next run starts afresh
+    return fan_outcome(sent, refused, counts, elapsed)
+
+
 def triopycos_client(port: int, sizes: Sizes) -> dict[str, Outcome]:
     import trio
 
-    from triopycos import Location, Task, open_pycos
+    from triopycos import RPS, Channel, Location, Task, open_pycos
 
     results: dict[str, Outcome] = {}
     loc = Location(HOST, port)
@@ -498,6 +832,9 @@ def triopycos_client(port: int, sizes: Sizes) -> dict[str, Outcome]:
         rtask = await Task.locate(SERVER_NAME, loc, timeout=OP_TIMEOUT)
         if rtask is None:
             raise RuntimeError(f"triopycos: {SERVER_NAME!r} not found at {loc}")
+        rchan = await Channel.locate(FAN_NAME, loc, timeout=OP_TIMEOUT)
+        if rchan is None:
+            raise RuntimeError(f"triopycos: channel {FAN_NAME!r} not found at {loc}")
         for sz in (sizes.warmup(), sizes):
             with quiet_gc():
                 results["send_small"] = await async_one_way(rtask, sz.small, False, sz, task)
@@ -507,6 +844,14 @@ def triopycos_client(port: int, sizes: Sizes) -> dict[str, Outcome]:
                 results["deliver"] = await async_deliver(rtask, sz.deliver, sz.cap)
             with quiet_gc():
                 results["ping_pong"] = await async_ping_pong(rtask, sz.ping_pong, sz.cap, task)
+            # A fresh RPS reference per run, as for pycos.
+            rps = await RPS.locate(RPS_NAME, loc, timeout=OP_TIMEOUT)
+            if rps is None:
+                raise RuntimeError(f"triopycos: RPS {RPS_NAME!r} not found at {loc}")
+            with quiet_gc():
+                results.update(await async_rps(rps, sz.rps, sz.rps_time))
+            with quiet_gc():
+                results["fan_out"] = await async_fan_out(rchan, sz.fan, sz, task)
         await rtask.deliver(("quit",), timeout=OP_TIMEOUT)
 
     async def main() -> None:
@@ -530,7 +875,7 @@ def triopycos_client(port: int, sizes: Sizes) -> dict[str, Outcome]:
 def triopycos_serve(deadline: float) -> None:
     import trio
 
-    from triopycos import open_pycos
+    from triopycos import RPS, Channel, open_pycos
 
     async def main() -> None:
         with trio.move_on_after(deadline):
@@ -541,6 +886,10 @@ def triopycos_serve(deadline: float) -> None:
                 discover_peers=False,
                 secret=SECRET,
             ) as node:
+                if RPS(async_inc, name=RPS_NAME).register() != 0:
+                    raise RuntimeError("triopycos: RPS registration failed")
+                if Channel(FAN_NAME).register() != 0:
+                    raise RuntimeError("triopycos: channel registration failed")
                 node.spawn(async_server)
                 announce_ready(node.location.addr, node.location.port)
 
@@ -943,11 +1292,23 @@ def targets(collected: dict[str, dict[str, list[float]]]) -> str:
 
     small_x = small / small_pycos
     deliver_x = deliver / deliver_pycos
+    rps_us = _median(collected, "triopycos", "rps") * 1e6
+    # Every call of every round (warm-ups aside) must have given its result.
+    rps_failed = (
+        sum(collected["triopycos"]["rps.failed"]) if collected["triopycos"]["rps"] else math.nan
+    )
     lines = [
         "Targets:",
         check("one-way small >= 100k msg/s", small, format_value(small), small >= 100_000),
         check("one-way small >= 30x pycos", small_x, f"{small_x:.1f}x", small_x >= 30),
         check("deliver time <= 0.3x pycos's", deliver_x, f"{deliver_x:.2f}x", deliver_x <= 0.3),
+        check("RPS call to result <= 400 µs", rps_us, f"{format_value(rps_us)} µs", rps_us <= 400),
+        check(
+            "RPS: no call without its result",
+            rps_failed,
+            f"{rps_failed:,.0f} without",
+            rps_failed == 0,
+        ),
     ]
     return "\n".join(lines)
 
@@ -989,6 +1350,7 @@ def drive(args: argparse.Namespace) -> int:
     size_text = "; ".join(
         f"{COLUMN_NAMES[s]}: {sz.small:,} small / {sz.big:,} 4 KiB msgs, "
         f"{sz.deliver:,} delivers, {sz.ping_pong:,} ping-pongs"
+        + (f", {sz.rps:,} RPS calls, {sz.fan:,} fan-out msgs" if s != "raw" else "")
         for s, sz in sizes.items()
     )
     print(
@@ -999,15 +1361,24 @@ def drive(args: argparse.Namespace) -> int:
         f"{' (--quick sizes)' if args.quick else ''}; {os.cpu_count()} CPUs, "
         f"load average {load_before} before, {_load()} after (other processes "
         "competing for the CPUs inflate the round-trip times)\n"
-        f"sizes: {size_text}; each loop also stops after {sizes['triopycos'].cap:g} s; "
+        f"sizes: {size_text}; each loop also stops after {sizes['triopycos'].cap:g} s "
+        f"(pycos's RPS loops: {sizes['pycos'].rps_time:g} s); "
         + (
-            f"one-way flow control: a sync marker every {args.window * BATCH:,} sends\n"
+            f"one-way flow control: a sync marker every {args.window * BATCH:,} sends; "
+            f"fan-out: the publisher stays at most {args.window * BATCH:,} messages ahead of "
+            "the slowest subscriber\n"
             if args.window
-            else "no one-way flow control (--window 0)\n"
+            else "no flow control (--window 0)\n"
         )
-        + "ratio = how many times better triopycos is than pycos (> 1: triopycos better, "
+        + f"RPS: `await rps(x)` then `await rtask.finish(timeout={RPS_WAIT:g})` for an RPS "
+        "returning x + 1; time = mean over the calls that gave x + 1; lost = the result "
+        "never came (pycos 4.12.2 loses it when the task's status beats the call's "
+        "reply, and when a later task reuses a lost one's id); "
+        f"fan-out: the client publishes to the server's channel, {FAN} subscriber "
+        "tasks in the client; a message counts once all of them got it\n"
+        "ratio = how many times better triopycos is than pycos (> 1: triopycos better, "
         "for msg/s and µs alike); raw trio = length-prefixed TCP without codec or tasks "
-        "(the floor)\n"
+        "(the floor; it has no RPS or channel)\n"
     )
     print(report(collected, systems, failed_rounds))
     print()
@@ -1038,8 +1409,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--window",
         type=int,
         default=WINDOW,
-        help=f"one-way flow control: a sync marker every WINDOW x {BATCH} sends, at most "
-        f"two unanswered (default {WINDOW}; 0: none, the sender only yields every "
+        help=f"flow control: one-way, a sync marker every WINDOW x {BATCH} sends, at most "
+        f"two unanswered; fan-out, the publisher at most WINDOW x {BATCH} messages ahead of "
+        f"the slowest subscriber (default {WINDOW}; 0: none, the senders only yield every "
         f"{BATCH} sends)",
     )
     parser.add_argument(
