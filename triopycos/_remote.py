@@ -69,6 +69,11 @@ class RemoteOps:
         # each task ends: finish() needs no second round trip and cannot lose a
         # result however many tasks ended meanwhile (bounded: oldest fall off).
         self._results: OrderedDict[tuple[bytes, int], _Pushed] = OrderedDict()
+        # Messages for nodes we are connecting to on demand, in the order sent.
+        self._unreached: dict[bytes, list[list[Any]]] = {}
+        # Monitors already told PeerLost for a task: if the node comes back and the
+        # real status arrives too, it is dropped, so each monitor hears exactly once.
+        self._told_lost: OrderedDict[tuple[bytes, int], list[Task]] = OrderedDict()
         # Incarnations whose connection was lost: messages to them fail at once
         # instead of each trying to reconnect (re-peering is the manager's job).
         self._lost: set[bytes] = set()
@@ -111,17 +116,26 @@ class RemoteOps:
         if self._stale(task._node_id, task._location):
             return -1
         # Not peered with its node yet: check now that it can be encoded (so the caller
-        # gets the TypeError), connect in the background, then send.
+        # gets the TypeError), then queue it; one background connect per node sends
+        # the queue in order once connected.
         self.node._codec.encode(message)
-        self.node._spawn_service(self._send_when_reached, task, message)
+        queue = self._unreached.get(task._node_id)
+        if queue is None:
+            queue = self._unreached[task._node_id] = []
+            self.node._spawn_service(self._send_when_reached, task._node_id, task._location)
+        queue.append([_TASK_SEND, task._task_id, message])
         return 0
 
-    async def _send_when_reached(self, task: Task, message: Any) -> None:
-        conn = await self._reach(task._node_id, task._location, None)
+    async def _send_when_reached(self, node_id: bytes, location: Location) -> None:
+        try:
+            conn = await self._reach(node_id, location, None)
+        finally:
+            queue = self._unreached.pop(node_id, [])
         if conn is None:
-            log.warning("message to %r dropped: its node cannot be reached", task)
-        else:
-            conn.send([_TASK_SEND, task._task_id, message])
+            log.warning("%d message(s) to %s dropped: cannot reach it", len(queue), location)
+            return
+        for message in queue:
+            conn.send(message)
 
     async def task_deliver(self, task: Task, message: Any, timeout: float | None) -> int:
         conn = await self._reach(task._node_id, task._location, timeout)
@@ -162,12 +176,22 @@ class RemoteOps:
         conn = await self._reach(observe._node_id, observe._location, None)
         if conn is None:
             return -1
+        # Watch before asking: the status of a task that has already ended can come
+        # back ahead of the reply, and must find (and end) the watch.
+        watching = monitor._local and self._watch(conn.node_id, observe._task_id, monitor)
         result = await conn.request(Kind.TASK_MONITOR, observe._task_id, monitor)
-        if result == 0 and monitor._local:
-            watchers = self._watches.setdefault(conn.node_id, {}).setdefault(observe._task_id, [])
-            if monitor not in watchers:
-                watchers.append(monitor)
-        return 0 if result == 0 else -1
+        if result != 0:
+            if watching:
+                self._unwatch(conn.node_id, observe, monitor)
+            return -1
+        return 0
+
+    def _watch(self, node_id: bytes, task_id: int, monitor: Task) -> bool:
+        watchers = self._watches.setdefault(node_id, {}).setdefault(task_id, [])
+        if monitor in watchers:
+            return False
+        watchers.append(monitor)
+        return True
 
     def task_is_alive(self, task: Task) -> bool:
         return self._connected(task._node_id) is not None
@@ -306,6 +330,9 @@ class RemoteOps:
             reason = f"peer {conn.name!r} at {conn.location} was lost"
             for monitor in monitors:
                 monitor.send(MonitorStatus(lost, PeerLost, reason))
+            self._told_lost[(conn.node_id, task_id)] = monitors
+        while len(self._told_lost) > _TOLD_LOST_KEPT:
+            self._told_lost.popitem(last=False)
         self._tell_status(conn, PeerStatus.Offline)
 
     # -- serving peers: the dispatcher --------------------------------------------
@@ -338,9 +365,13 @@ class RemoteOps:
         if task is None:
             conn.log_once("no-task", "message for unknown task id %r dropped", task_id)
             return
-        task.send(payload)
         if type(payload) is MonitorStatus and isinstance(payload.info, Task):
+            told = self._told_lost.get((conn.node_id, payload.info._task_id))
+            if told is not None and task in told:
+                told.remove(task)  # it already heard PeerLost for this task
+                return
             self._unwatch(conn.node_id, payload.info, task)
+        task.send(payload)
 
     def _unwatch(self, node_id: bytes, observed: Task, monitor: Task) -> None:
         by_task = self._watches.get(node_id)
@@ -509,6 +540,7 @@ class RemoteOps:
 
 
 _RESULTS_KEPT = 65536
+_TOLD_LOST_KEPT = 4096
 
 
 class _Pushed:

@@ -93,8 +93,6 @@ class PeerConnection:
         self._max_outbox = max_outbox_bytes
         self._outbox: list[bytes] = []
         self._outbox_bytes = 0
-        self._writing = False
-        self._send_all = stream.send_all
         self._writer: trio.lowlevel.Task | None = None
         self._pending: dict[int, _Pending] = {}
         self._next_request = 0
@@ -144,34 +142,26 @@ class PeerConnection:
 
     async def request(self, kind: int, *fields: Any, timeout: float | None = None) -> Any:
         """Send a request and wait for its reply; the kind's failure value if the
-        peer goes away, the message cannot be queued, or ``timeout`` passes.
-
-        The requesting task writes the request itself when no other task is writing
-        (one scheduling pass sooner than handing it to the writer task)."""
+        peer goes away, the message cannot be queued, or ``timeout`` passes."""
         failure = FAILURE_VALUES[kind]
         self._next_request += 1
         rid = self._next_request
-        if self._enqueue([kind, rid, *fields]) < 0:
+        if self.send([kind, rid, *fields]) < 0:
             await trio.lowlevel.checkpoint()
             return failure
         slot = self._pending[rid] = _Pending(failure)
         try:
-            try:
-                await self._flush()
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-                self.close()  # the reader sees it too and reports the loss
-            if not slot.done:
-                slot.task = trio.lowlevel.current_task()
+            slot.task = trio.lowlevel.current_task()
 
-                def abort(_: object) -> trio.lowlevel.Abort:
-                    slot.task = None
-                    return trio.lowlevel.Abort.SUCCEEDED
+            def abort(_: object) -> trio.lowlevel.Abort:
+                slot.task = None
+                return trio.lowlevel.Abort.SUCCEEDED
 
-                if timeout is None:
+            if timeout is None:
+                await trio.lowlevel.wait_task_rescheduled(abort)
+            else:
+                with trio.move_on_after(timeout):
                     await trio.lowlevel.wait_task_rescheduled(abort)
-                else:
-                    with trio.move_on_after(timeout):
-                        await trio.lowlevel.wait_task_rescheduled(abort)
             return slot.value
         finally:
             self._pending.pop(rid, None)
@@ -213,7 +203,12 @@ class PeerConnection:
                     nursery.cancel_scope.cancel()
                 nursery.start_soon(self._write_loop)
                 nursery.start_soon(self._heartbeat_loop)
-                await self._read_loop()
+                try:
+                    await self._read_loop()
+                finally:
+                    # Close first: a write stuck on a dead link then fails at once
+                    # instead of holding this connection (and its node) open.
+                    await trio.aclose_forcefully(self.stream)
                 nursery.cancel_scope.cancel()
         except* (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as group:
             log.info("connection to %r lost: %s", self, group.exceptions[0])
@@ -255,10 +250,13 @@ class PeerConnection:
             decoder.receive_data(data)
 
     async def _write_loop(self) -> None:
+        # The only writer: nobody else ever waits on the stream's send side, so a
+        # write stuck on a dead link stalls no requester, and ends when the
+        # connection is torn down (see run()).
         current = trio.lowlevel.current_task()
+        send_all = self.stream.send_all
         while True:
-            if not self._outbox or self._writing:
-                # Nothing to do, or another task is writing (it takes what is queued).
+            if not self._outbox:
                 self._writer = current
 
                 def abort(_: object) -> trio.lowlevel.Abort:
@@ -267,27 +265,13 @@ class PeerConnection:
 
                 await trio.lowlevel.wait_task_rescheduled(abort)
                 continue
-            await self._flush()
-
-    async def _flush(self) -> None:
-        """Write everything queued, in as few ``send_all`` calls as possible, unless a
-        task is already writing (then it will).  Shielded: a half-written frame would
-        corrupt the stream, so a cancelled caller waits for the write to end."""
-        if self._writing or not self._outbox:
-            return
-        self._writing = True
-        try:
-            with trio.CancelScope(shield=True):
-                while self._outbox:
-                    frames, self._outbox = self._outbox, []
-                    self._outbox_bytes = 0
-                    await self._send_all(frames[0] if len(frames) == 1 else b"".join(frames))
-        finally:
-            self._writing = False
-        self.last_sent = trio.current_time()
-        if self._drained is not None:
-            self._drained.set()
-            self._drained = None
+            frames, self._outbox = self._outbox, []
+            self._outbox_bytes = 0
+            await send_all(frames[0] if len(frames) == 1 else b"".join(frames))
+            self.last_sent = trio.current_time()
+            if not self._outbox and self._drained is not None:
+                self._drained.set()
+                self._drained = None
 
     async def _heartbeat_loop(self) -> None:
         """Keep an idle connection audibly alive, and give up on a silent peer.

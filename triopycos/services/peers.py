@@ -15,6 +15,7 @@ Rules:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -46,6 +47,11 @@ class Limits:
     peer_timeout: float = 15.0
     reconnect_attempts: int = 10
     reconnect_delay: float = 1.0
+    # File transfer (services/files.py): transfers received at once (more are
+    # refused), bytes per chunk frame, and seconds each step may take.
+    max_file_transfers: int = 4
+    file_chunk_size: int = 1024 * 1024
+    file_idle_timeout: float = 30.0
 
 
 @dataclass
@@ -231,10 +237,16 @@ class PeerManager:
                 while True:
                     try:
                         event = machine.next_event()
-                    finally:
-                        out = machine.data_to_send()
-                        if out:
-                            await stream.send_all(out)
+                    except HandshakeFailed:
+                        # Tell the peer why, if it still listens; our reason stands.
+                        with contextlib.suppress(
+                            trio.BrokenResourceError, trio.ClosedResourceError, OSError
+                        ):
+                            await stream.send_all(machine.data_to_send())
+                        raise
+                    out = machine.data_to_send()
+                    if out:
+                        await stream.send_all(out)
                     if event is not None:
                         return event
                     data = await stream.receive_some(4096)
@@ -269,12 +281,22 @@ class PeerManager:
             peer_timeout=self.limits.peer_timeout,
         )
         current = self.by_id.get(conn.node_id)
-        if current is not None and not current.closed:
+        if current is not None and (current.closed or current.initiator_id == conn.initiator_id):
+            # The peer is back while we still hold its old connection: either ours is
+            # closed but not yet torn down, or the side that opened it has opened a
+            # new one, so it gave the old one up.  Either way that was a loss, and it
+            # is reported (monitors, Offline) before the new connection's Online.
+            del self.by_id[conn.node_id]
+            current.close(deliberately=True)
+            self._on_offline(current)
+            current = None
+        if current is not None:
+            # Both sides connected at once: keep the one opened by the smaller id,
+            # quietly (nothing was lost).
             self.stats.duplicate_connections += 1
             if current.initiator_id < conn.initiator_id:
-                conn.close(deliberately=True)  # the existing one wins
+                conn.close(deliberately=True)
                 return conn
-            # The new one wins: take over quietly (no Offline/Online in between).
             self.by_id[conn.node_id] = conn
             current.close(deliberately=True)
             return conn
