@@ -37,6 +37,7 @@ from ._rps import RPS
 from ._task import Task, check_timeout
 from .protocol.codec import Codec, Ref
 from .protocol.messages import Kind as MessageKind
+from .services.files import FileReceiver, del_file, send_file
 from .services.peers import Limits, PeerManager
 from .transport import TCPTransport, TLSTransport, Transport
 
@@ -73,6 +74,8 @@ class NodeStatistics:
     handshakes_failed: int
     handshakes_refused_busy: int
     messages_refused: int
+    files_received: int
+    files_refused: int
 
 
 class Pycos:
@@ -203,6 +206,32 @@ class Pycos:
         conn.close(deliberately=True)
         return 0
 
+    async def send_file(
+        self,
+        location: Location,
+        file: str | os.PathLike[str],
+        dir: str | os.PathLike[str] | None = None,
+        overwrite: bool = False,
+        timeout: float | None = None,
+    ) -> int | os.stat_result:
+        """Send ``file`` to the node at ``location``, saved under its ``dest_path``
+        (and ``dir``, a relative path): 0 sent; 1 the same file (size, mtime,
+        permissions) is there already; the ``os.stat_result`` of a different file
+        there when ``overwrite`` is false; -1 on any error.  ``timeout`` bounds each
+        step (each chunk); see docs/files.md."""
+        return await send_file(self._peers, location, file, dir, overwrite, timeout)
+
+    async def del_file(
+        self,
+        location: Location,
+        file: str | os.PathLike[str],
+        dir: str | os.PathLike[str] | None = None,
+        timeout: float | None = None,
+    ) -> int:
+        """Delete a file sent with ``send_file`` (same ``file`` and ``dir``) from the
+        node at ``location``, and the folders that leaves empty: 0, or -1."""
+        return await del_file(self._peers, location, file, dir, timeout)
+
     async def locate(self, name: str, timeout: float | None = None) -> Location | None:
         """Location of the node called ``name`` (this one or a peer); waits for it to
         appear until ``timeout`` (forever if None); None if it does not."""
@@ -243,6 +272,7 @@ class Pycos:
     def statistics(self) -> NodeStatistics:
         """A snapshot of the node's counters."""
         peers = self._peers
+        files = peers.file_handler if peers else None
         return NodeStatistics(
             tasks=len(self._tasks),
             daemon_tasks=self._daemons,
@@ -254,6 +284,8 @@ class Pycos:
             handshakes_refused_busy=peers.stats.handshakes_refused_busy if peers else 0,
             messages_refused=self._refused_messages
             + (sum(c.refused_messages for c in peers.by_id.values()) if peers else 0),
+            files_received=files.stats.received if isinstance(files, FileReceiver) else 0,
+            files_refused=files.stats.refused if isinstance(files, FileReceiver) else 0,
         )
 
     def __repr__(self) -> str:
@@ -410,8 +442,30 @@ class Pycos:
         task_status: trio.TaskStatus[None],
     ) -> None:
         listeners: list[trio.abc.Listener[trio.abc.Stream]] = []
-        for host in hosts:
-            listeners.extend(await _listen(transport, host, tcp_port))
+        try:
+            for host in hosts:
+                listeners.extend(await _listen(transport, host, tcp_port))
+            self._start_peers(transport, listeners, limits)
+        except BaseException:
+            # Nothing serves them yet: close what was opened before the failure.
+            for listener in listeners:
+                await trio.aclose_forcefully(listener)
+            raise
+        assert self._peers is not None
+        bound = self._peers.locations
+        async with trio.open_nursery() as nursery:
+            self._service_nursery = nursery
+            await nursery.start(self._peers.serve, listeners)
+            log.info("node %r serving at %s", self._name, ", ".join(map(str, bound)))
+            task_status.started()
+            await trio.sleep_forever()
+
+    def _start_peers(
+        self,
+        transport: Transport,
+        listeners: list[trio.abc.Listener[trio.abc.Stream]],
+        limits: Limits,
+    ) -> None:
         bound = [Location(*transport.listener_address(lst)) for lst in listeners]
         self._location = bound[0]
         if self._name_from_location:
@@ -427,13 +481,8 @@ class Pycos:
             on_online=self._remote.on_online,
             on_offline=self._remote.on_offline,
         )
+        self._peers.file_handler = FileReceiver(self, limits)
         self._peers.locations = bound
-        async with trio.open_nursery() as nursery:
-            self._service_nursery = nursery
-            await nursery.start(self._peers.serve, listeners)
-            log.info("node %r serving at %s", self._name, ", ".join(map(str, bound)))
-            task_status.started()
-            await trio.sleep_forever()
 
     async def _close(self) -> None:
         """Leave in order: end the remaining (daemon) tasks, so their exit statuses
