@@ -639,3 +639,23 @@ async def test_a_lost_connection_is_re_peered_by_the_side_that_opened_it() -> No
         assert await b.close_peer(a.location) == 0
         await trio.sleep(0.3)
         assert b.peers() == []
+
+
+async def test_an_oversized_frame_closes_the_connection_and_is_counted() -> None:
+    limits = Limits(max_frame_size=1024)
+    with trio.fail_after(LIMIT):
+        async with loopback_node("a", limits=limits) as a:
+
+            async def watch(task: Task) -> Any:
+                task.set_daemon()
+                while (status := await task.receive()).status != PeerStatus.Offline:
+                    pass
+                return status
+
+            watcher = a.spawn(watch)
+            a.peer_status(watcher)
+            stream = await _zombie(a.location)  # an authenticated peer...
+            await stream.send_all(b"\xff\xff\xff\xff")  # ...announcing a 4 GiB frame
+            assert (await watcher.finish()).name == "zombie"  # closed at once
+            await stream.aclose()
+            assert a.statistics().protocol_errors == 1

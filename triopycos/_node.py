@@ -74,6 +74,7 @@ class NodeStatistics:
     handshakes_failed: int
     handshakes_refused_busy: int
     messages_refused: int
+    protocol_errors: int
     files_received: int
     files_refused: int
 
@@ -134,7 +135,6 @@ class Pycos:
         self._remote = RemoteOps(self)
         self._peers: PeerManager | None = None
         self._stream_send: dict[Location, bool] = {}
-        self._refused_messages = 0
         self._channels: weakref.WeakSet[Channel] = weakref.WeakSet()
 
     # -- public -------------------------------------------------------------------
@@ -282,8 +282,8 @@ class Pycos:
             peers=len(peers.by_id) if peers else 0,
             handshakes_failed=peers.stats.handshakes_failed if peers else 0,
             handshakes_refused_busy=peers.stats.handshakes_refused_busy if peers else 0,
-            messages_refused=self._refused_messages
-            + (sum(c.refused_messages for c in peers.by_id.values()) if peers else 0),
+            messages_refused=peers.stats.messages_refused if peers else 0,
+            protocol_errors=peers.stats.protocol_errors if peers else 0,
             files_received=files.stats.received if isinstance(files, FileReceiver) else 0,
             files_refused=files.stats.refused if isinstance(files, FileReceiver) else 0,
         )

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import trio
@@ -29,11 +30,24 @@ from ..protocol.framing import FrameDecoder, encode_frame
 from ..protocol.handshake import PeerHello
 from ..protocol.messages import FAILURE_VALUES, Kind
 
-__all__ = ["PeerConnection"]
+__all__ = ["PeerConnection", "PeerStatistics"]
 
 log = logging.getLogger("triopycos.peer")
 
 _reschedule = trio.lowlevel.reschedule
+
+
+@dataclass
+class PeerStatistics:
+    """Counters of the peer service (part of ``Pycos.statistics()``)."""
+
+    connections_accepted: int = 0
+    connections_opened: int = 0
+    handshakes_failed: int = 0
+    handshakes_refused_busy: int = 0
+    duplicate_connections: int = 0
+    messages_refused: int = 0  # did not fit in a peer's outbox or frame limit
+    protocol_errors: int = 0  # connections closed for breaking the protocol
 
 
 class PeerSilent(Exception):
@@ -76,6 +90,7 @@ class PeerConnection:
         max_frame_size: int,
         max_outbox_bytes: int,
         peer_timeout: float,
+        stats: PeerStatistics,
     ) -> None:
         self.stream = stream
         self.node_id = hello.node_id
@@ -102,7 +117,7 @@ class PeerConnection:
         self.closed = False
         self.leaving = False  # the peer said BYE
         self.closed_here = False  # this node closed it on purpose
-        self.refused_messages = 0
+        self.stats = stats
         self._logged: set[str] = set()
         self._peer_timeout = peer_timeout
         self.last_heard = self.last_sent = trio.current_time()
@@ -130,11 +145,11 @@ class PeerConnection:
         payload = self.codec.encode(message)
         if len(payload) > self._max_frame_size:
             self.log_once("big", "message of %d bytes exceeds the frame limit", len(payload))
-            self.refused_messages += 1
+            self.stats.messages_refused += 1
             return -1
         if self._outbox_bytes + len(payload) > self._max_outbox and self._outbox:
             self.log_once("full", "outbox full (peer is slower than its senders)")
-            self.refused_messages += 1
+            self.stats.messages_refused += 1
             return -1
         self._outbox.append(encode_frame(payload))
         self._outbox_bytes += len(payload) + 4
@@ -213,6 +228,7 @@ class PeerConnection:
         except* (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as group:
             log.info("connection to %r lost: %s", self, group.exceptions[0])
         except* ProtocolError as group:
+            self.stats.protocol_errors += 1
             log.warning("closing connection to %r: %s", self, group.exceptions[0])
         except* PeerSilent as group:
             log.warning("peer %r is silent: %s", self, group.exceptions[0])

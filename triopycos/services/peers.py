@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import trio
@@ -27,7 +27,7 @@ from .._location import Location
 from ..protocol.codec import Codec
 from ..protocol.handshake import Authenticated, Handshake, HandshakeFailed
 from ..transport import Transport
-from .peer import PeerConnection
+from .peer import PeerConnection, PeerStatistics
 
 __all__ = ["Limits", "PeerManager", "PeerStatistics"]
 
@@ -52,18 +52,6 @@ class Limits:
     max_file_transfers: int = 4
     file_chunk_size: int = 1024 * 1024
     file_idle_timeout: float = 30.0
-
-
-@dataclass
-class PeerStatistics:
-    """Counters of the peer service (part of ``Pycos.statistics()``)."""
-
-    connections_accepted: int = 0
-    connections_opened: int = 0
-    handshakes_failed: int = 0
-    handshakes_refused_busy: int = 0
-    duplicate_connections: int = 0
-    extra: dict[str, int] = field(default_factory=dict)
 
 
 class PeerManager:
@@ -279,6 +267,7 @@ class PeerManager:
             max_frame_size=self.limits.max_frame_size,
             max_outbox_bytes=self.limits.max_outbox_bytes,
             peer_timeout=self.limits.peer_timeout,
+            stats=self.stats,
         )
         current = self.by_id.get(conn.node_id)
         if current is not None and (current.closed or current.initiator_id == conn.initiator_id):
