@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["PeerLost", "PycosError", "RemoteError", "ServiceError"]
+__all__ = ["PeerLost", "PycosError", "RemoteError", "ServiceError", "exception_leaves"]
 
 
 class PycosError(Exception):
@@ -51,3 +51,14 @@ class RemoteError(Exception):
 
     def __hash__(self) -> int:
         return hash((self.type_name, self.remote_args))
+
+
+def exception_leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    """The exceptions in ``group`` and its nested groups, flattened."""
+    found: list[BaseException] = []
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            found.extend(exception_leaves(exc))
+        else:
+            found.append(exc)
+    return found

@@ -30,7 +30,7 @@ import trio
 
 from ._channel import Channel
 from ._context import current_node_var
-from ._errors import PycosError, ServiceError
+from ._errors import PycosError, ServiceError, exception_leaves
 from ._location import Location
 from ._remote import RemoteOps
 from ._rps import RPS
@@ -527,20 +527,10 @@ async def _supervised(
         raise ServiceError(name, exc) from exc
 
 
-def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
-    found: list[BaseException] = []
-    for exc in group.exceptions:
-        if isinstance(exc, BaseExceptionGroup):
-            found.extend(_leaves(exc))
-        else:
-            found.append(exc)
-    return found
-
-
 def _surface(group: BaseExceptionGroup[BaseException]) -> BaseException:
     """What leaves ``open_pycos``: the body's own exception as itself, a service
     failure as one ServiceError, interpreter exits first."""
-    leaves = _leaves(group)
+    leaves = exception_leaves(group)
     for kind in (KeyboardInterrupt, SystemExit, ServiceError):
         for exc in leaves:
             if isinstance(exc, kind):

@@ -44,6 +44,7 @@ from typing import Any, Protocol, TypeVar, TypeVarTuple, Unpack
 
 import trio
 
+from .._errors import exception_leaves
 from .._location import Location
 from .._task import check_timeout
 from ..protocol.errors import ProtocolError
@@ -333,21 +334,11 @@ async def _unwrapped_nursery() -> AsyncIterator[trio.Nursery]:
         async with trio.open_nursery() as nursery:
             yield nursery
     except BaseExceptionGroup as group:
-        leaves = _leaves(group)
+        leaves = exception_leaves(group)
         for exc in leaves:
             if not isinstance(exc, trio.Cancelled):
                 raise exc from None
         raise
-
-
-def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
-    found: list[BaseException] = []
-    for exc in group.exceptions:
-        if isinstance(exc, BaseExceptionGroup):
-            found.extend(_leaves(exc))
-        else:
-            found.append(exc)
-    return found
 
 
 async def _fs(fn: Callable[[Unpack[Ts]], T], *args: *Ts) -> T:
