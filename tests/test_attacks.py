@@ -71,7 +71,7 @@ async def test_pickle_payloads_never_run(tmp_path: Path) -> None:
     async with serving_pair() as (a, b):
         host, port = a.location.addr, a.location.port
         for data in (payload, encode_frame(payload)):  # before any handshake
-            stream = await trio.open_tcp_stream(host, port)
+            stream: trio.abc.Stream = await trio.open_tcp_stream(host, port)
             await stream.send_all(data)
             await drain(stream)
         stream = await _zombie(a.location)  # and as a frame of an authenticated peer
@@ -86,10 +86,10 @@ async def test_garbage_and_truncated_frames(tmp_path: Path) -> None:
     async with serving_pair() as (a, b):
         host, port = a.location.addr, a.location.port
         for data in (os.urandom(4096), b"\x00\x00\x01\x00" + b"short"):
-            stream = await trio.open_tcp_stream(host, port)
-            await stream.send_all(data)
-            await stream.send_eof()
-            await drain(stream)
+            raw = await trio.open_tcp_stream(host, port)
+            await raw.send_all(data)
+            await raw.send_eof()
+            await drain(raw)
         stream = await _zombie(a.location)
         await stream.send_all(b"\x00\x00\x00\x64" + b"ten bytes!")  # 100 announced
         await stream.aclose()  # truncated: the peer goes, the node does not
@@ -105,7 +105,7 @@ async def test_a_4_gib_length_prefix_allocates_nothing() -> None:
         tracemalloc.start()
         try:
             before = tracemalloc.get_traced_memory()[0]
-            stream = await trio.open_tcp_stream(a.location.addr, a.location.port)
+            stream: trio.abc.Stream = await trio.open_tcp_stream(a.location.addr, a.location.port)
             await stream.send_all(b"\xff\xff\xff\xff" + b"x" * 1024)  # before the handshake
             await drain(stream)
             stream = await _zombie(a.location)
