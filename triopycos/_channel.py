@@ -132,6 +132,7 @@ class Channel(Entity):
         message = self._transformed(message)
         if message is None:
             return 0
+        self._check_travels(message)
         gone = [s for s in self._subscribers if s.send(message) < 0]
         for subscriber in gone:
             self._drop(subscriber)
@@ -159,6 +160,7 @@ class Channel(Entity):
                 await self._subscribed.wait()
         if len(self._subscribers) < n or self._closed:
             return 0 if not self._closed else -1
+        self._check_travels(message)
 
         count = 0
         slow: list[Subscriber] = []
@@ -191,6 +193,12 @@ class Channel(Entity):
         else:
             await trio.lowlevel.checkpoint()
         return count
+
+    def _check_travels(self, message: Any) -> None:
+        """With subscribers on other nodes, refuse a message that cannot be encoded
+        before anyone gets it (TypeError/ValueError), rather than half-way."""
+        if any(not s._local for s in self._subscribers):
+            self._node._codec.encode(message)
 
     def _drop_node(self, node_id: bytes) -> None:
         """Forget every subscriber living on the node ``node_id`` (it was lost)."""

@@ -17,6 +17,7 @@ cancellation carries on up.
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import Generator
 from types import GeneratorType
 from typing import Any
@@ -26,6 +27,7 @@ import trio
 __all__ = ["run_generator"]
 
 _checkpoint = trio.lowlevel.checkpoint
+log = logging.getLogger("triopycos.task")
 
 
 async def run_generator(gen: Generator[Any, Any, Any]) -> Any:
@@ -68,5 +70,10 @@ async def run_generator(gen: Generator[Any, Any, Any]) -> Any:
     except BaseException:
         # Close innermost first: a sub-generator's cleanup runs before its caller's.
         for g in (gen, *reversed(stack)):
-            g.close()
+            try:
+                g.close()
+            except Exception:
+                # e.g. a generator that yields in its finally: report it, and still
+                # close the callers so their cleanup runs.
+                log.warning("closing generator %r failed", g, exc_info=True)
         raise

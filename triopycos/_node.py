@@ -535,7 +535,8 @@ def _surface(group: BaseExceptionGroup[BaseException]) -> BaseException:
         for exc in leaves:
             if isinstance(exc, kind):
                 return exc
-    return leaves[0] if len(leaves) == 1 else group
+    # Only the block itself can raise anything else: its exception, group or not.
+    return group.exceptions[0] if len(group.exceptions) == 1 else group
 
 
 async def _default_host() -> str:

@@ -71,6 +71,7 @@ class RemoteOps:
         self._results: OrderedDict[tuple[bytes, int], _Pushed] = OrderedDict()
         # Messages for nodes we are connecting to on demand, in the order sent.
         self._unreached: dict[bytes, list[list[Any]]] = {}
+        self._flushed: dict[bytes, trio.Event] = {}  # set once a node's queue went out
         # Monitors already told PeerLost for a task: if the node comes back and the
         # real status arrives too, it is dropped, so each monitor hears exactly once.
         self._told_lost: OrderedDict[tuple[bytes, int], list[Task]] = OrderedDict()
@@ -95,7 +96,13 @@ class RemoteOps:
             # a scheduler round on the message path).
             return conn
         with trio.move_on_after(math.inf if timeout is None else timeout):
-            conn = await self.node._peers.connect(location)
+            flushed = self._flushed.get(node_id)
+            if flushed is not None:
+                # Sends queued for this node go first (FIFO per node pair).
+                await flushed.wait()
+                conn = self._connected(node_id)
+            else:
+                conn = await self.node._peers.connect(location)
         if conn is not None and conn.node_id == node_id:
             return conn
         return None
@@ -122,20 +129,26 @@ class RemoteOps:
         queue = self._unreached.get(task._node_id)
         if queue is None:
             queue = self._unreached[task._node_id] = []
+            self._flushed[task._node_id] = trio.Event()
             self.node._spawn_service(self._send_when_reached, task._node_id, task._location)
         queue.append([_TASK_SEND, task._task_id, message])
         return 0
 
     async def _send_when_reached(self, node_id: bytes, location: Location) -> None:
+        conn: PeerConnection | None = None
         try:
-            conn = await self._reach(node_id, location, None)
+            assert self.node._peers is not None
+            conn = await self.node._peers.connect(location)
+            if conn is not None and conn.node_id != node_id:
+                conn = None
         finally:
             queue = self._unreached.pop(node_id, [])
-        if conn is None:
-            log.warning("%d message(s) to %s dropped: cannot reach it", len(queue), location)
-            return
-        for message in queue:
-            conn.send(message)
+            if conn is None:
+                log.warning("%d message(s) to %s dropped: cannot reach it", len(queue), location)
+            else:
+                for message in queue:
+                    conn.send(message)
+            self._flushed.pop(node_id).set()
 
     async def task_deliver(self, task: Task, message: Any, timeout: float | None) -> int:
         conn = await self._reach(task._node_id, task._location, timeout)
@@ -179,6 +192,9 @@ class RemoteOps:
         # Watch before asking: the status of a task that has already ended can come
         # back ahead of the reply, and must find (and end) the watch.
         watching = monitor._local and self._watch(conn.node_id, observe._task_id, monitor)
+        told = self._told_lost.get((conn.node_id, observe._task_id))
+        if told is not None and monitor in told:
+            told.remove(monitor)  # monitoring again: this monitor wants the real status
         result = await conn.request(Kind.TASK_MONITOR, observe._task_id, monitor)
         if result != 0:
             if watching:
@@ -341,6 +357,9 @@ class RemoteOps:
         """Handle one message from ``conn``. Bad shapes are answered with the
         request's failure value (or dropped) and logged once; never raised."""
         kind = message[0]
+        if type(kind) is not int:
+            conn.log_once("bad-kind", "message of unknown kind dropped")
+            return
         try:
             if kind == _TASK_SEND:
                 self._on_task_send(conn, message)
@@ -363,6 +382,11 @@ class RemoteOps:
         _, task_id, payload = message
         task = self.node._tasks.get(task_id)
         if task is None:
+            ended = self.node._ended.get(task_id)
+            if ended is not None and type(payload) is MonitorStatus:
+                if isinstance(payload.info, Task):
+                    self._unwatch(conn.node_id, payload.info, ended)  # monitor gone
+                return
             conn.log_once("no-task", "message for unknown task id %r dropped", task_id)
             return
         if type(payload) is MonitorStatus and isinstance(payload.info, Task):
@@ -403,6 +427,7 @@ class RemoteOps:
 
     def _on_task_finish(self, conn: PeerConnection, message: list[Any]) -> None:
         _, rid, task_id, timeout = message
+        wait = _wire_timeout(timeout)
         task = self._local_task(task_id)
         if task is None:
             conn.reply(rid, None)
@@ -415,12 +440,16 @@ class RemoteOps:
                 replied = True
                 conn.reply(rid, value)
 
-        task._when_done(lambda: reply(task._value))
-        if timeout is not None and not replied:
+        def on_end() -> None:
+            reply(task._value)
+
+        task._when_done(on_end)
+        if wait is not None and not replied:
 
             async def give_up() -> None:
-                await trio.sleep(timeout)
+                await trio.sleep(wait)
                 reply(None)
+                task._forget_when_done(on_end)
 
             conn.start_soon(give_up)
 
@@ -433,6 +462,7 @@ class RemoteOps:
         _, rid, kind, name, timeout = message
         if kind not in ("task", "channel", "rps") or type(name) is not str:
             raise ValueError("bad locate")
+        timeout = _wire_timeout(timeout)
         found = self.node._registry[kind].get(name)
         if found is not None or not timeout:
             conn.reply(rid, found)
@@ -459,6 +489,9 @@ class RemoteOps:
 
     def _on_channel_deliver(self, conn: PeerConnection, message: list[Any]) -> None:
         _, rid, name, payload, timeout, n = message
+        timeout = _wire_timeout(timeout)
+        if type(n) is not int or n < 0:
+            raise ValueError("bad n")
         channel = self._channel(name)
         if channel is None:
             conn.reply(rid, 0)
@@ -477,6 +510,7 @@ class RemoteOps:
 
     def _subscription(self, conn: PeerConnection, message: list[Any], *, subscribe: bool) -> None:
         _, rid, name, subscriber, timeout = message
+        timeout = _wire_timeout(timeout)
         channel = self._channel(name)
         if channel is None or not isinstance(subscriber, (Task, Channel)):
             conn.reply(rid, -1)
@@ -537,6 +571,16 @@ class RemoteOps:
         pushed.value = value
         pushed.done = True
         pushed.event.set()
+
+
+def _wire_timeout(value: object) -> float | None:
+    """A timeout from a peer's message: None or seconds >= 0 (else ValueError, which
+    the dispatcher answers with the request's failure value)."""
+    if value is None:
+        return None
+    if (type(value) is not int and type(value) is not float) or not value >= 0:
+        raise ValueError(f"bad timeout {value!r}")  # (`not >= 0` also refuses NaN)
+    return float(value)
 
 
 _RESULTS_KEPT = 65536

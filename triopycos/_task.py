@@ -177,12 +177,25 @@ class Task(Entity):
                 else:
                     status = (StopIteration, await body)
         except Exception as exc:
-            text = "".join(traceback.format_exception(exc))
-            log.warning("uncaught exception in task %r:\n%s", self, text)
-            status = (type(exc), text)
+            status = self._failed(exc)
+        except BaseExceptionGroup as group:
+            # The node cancelled the task while a nursery of its own also failed:
+            # the failure is the task's exit status; the cancellation goes on.
+            cancelled, rest = group.split(trio.Cancelled)
+            if rest is not None and not rest.subgroup((KeyboardInterrupt, SystemExit)):
+                status = self._failed(rest)
+                if cancelled is not None:
+                    raise cancelled from None
+                return
+            raise
         finally:
             self._body = None
             self._end(status)
+
+    def _failed(self, exc: BaseException) -> tuple[object, object]:
+        text = "".join(traceback.format_exception(exc))
+        log.warning("uncaught exception in task %r:\n%s", self, text)
+        return (type(exc), text)
 
     def _end(self, status: tuple[object, object]) -> None:
         self._alive = False
@@ -388,6 +401,10 @@ class Task(Entity):
             self._end_callbacks.append(callback)
         else:
             callback()
+
+    def _forget_when_done(self, callback: Callable[[], None]) -> None:
+        if callback in self._end_callbacks:
+            self._end_callbacks.remove(callback)
 
     def _add_monitor(self, monitor: Task) -> int:
         if self._alive:

@@ -182,9 +182,16 @@ class PeerConnection:
             self._pending.pop(rid, None)
 
     def start_soon(self, fn: Callable[[], Awaitable[None]]) -> None:
-        """Run a request handler that must wait; it ends with the connection."""
+        """Run a request handler that must wait; it ends with the connection.  A
+        handler that fails is logged: it must not end the session."""
         if self._nursery is not None and not self.closed:
-            self._nursery.start_soon(fn)
+            self._nursery.start_soon(self._guarded, fn)
+
+    async def _guarded(self, fn: Callable[[], Awaitable[None]]) -> None:
+        try:
+            await fn()
+        except Exception:
+            log.exception("%r: a request handler failed", self)
 
     def reply(self, rid: int, value: Any) -> None:
         try:

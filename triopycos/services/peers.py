@@ -250,6 +250,9 @@ class PeerManager:
         except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             self.stats.handshakes_failed += 1
             log.warning("handshake with %s broke: %s", _describe(stream), exc)
+        except BaseException:
+            await trio.aclose_forcefully(stream)  # cancelled: do not leave it open
+            raise
         await trio.aclose_forcefully(stream)
         return None
 
