@@ -132,8 +132,11 @@ class Channel(Entity):
         message = self._transformed(message)
         if message is None:
             return 0
-        self._check_travels(message)
-        gone = [s for s in self._subscribers if s.send(message) < 0]
+        # Remote subscribers first: a message that cannot be encoded fails at the
+        # first of them, before anyone has it (no encoding just to check).
+        subscribers = self._subscribers
+        gone = [s for s in subscribers if not s._local and s.send(message) < 0]
+        gone += [s for s in subscribers if s._local and s.send(message) < 0]
         for subscriber in gone:
             self._drop(subscriber)
         return 0

@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
 import trio
+import trio_util
 
 from .._location import Location
 from ..protocol.codec import Codec
@@ -304,13 +306,13 @@ class PeerConnection:
         peer is gone even though its connection never closed (a frozen process, a
         cable pulled, a partition)."""
         interval = self._peer_timeout / 3
-        while True:
-            await trio.sleep(interval)
-            now = trio.current_time()
-            if now - self.last_heard >= self._peer_timeout:
-                raise PeerSilent(f"nothing heard for {now - self.last_heard:.1f} s")
-            if now - self.last_sent >= interval:
-                self.send([Kind.PING])
+        async with aclosing(trio_util.periodic(interval)) as ticks:
+            async for _ in ticks:
+                now = trio.current_time()
+                if now - self.last_heard >= self._peer_timeout:
+                    raise PeerSilent(f"nothing heard for {now - self.last_heard:.1f} s")
+                if now - self.last_sent >= interval:
+                    self.send([Kind.PING])
 
     async def flush(self, timeout: float) -> None:
         """Wait (up to ``timeout``) until the outbox has been handed to the stream."""

@@ -160,7 +160,7 @@ class PeerManager:
         if conn is not None:
             await trio.lowlevel.checkpoint()
             return conn
-        if location in self._locations_set():
+        if location in self.locations:  # ourselves
             await trio.lowlevel.checkpoint()
             return None
         attempt = self._connecting.get(location)
@@ -190,9 +190,6 @@ class PeerManager:
         finally:
             del self._connecting[location]
             done.set()
-
-    def _locations_set(self) -> set[Location]:
-        return set(self.locations)
 
     async def open_file_connection(
         self, location: Location
