@@ -604,7 +604,7 @@ async def test_unencodable_results_reach_remote_monitors_and_finish_as_errors() 
                     result.append(await r.finish(timeout=5))
 
                 nursery.start_soon(finish)
-                await trio.sleep(0.1)
+                await trio.testing.wait_all_tasks_blocked()  # the request is parked there
                 r.send("go")
             return await task.receive(timeout=5), result[0]
 

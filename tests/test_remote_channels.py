@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import trio
+import trio.testing
 from conftest import Cluster
 from test_rps import a_node
 
@@ -112,6 +113,6 @@ async def test_channel_closing_mid_deliver_gives_the_failure_value(
                 return await rchan.deliver("never", n=5, timeout=5)
 
             pub = b.spawn(publisher)
-            await trio.sleep(0.2)
+            await trio.testing.wait_all_tasks_blocked()  # the deliver waits on the channel
             chan.close()
             assert await pub.finish() == -1
