@@ -729,32 +729,6 @@ async def test_bad_connections_are_refused_and_node_keeps_serving(
         assert await b.spawn(client).finish() == ["still serving"]
 
 
-async def test_message_for_unknown_task_is_dropped_and_logged_once(
-    caplog: pytest.LogCaptureFixture, autojump_clock: trio.testing.MockClock
-) -> None:
-    async with (
-        VirtualNetwork(seed=1) as net,
-        net.open_pycos(name="a") as a,
-        net.open_pycos(name="b") as b,
-    ):
-        assert await b.peer(a.location) == 0
-        srv = a.spawn(server)
-        await trio.testing.wait_all_tasks_blocked()
-
-        async def client() -> None:
-            r = await locate("server_task", a.location)
-            r.send(None)
-            await r.finish(timeout=5)
-            for _ in range(3):
-                assert r.send("to a finished task") == 0  # queued; dropped there
-            assert await r.deliver("again", timeout=5) == 0
-
-        await b.spawn(client).finish()
-        assert not srv.is_alive()
-    hits = [r for r in caplog.records if "unknown task id" in r.getMessage()]
-    assert len(hits) == 1
-
-
 @pytest.mark.parametrize("latency", [0.0, 0.05])
 async def test_simultaneous_connects_keep_one_connection(
     latency: float, autojump_clock: trio.testing.MockClock
@@ -901,45 +875,6 @@ async def test_a_silent_peer_goes_offline_after_peer_timeout(
         assert 6 <= offline - online <= 6 + 2 + 0.01  # peer_timeout + one heartbeat
         assert node.peers() == []
         await stream.aclose()
-
-
-async def test_unencodable_results_reach_remote_monitors_and_finish_as_errors(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
-    async with (
-        VirtualNetwork(seed=1) as net,
-        net.open_pycos(name="a") as a,
-        net.open_pycos(name="b") as b,
-    ):
-        assert await b.peer(a.location) == 0
-        odd_value = object()
-
-        async def returns_an_object(task: Task) -> Any:
-            task.register("odd")
-            await task.receive()
-            return odd_value  # cannot travel
-
-        odd = a.spawn(returns_an_object)
-        await trio.testing.wait_all_tasks_blocked()
-
-        async def watcher(task: Task) -> tuple[Any, Any]:
-            r = await locate("odd", a.location)
-            assert await task.monitor(r) == 0
-            result: list[Any] = []
-
-            async def finish() -> None:
-                result.append(await r.finish(timeout=5))
-
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(finish)
-                await trio.testing.wait_all_tasks_blocked()  # finish() is waiting
-                r.send("go")
-            return await task.receive(timeout=5), result[0]
-
-        status, result = await b.spawn(watcher).finish()
-        assert status.type is TypeError and "cannot encode" in status.value
-        assert result is None
-        assert await odd.finish() is odd_value  # locally the value is intact
 
 
 async def test_a_lost_connection_is_re_peered_by_the_side_that_opened_it(

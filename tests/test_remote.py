@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import trio
+from conftest import Cluster
 
 from triopycos import (
     Channel,
@@ -414,9 +415,9 @@ async def test_bad_connections_are_refused_and_node_keeps_serving() -> None:
 
 
 async def test_message_for_unknown_task_is_dropped_and_logged_once(
-    caplog: pytest.LogCaptureFixture,
+    cluster: Cluster, clock: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    async with two_nodes() as (a, b):
+    async with cluster("a", "b") as (a, b):
         srv = a.spawn(server)
         await trio.testing.wait_all_tasks_blocked()
 
@@ -582,8 +583,10 @@ async def test_bad_peer_timeout() -> None:
                 pass
 
 
-async def test_unencodable_results_reach_remote_monitors_and_finish_as_errors() -> None:
-    async with two_nodes() as (a, b):
+async def test_unencodable_results_reach_remote_monitors_and_finish_as_errors(
+    cluster: Cluster, clock: Any
+) -> None:
+    async with cluster("a", "b") as (a, b):
 
         async def returns_a_socket(task: Task) -> Any:
             task.register("odd")
