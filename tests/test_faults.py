@@ -672,7 +672,9 @@ async def test_peer_refuses_port_zero_bad_types_and_nobody_there(
         net.open_pycos(name="a") as a,
         net.open_pycos(name="b") as b,
     ):
-        assert await b.peer(a.location.addr) == -1  # port 0: needs discovery
+        # Port 0 asks the host's nodes by UDP: sent (0), but `a` does not listen for
+        # discovery datagrams (discover_peers=False), so nobody connects.
+        assert await b.peer(a.location.addr) == 0
         with pytest.raises(TypeError):
             await b.peer(1234)  # type: ignore[arg-type]
         assert await b.peer(Location(a.location.addr, 1)) == -1  # nothing listens there

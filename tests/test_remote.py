@@ -370,9 +370,15 @@ async def test_ipv6_loopback() -> None:
             assert b.peers() == [a.location]
 
 
-async def test_peer_refuses_port_zero_and_bad_types() -> None:
+async def test_peer_port_zero_and_bad_types() -> None:
     async with two_nodes() as (_, b):
-        assert await b.peer("127.0.0.1") == -1  # needs discovery
+        # Port 0: a UDP request to the host's udp_port, sent; no node there listens
+        # for discovery (discover_peers=False), so no one connects.
+        before = b.peers()
+        assert await b.peer("127.0.0.1", udp_port=9) == 0
+        assert b.peers() == before
+        with pytest.raises(ValueError, match="udp_port"):
+            await b.peer("127.0.0.1", udp_port=70000)
         with pytest.raises(TypeError):
             await b.peer(1234)  # type: ignore[arg-type]
         assert await b.peer(Location("127.0.0.1", 1)) == -1  # nothing listens there

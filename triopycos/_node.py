@@ -13,6 +13,7 @@ context variable when it starts); elsewhere the innermost ``open_pycos`` block.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import logging
 import math
 import os
@@ -37,6 +38,7 @@ from ._rps import RPS
 from ._task import Task, check_timeout
 from .protocol.codec import Codec, Ref
 from .protocol.messages import Kind as MessageKind
+from .services.discovery import Discovery, announce_interval_ok
 from .services.files import FileReceiver, del_file, send_file
 from .services.peers import Limits, PeerManager
 from .transport import TCPTransport, TLSTransport, Transport
@@ -77,6 +79,8 @@ class NodeStatistics:
     protocol_errors: int
     files_received: int
     files_refused: int
+    datagrams_received: int
+    datagrams_dropped: int
 
 
 class Pycos:
@@ -99,6 +103,7 @@ class Pycos:
         keyfile: str | None,
         dest_path: str,
         max_file_size: int | None,
+        announce_interval: float | None = None,
     ) -> None:
         self._node_id = node_id if node_id is not None else secrets.token_bytes(16)
         self._location = location
@@ -115,6 +120,7 @@ class Pycos:
         self.keyfile = keyfile
         self.dest_path = dest_path
         self.max_file_size = max_file_size
+        self.announce_interval = announce_interval
         self._tasks: dict[int, Task] = {}
         self._task_counter = 0
         self._nondaemon = 0
@@ -134,6 +140,7 @@ class Pycos:
         self._codec = Codec(resolve_ref=self._resolve_ref)
         self._remote = RemoteOps(self)
         self._peers: PeerManager | None = None
+        self._discovery: Discovery | None = None
         self._stream_send: dict[Location, bool] = {}
         self._channels: weakref.WeakSet[Channel] = weakref.WeakSet()
 
@@ -168,24 +175,30 @@ class Pycos:
         stream_send: bool = False,
         relay: bool = False,
     ) -> int:
-        """Connect to the node at ``loc`` and peer with it: 0, or -1 on failure.
+        """Peer with the node at ``loc``: 0, or -1 on failure.
 
+        With a port, connect to that node (0 once it is a peer).  With a host name or
+        address, or a port-0 ``Location``, ask every node on that host (through its
+        ``udp_port``) to connect to us: 0 once the request is sent; they appear in
+        ``peers()`` (and ``locate``) as they connect.  ``relay`` asks the host to pass
+        the request on to its whole network, so every node there connects to us.
         Connections are always persistent here, so ``stream_send`` is accepted and
-        remembered but changes nothing.  A host name or a port-0 location needs
-        discovery (not available yet) and returns -1.
+        remembered but changes nothing.
         """
         if isinstance(loc, str):
             loc = Location(loc, 0)
         if not isinstance(loc, Location):
             raise TypeError(f"peer() needs a Location or a host, not {type(loc).__name__}")
+        _check_port("udp_port", udp_port, optional=False)
         self._stream_send[loc] = bool(stream_send)
-        if loc.port == 0:
-            log.warning("peer(%s): a port-0 location needs discovery, not available yet", loc)
+        if self._peers is None or self._discovery is None:
             await trio.lowlevel.checkpoint()
             return -1
-        if self._peers is None:
-            await trio.lowlevel.checkpoint()
-            return -1
+        asked = True
+        if loc.port == 0 or relay:
+            asked = await self._discovery.ping(loc.addr, udp_port, bool(relay))
+            if loc.port == 0:
+                return 0 if asked else -1
         conn = await self._peers.connect(loc)
         return 0 if conn is not None else -1
 
@@ -286,6 +299,8 @@ class Pycos:
             protocol_errors=peers.stats.protocol_errors if peers else 0,
             files_received=files.stats.received if isinstance(files, FileReceiver) else 0,
             files_refused=files.stats.refused if isinstance(files, FileReceiver) else 0,
+            datagrams_received=self._discovery.stats.datagrams_received if self._discovery else 0,
+            datagrams_dropped=self._discovery.stats.datagrams_dropped if self._discovery else 0,
         )
 
     def __repr__(self) -> str:
@@ -442,21 +457,43 @@ class Pycos:
         task_status: trio.TaskStatus[None],
     ) -> None:
         listeners: list[trio.abc.Listener[trio.abc.Stream]] = []
+        advertised: list[Location] = []
         try:
-            for host in hosts:
-                listeners.extend(await _listen(transport, host, tcp_port))
-            self._start_peers(transport, listeners, limits)
+            ext = _as_list(self.ext_ip_addr)
+            for index, host in enumerate(hosts):
+                opened = await _listen(transport, host, tcp_port, self.socket_family)
+                listeners.extend(opened)
+                for listener in opened:
+                    addr, port = transport.listener_address(listener)
+                    # Behind NAT: peers are told the gateway's address, same port.
+                    advertised.append(Location(ext[index] if index < len(ext) else addr, port))
+            if not listeners:
+                raise PycosError(f"no address of the requested family to serve on in {hosts}")
+            self._start_peers(transport, listeners, advertised, limits)
         except BaseException:
             # Nothing serves them yet: close what was opened before the failure.
             for listener in listeners:
                 await trio.aclose_forcefully(listener)
             raise
         assert self._peers is not None
-        bound = self._peers.locations
+        self._discovery = Discovery(
+            transport=transport,
+            peers=self._peers,
+            secret=self._secret,
+            udp_port=self.udp_port,
+            addresses=[transport.listener_address(lst)[0] for lst in listeners],
+            advertised=list(dict.fromkeys(advertised)),
+            ipv4_multicast=self.ipv4_udp_multicast,
+            listen=self.discover_peers,
+            announce_interval=self.announce_interval,
+        )
         async with trio.open_nursery() as nursery:
             self._service_nursery = nursery
             await nursery.start(self._peers.serve, listeners)
-            log.info("node %r serving at %s", self._name, ", ".join(map(str, bound)))
+            await nursery.start(self._discovery.serve)
+            log.info(
+                "node %r serving at %s", self._name, ", ".join(map(str, self._peers.locations))
+            )
             task_status.started()
             await trio.sleep_forever()
 
@@ -464,10 +501,11 @@ class Pycos:
         self,
         transport: Transport,
         listeners: list[trio.abc.Listener[trio.abc.Stream]],
+        advertised: list[Location],
         limits: Limits,
     ) -> None:
         bound = [Location(*transport.listener_address(lst)) for lst in listeners]
-        self._location = bound[0]
+        self._location = advertised[0]
         if self._name_from_location:
             self._name = str(self._location)
         self._peers = PeerManager(
@@ -482,7 +520,8 @@ class Pycos:
             on_offline=self._remote.on_offline,
         )
         self._peers.file_handler = FileReceiver(self, limits)
-        self._peers.locations = bound
+        # Advertised first: the first location is the one peers know us by.
+        self._peers.locations = list(dict.fromkeys([*advertised, *bound]))
 
     async def _close(self) -> None:
         """Leave in order: end the remaining (daemon) tasks, so their exit statuses
@@ -503,15 +542,33 @@ _ENDED_KEPT = 4096
 
 
 async def _listen(
-    transport: Transport, host: str, tcp_port: int | None
+    transport: Transport, host: str, tcp_port: int | None, family: int | None
 ) -> list[trio.abc.Listener[trio.abc.Stream]]:
+    """Listeners on ``host`` (only those of ``family``, when given)."""
     if tcp_port is None:
         # The spec's default port if it is free, else any free port.
         try:
-            return await transport.open_listeners(host, 9705)
+            listeners = await transport.open_listeners(host, 9705)
         except OSError:
-            tcp_port = 0
-    return await transport.open_listeners(host, tcp_port)
+            listeners = await transport.open_listeners(host, 0)
+    else:
+        listeners = await transport.open_listeners(host, tcp_port)
+    if family is None:
+        return listeners
+    kept = []
+    for listener in listeners:
+        addr = transport.listener_address(listener)[0]
+        if (socket.AF_INET6 if ":" in addr else socket.AF_INET) == family:
+            kept.append(listener)
+        else:
+            await trio.aclose_forcefully(listener)
+    return kept
+
+
+def _as_list(value: str | Sequence[str] | None) -> list[str]:
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else list(value)
 
 
 async def _supervised(
@@ -539,18 +596,33 @@ def _surface(group: BaseExceptionGroup[BaseException]) -> BaseException:
     return group.exceptions[0] if len(group.exceptions) == 1 else group
 
 
-async def _default_host() -> str:
+async def _default_host(family: int | None) -> str:
     """pycos's default node: this host's address, as its name resolves.  Resolved with
     trio's resolver (so it never blocks the run); a name that does not resolve is a
     clear error rather than a guess."""
     hostname = socket.gethostname()
     try:
-        infos = await trio.socket.getaddrinfo(hostname, None, family=socket.AF_INET)
+        infos = await trio.socket.getaddrinfo(hostname, None, family=family or socket.AF_INET)
     except OSError as exc:
         raise PycosError(
             f"cannot find this host's address ({hostname!r}: {exc}); pass node=..."
         ) from exc
     return str(infos[0][4][0])
+
+
+def _check_ext_ip_addr(ext_ip_addr: object, hosts: int) -> None:
+    if ext_ip_addr is None:
+        return
+    addrs = [ext_ip_addr] if isinstance(ext_ip_addr, str) else ext_ip_addr
+    if not isinstance(addrs, list | tuple) or not all(isinstance(a, str) for a in addrs):
+        raise TypeError(f"ext_ip_addr must be an IP address or a list of them, not {ext_ip_addr!r}")
+    if len(addrs) > hosts:
+        raise ValueError(f"ext_ip_addr has {len(addrs)} addresses for {hosts} node address(es)")
+    for addr in addrs:
+        try:
+            ipaddress.ip_address(addr)
+        except ValueError:
+            raise ValueError(f"ext_ip_addr {addr!r} is not an IP address") from None
 
 
 def _check_port(what: str, port: object, *, optional: bool) -> None:
@@ -582,6 +654,7 @@ async def open_pycos(
     peer_timeout: float | None = None,
     node_id: bytes | None = None,
     cafile: str | os.PathLike[str] | None = None,
+    announce_interval: float | None = 30.0,
 ) -> AsyncIterator[Pycos]:
     """Run a node for the duration of the block; yields its ``Pycos``.
 
@@ -597,7 +670,9 @@ async def open_pycos(
     the random incarnation id; the virtual network uses it so runs are reproducible.
     ``certfile`` (with ``keyfile`` if the key is in its own file, and ``cafile``, the
     certificates to trust; default: ``certfile`` itself) puts every peer connection
-    in TLS that authenticates both sides.
+    in TLS that authenticates both sides.  ``announce_interval``: with discovery, the
+    node announces itself when it starts, again after 1, 2, 4... seconds and then
+    every ``announce_interval`` seconds (None or 0: only once).
     """
     _check_port("udp_port", udp_port, optional=False)
     _check_port("tcp_port", tcp_port, optional=True)
@@ -617,14 +692,18 @@ async def open_pycos(
         if chosen is not None
         else os.path.join(tempfile.gettempdir(), "triopycos")
     )
+    if socket_family not in (None, socket.AF_INET, socket.AF_INET6):
+        raise ValueError(f"socket_family must be None, AF_INET or AF_INET6, not {socket_family!r}")
+    interval = announce_interval_ok(announce_interval)
     if node is None:
-        hosts = [await _default_host()]
+        hosts = [await _default_host(socket_family)]
     elif isinstance(node, str):
         hosts = [node]
     else:
         hosts = list(node)
         if not hosts or not all(isinstance(h, str) and h for h in hosts):
             raise TypeError(f"node must be a host, an address or a list of them, not {node!r}")
+    _check_ext_ip_addr(ext_ip_addr, len(hosts))
     limits = limits if limits is not None else Limits()
     if peer_timeout is not None:
         check_timeout(peer_timeout)
@@ -655,6 +734,7 @@ async def open_pycos(
         keyfile=keyfile,
         dest_path=folder,
         max_file_size=max_file_size or None,
+        announce_interval=interval,
     )
     try:
         async with trio.open_nursery() as root:

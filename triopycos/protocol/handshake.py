@@ -51,13 +51,14 @@ __all__ = [
     "Handshake",
     "HandshakeFailed",
     "PeerHello",
+    "parse_locations",
 ]
 
 PROTOCOL_VERSION: Final = 1
 MAX_HANDSHAKE_FRAME: Final = 4096
 _NONCE_SIZE: Final = 32
 _ID_SIZE: Final = 16
-_MAX_LOCATIONS: Final = 16
+MAX_LOCATIONS: Final = 16
 # What the initiator will use the connection for: a peer session, or one file
 # transfer (files get their own connections so they never delay messages).
 PURPOSES: Final = frozenset({"peer", "file"})
@@ -111,27 +112,36 @@ def _parse_hello(frame: dict[Any, Any]) -> PeerHello:
     if len(node_id) != _ID_SIZE:
         raise HandshakeFailed("malformed hello: bad node id")
     name = _hello_field(frame, "name", str)
-    raw_locations = _hello_field(frame, "locations", list)
-    if len(raw_locations) > _MAX_LOCATIONS:
-        raise HandshakeFailed("malformed hello: too many locations")
-    locations: list[tuple[str, int]] = []
-    for item in raw_locations:
-        if (
-            type(item) is not list
-            or len(item) != 2
-            or type(item[0]) is not str
-            or type(item[1]) is not int
-            or not 0 < item[1] < 65536
-        ):
-            raise HandshakeFailed("malformed hello: bad location")
-        locations.append((item[0], item[1]))
+    locations = parse_locations(_hello_field(frame, "locations", list))
+    if locations is None:
+        raise HandshakeFailed("malformed hello: bad locations")
     nonce = _hello_field(frame, "nonce", bytes)
     if len(nonce) != _NONCE_SIZE:
         raise HandshakeFailed("malformed hello: bad nonce")
     purpose = frame.get("purpose", "peer")
     if purpose not in PURPOSES:
         raise HandshakeFailed(f"malformed hello: unknown purpose {purpose!r}")
-    return PeerHello(node_id, name, tuple(locations), purpose)
+    return PeerHello(node_id, name, locations, purpose)
+
+
+def parse_locations(raw: list[Any]) -> tuple[tuple[str, int], ...] | None:
+    """A peer's ``[[host, port], ...]`` as tuples, or None if it is not one (too
+    many entries, a host that is not a short str, a port outside 1..65535)."""
+    if len(raw) > MAX_LOCATIONS:
+        return None
+    locations: list[tuple[str, int]] = []
+    for item in raw:
+        if (
+            type(item) is not list
+            or len(item) != 2
+            or type(item[0]) is not str
+            or not 0 < len(item[0]) <= 255
+            or type(item[1]) is not int
+            or not 0 < item[1] < 65536
+        ):
+            return None
+        locations.append((item[0], item[1]))
+    return tuple(locations)
 
 
 class Handshake:

@@ -34,7 +34,7 @@ from trio.lowlevel import ParkingLot
 
 from .._node import Pycos, open_pycos
 from ..services.peers import Limits
-from ._common import LOOPBACK, LinkConfig, NetEvent, parse_ip
+from ._common import LOOPBACK, LinkConfig, NetEvent, family_of, parse_ip
 from ._hosts import Subnet, VirtualHost
 from ._scheduling import deterministic_scheduling
 from ._transport import VirtualTransport
@@ -94,6 +94,8 @@ class VirtualNetwork:
         self._scheduling: AbstractContextManager[None] | None = None
         self._t0 = 0.0
         self._node_transports: dict[Pycos, VirtualTransport] = {}
+        self._nat: dict[str, VirtualHost] = {}  # public address -> the host behind it
+        self._behind_nat: set[VirtualHost] = set()
         self.default_subnet = self.subnet("10.0.0.0/24", "fd00::/64", name="default")
 
     # -- running ------------------------------------------------------------------
@@ -217,14 +219,45 @@ class VirtualNetwork:
         ip = parse_ip(text)
         return host, str(ip) if ip is not None else host.ipv4
 
+    def nat(self, host: NodeRef, public_ipv4: str, public_ipv6: str | None = None) -> None:
+        """Put ``host`` behind a NAT gateway with the public address(es) given.
+
+        Hosts on other subnets reach it only through its public address (streams and
+        datagrams sent there arrive at its own address, any port: a full port
+        forward); its own addresses are unreachable from there.  Hosts on its subnet
+        reach it directly.  Source addresses of what it sends are not rewritten.
+        """
+        target = self.host(host)
+        for public in (public_ipv4, public_ipv6):
+            if public is None:
+                continue
+            ip = parse_ip(public)
+            if ip is None or ip.is_multicast or str(ip) in self._by_addr or str(ip) in self._nat:
+                raise ValueError(f"{public!r} is not a free unicast address")
+            self._nat[str(ip)] = target
+        self._behind_nat.add(target)
+
+    def route(self, src: VirtualHost, text: str) -> tuple[VirtualHost, str]:
+        """Like ``resolve``, as seen from ``src``: through NAT gateways (internal)."""
+        ip = parse_ip(text)
+        if ip is not None and str(ip) in self._nat:
+            host = self._nat[str(ip)]
+            return host, host.address(family_of(str(ip)))
+        host, addr = self.resolve(text)
+        if host in self._behind_nat and host.subnet is not src.subnet:
+            raise OSError(errno.EHOSTUNREACH, f"no route to host {text!r} (behind NAT)")
+        return host, addr
+
     def host(self, ref: NodeRef) -> VirtualHost:
         """The host of a node (by ``pycos.location.addr``), a host, or an address."""
         if isinstance(ref, VirtualHost):
             if ref.net is not self:
                 raise ValueError(f"{ref!r} belongs to another network")
             return ref
+        if isinstance(ref, Pycos) and ref in self._node_transports:
+            return self._node_transports[ref].host
         addr = ref.location.addr if isinstance(ref, Pycos) else ref
-        found = self.find_host(addr)
+        found = self.find_host(addr) or self._nat.get(addr)
         if found is None:
             raise ValueError(f"{ref!r} is not on this virtual network")
         return found

@@ -191,7 +191,7 @@ class VirtualTransport:
 
     async def _connect(self, host: str, port: int) -> VirtualStream:
         net = self.net
-        target, addr = net.resolve(host)
+        target, addr = net.route(self.host, host)
         family = family_of(addr)
         me = self.host
         local = (me.address(family), me.ephemeral_tcp_port())

@@ -105,12 +105,16 @@ class VirtualUDPSocket:
     def getsockname(self) -> tuple[str, int]:
         return self.addr, self.port
 
-    def join_group(self, group: str) -> None:
-        """Join a multicast group (``IP_ADD_MEMBERSHIP`` / ``IPV6_JOIN_GROUP``)."""
+    def join_group(self, group: str, interface: str | None = None) -> None:
+        """Join a multicast group (``IP_ADD_MEMBERSHIP`` / ``IPV6_JOIN_GROUP``); a
+        virtual host has one interface, so ``interface`` changes nothing."""
         ip = parse_ip(group)
         if ip is None or not ip.is_multicast or family_of(str(ip)) != self.family:
             raise OSError(errno.EINVAL, f"not a multicast group of this family: {group!r}")
         self.groups.add(str(ip))
+
+    def enable_broadcast(self) -> None:
+        """Nothing to do: virtual sockets may always broadcast (``SO_BROADCAST``)."""
 
     def leave_group(self, group: str) -> None:
         ip = parse_ip(group)
@@ -132,7 +136,15 @@ class VirtualUDPSocket:
             ip = ipaddress.ip_address(target)
         if family_of(str(ip)) != self.family:
             raise OSError(errno.EAFNOSUPPORT, f"cannot send to {host!r} from {self!r}")
-        _route(self, payload, str(ip), int(port))
+        dst = str(ip)
+        if _kind(dst, self.host) == "unicast":
+            try:
+                dst = self.transport.net.route(self.host, dst)[1]
+            except OSError:
+                # Nothing tells a UDP sender that nobody is there.
+                await cancel_shielded_checkpoint()
+                return len(payload)
+        _route(self, payload, dst, int(port))
         await cancel_shielded_checkpoint()
         return len(payload)
 

@@ -1,8 +1,9 @@
 """Transports: how a node opens and accepts byte streams (TCP here; TLS and the
 virtual network implement the same interface)."""
 
-from ._base import Transport
+from ._base import DatagramSocket, Transport
 from .tcp import TCPTransport
 from .tls import TLSTransport
+from .udp import UDPSocket
 
-__all__ = ["TCPTransport", "TLSTransport", "Transport"]
+__all__ = ["DatagramSocket", "TCPTransport", "TLSTransport", "Transport", "UDPSocket"]

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import trio
 
+from ._base import DatagramSocket
+from .udp import UDPSocket
+
 __all__ = ["TCPTransport"]
 
 
@@ -30,3 +33,6 @@ class TCPTransport:
         assert isinstance(listener, trio.SocketListener)
         sockname = listener.socket.getsockname()
         return str(sockname[0]), int(sockname[1])
+
+    async def open_udp(self, host: str, port: int) -> DatagramSocket:
+        return await UDPSocket.bind(host, port)

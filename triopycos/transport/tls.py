@@ -15,7 +15,7 @@ import ssl
 
 import trio
 
-from ._base import Transport
+from ._base import DatagramSocket, Transport
 
 __all__ = ["TLSTransport", "tls_contexts"]
 
@@ -68,3 +68,7 @@ class TLSTransport:
     def listener_address(self, listener: trio.abc.Listener[trio.abc.Stream]) -> tuple[str, int]:
         assert isinstance(listener, trio.SSLListener)
         return self.inner.listener_address(listener.transport_listener)
+
+    async def open_udp(self, host: str, port: int) -> DatagramSocket:
+        # Discovery datagrams are authenticated by their MAC, not by TLS.
+        return await self.inner.open_udp(host, port)

@@ -1,0 +1,330 @@
+"""The discovery service: finds the nodes on the local network by UDP.
+
+What it does (the datagrams are described in ``protocol/discovery.py``):
+
+* it listens on ``udp_port`` on the wildcard address of each family the node uses,
+  sharing the port with the other nodes of the host, and joins the multicast group
+  (IPv6 always; IPv4 with ``ipv4_udp_multicast``, otherwise IPv4 uses broadcast);
+* it announces the node when it starts, again 1, 2, 4... seconds later and then every
+  ``announce_interval`` seconds, so one lost datagram does not leave a node alone;
+* a node that hears an announcement from a node it is not peered with connects to it
+  over TCP (the handshake then decides whether they become peers);
+* ``ping`` asks the nodes on one host (through its ``udp_port``) to connect to us;
+  the node that receives it passes it on to its own network as a ``forward``.
+
+Nothing a datagram says is trusted beyond "try to connect there": every connection is
+authenticated by the handshake.  Datagrams that fail their checks are counted and
+dropped; at most ``_MAX_PENDING`` connection attempts run at once, more are dropped
+(the next announcement brings them back).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import math
+import socket
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import trio
+
+from .._location import Location
+from ..protocol.discovery import (
+    IPV4_MULTICAST_GROUP,
+    IPV6_MULTICAST_GROUP,
+    MAX_DATAGRAM,
+    Announcement,
+    BadDatagram,
+    DatagramKind,
+    decode,
+    encode,
+)
+from ..transport import DatagramSocket, Transport
+from .peers import PeerManager
+
+__all__ = ["Discovery", "DiscoveryStatistics"]
+
+log = logging.getLogger("triopycos.discovery")
+
+_BROADCAST = "255.255.255.255"
+_MAX_PENDING = 64
+_FIRST_REPEAT = 1.0
+
+
+@dataclass
+class DiscoveryStatistics:
+    datagrams_received: int = 0
+    datagrams_dropped: int = 0
+    datagrams_sent: int = 0
+    # Why datagrams were dropped, by reason (for the log and for tests).
+    dropped: dict[str, int] = field(default_factory=dict)
+
+
+def _family(address: str) -> int:
+    return socket.AF_INET6 if ":" in address else socket.AF_INET
+
+
+class Discovery:
+    """One node's discovery service; run ``serve`` in the node's service nursery."""
+
+    def __init__(
+        self,
+        *,
+        transport: Transport,
+        peers: PeerManager,
+        secret: str,
+        udp_port: int,
+        addresses: list[str],
+        advertised: list[Location],
+        ipv4_multicast: bool,
+        listen: bool,
+        announce_interval: float | None,
+    ) -> None:
+        self.transport = transport
+        self.peers = peers
+        self._secret = secret
+        self.udp_port = udp_port
+        # The node's own (numeric) addresses, where it listens for TCP.
+        self.addresses = list(dict.fromkeys(addresses))
+        self.advertised = advertised
+        self.ipv4_multicast = ipv4_multicast
+        self.listen = listen
+        self.announce_interval = announce_interval
+        self.stats = DiscoveryStatistics()
+        self._senders: dict[str, DatagramSocket] = {}
+        self._pending: set[bytes] = set()
+        self._nursery: trio.Nursery | None = None
+        self._warned: set[str] = set()
+
+    # -- running ------------------------------------------------------------------
+
+    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        receivers: list[DatagramSocket] = []
+        try:
+            if self.listen:
+                await self._open_senders()
+                for family in dict.fromkeys(_family(a) for a in self.addresses):
+                    receivers.append(await self._open_receiver(family))
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                for sock in receivers:
+                    nursery.start_soon(self._receive_loop, sock)
+                if self.listen:
+                    nursery.start_soon(self._announce_loop)
+                task_status.started()
+                await trio.sleep_forever()
+        finally:
+            self._nursery = None
+            for sock in [*receivers, *self._senders.values()]:
+                sock.close()
+            self._senders.clear()
+
+    async def _open_senders(self) -> None:
+        """One socket per address, so datagrams leave from (and broadcasts go out of
+        the interface of) each address the node serves."""
+        if self._senders:
+            return
+        for address in self.addresses:
+            sock = await self.transport.open_udp(address, 0)
+            self._senders[address] = sock
+            if self.listen:
+                sock.enable_broadcast()
+
+    async def _open_receiver(self, family: int) -> DatagramSocket:
+        wildcard = "::" if family == socket.AF_INET6 else "0.0.0.0"
+        sock = await self.transport.open_udp(wildcard, self.udp_port)
+        group = self._group(family)
+        if group is not None:
+            for address in self.addresses:
+                if _family(address) == family:
+                    try:
+                        sock.join_group(group, address)
+                    except OSError as exc:
+                        log.warning("cannot join %s on %s: %s", group, address, exc)
+        return sock
+
+    def _group(self, family: int) -> str | None:
+        if family == socket.AF_INET6:
+            return IPV6_MULTICAST_GROUP
+        return IPV4_MULTICAST_GROUP if self.ipv4_multicast else None
+
+    async def _announce_loop(self) -> None:
+        delay = _FIRST_REPEAT
+        while True:
+            await self.announce()
+            interval = self.announce_interval
+            if not interval:
+                return
+            await trio.sleep(min(delay, interval))
+            delay *= 2
+
+    # -- sending ------------------------------------------------------------------
+
+    def _message(self, kind: DatagramKind, *, to: str = "", relay: bool = False) -> bytes:
+        message = Announcement(
+            kind,
+            self.peers.node_id,
+            self.peers.name,
+            tuple((loc.addr, loc.port) for loc in self.advertised),
+            to,
+            relay,
+            self.ipv4_multicast,
+        )
+        return encode(message, self._secret)
+
+    async def announce(self) -> None:
+        """Tell the local network(s) where this node is."""
+        await self._to_network(self._message("announce"))
+
+    async def _to_network(self, datagram: bytes) -> None:
+        for address, sock in list(self._senders.items()):
+            family = _family(address)
+            destination = self._group(family) or _BROADCAST
+            await self._send(sock, datagram, (destination, self.udp_port))
+
+    async def _send(self, sock: DatagramSocket, datagram: bytes, to: tuple[str, int]) -> bool:
+        try:
+            await sock.sendto(datagram, to)
+        except OSError as exc:
+            # Once per destination: a network without broadcast stays quiet after.
+            key = f"{to[0]}:{to[1]}"
+            if key not in self._warned:
+                self._warned.add(key)
+                log.warning("discovery datagram to %s not sent: %s", key, exc)
+            return False
+        self.stats.datagrams_sent += 1
+        return True
+
+    async def ping(self, host: str, udp_port: int, relay: bool) -> bool:
+        """Ask every node on ``host`` (listening on ``udp_port``) to connect to us;
+        with ``relay``, every node on that host's network.  False if the datagram
+        could not be sent (no address of that family, unknown host)."""
+        family = _family(host) if _is_ip(host) else None
+        await self._open_senders()
+        sock = next(
+            (s for a, s in self._senders.items() if family is None or _family(a) == family),
+            None,
+        )
+        if sock is None:
+            await trio.lowlevel.checkpoint()
+            return False
+        datagram = self._message("ping", to=host, relay=relay)
+        try:
+            return await self._send(sock, datagram, (host, udp_port))
+        except (socket.gaierror, UnicodeError):  # a host name that does not resolve
+            return False
+
+    # -- receiving ----------------------------------------------------------------
+
+    async def _receive_loop(self, sock: DatagramSocket) -> None:
+        while True:
+            try:
+                data, sender = await sock.recvfrom(MAX_DATAGRAM + 1)
+            except OSError as exc:
+                # ICMP errors from earlier sends can surface here; the socket lives on.
+                log.debug("discovery receive: %s", exc)
+                await trio.lowlevel.checkpoint()
+                continue
+            await self.handle(data, sender)
+
+    async def handle(self, data: bytes, sender: tuple[str, int]) -> None:
+        """Act on one received datagram."""
+        self.stats.datagrams_received += 1
+        try:
+            message = decode(data, self._secret)
+        except BadDatagram as bad:
+            self._drop(bad.reason, sender)
+            return
+        if message.node_id == self.peers.node_id:
+            return  # our own, looped back
+        if (
+            message.kind != "ping"
+            and _family(sender[0]) == socket.AF_INET
+            and message.multicast != self.ipv4_multicast
+        ):
+            # A wildcard socket hears broadcasts and multicasts alike; IPv4 nodes
+            # using one do not peer with nodes using the other (as in pycos).
+            self._drop("other discovery mode", sender)
+            return
+        if message.kind == "ping":
+            self._connect_to(message)
+            # Only one of the nodes sharing the port on this host got the ping.
+            forward = self._forward(message, sender)
+            if forward is not None:
+                await self._to_network(forward)
+        elif message.kind == "forward":
+            if message.relay or message.to in self.addresses:
+                self._connect_to(message)
+        else:
+            self._connect_to(message)
+
+    def _forward(self, ping: Announcement, sender: tuple[str, int]) -> bytes | None:
+        family = _family(sender[0])
+        here = next((a for a in self.addresses if _family(a) == family), None)
+        if here is None:
+            return None
+        forward = Announcement(
+            "forward",
+            ping.node_id,
+            ping.name,
+            ping.locations,
+            here,
+            ping.relay,
+            self.ipv4_multicast,
+        )
+        return encode(forward, self._secret)
+
+    def _drop(self, reason: str, sender: tuple[str, int]) -> None:
+        self.stats.datagrams_dropped += 1
+        key = "discovery version" if reason.startswith("discovery version") else reason
+        self.stats.dropped[key] = self.stats.dropped.get(key, 0) + 1
+        log.debug("dropped a discovery datagram from %s: %s", sender, reason)
+
+    def _connect_to(self, message: Announcement) -> None:
+        node_id = message.node_id
+        if node_id in self.peers.by_id or node_id in self._pending or self._nursery is None:
+            return
+        if len(self._pending) >= _MAX_PENDING:
+            self._drop("too many connection attempts", ("", 0))
+            return
+        families = {_family(a) for a in self.addresses}
+        candidates = [
+            Location(host, port)
+            for host, port in message.locations
+            if _is_ip(host) and _family(host) in families
+        ]
+        if not candidates:
+            self._drop("no reachable location", ("", 0))
+            return
+        self._pending.add(node_id)
+        self._nursery.start_soon(self._connect, node_id, candidates)
+
+    async def _connect(self, node_id: bytes, candidates: Iterable[Location]) -> None:
+        try:
+            for location in candidates:
+                if node_id in self.peers.by_id:
+                    return
+                if await self.peers.connect(location) is not None:
+                    return
+        finally:
+            self._pending.discard(node_id)
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text.partition("%")[0])
+    except ValueError:
+        return False
+    return True
+
+
+def announce_interval_ok(value: float | None) -> float | None:
+    """``announce_interval`` checked: None or 0 (no repeats) or a positive number."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+        raise TypeError(f"announce_interval must be a number or None, not {value!r}")
+    if value < 0:
+        raise ValueError(f"announce_interval must be >= 0, not {value!r}")
+    return float(value) or None
