@@ -355,7 +355,7 @@ async def test_partition_heals_through_reannouncement(
     async with VirtualNetwork(seed=16) as net, nodes(net, ["a", "b"], peer_timeout=3) as (a, b):
         await all_peered([a, b])
         net.partition(a, b)
-        await trio.sleep(200)  # past every reconnect attempt of the opener
+        await trio.sleep(400)  # past every reconnect attempt of the opener (~280 s)
         assert a.peers() == [] and b.peers() == []
         net.heal(a, b)
         await all_peered([a, b], timeout=60)

@@ -37,6 +37,7 @@ from ._remote import RemoteOps
 from ._rps import RPS
 from ._task import Task, check_timeout
 from .protocol.codec import Codec, Ref
+from .protocol.handshake import MAX_LOCATIONS, MAX_NAME
 from .protocol.messages import Kind as MessageKind
 from .services.discovery import Discovery, announce_interval_ok
 from .services.files import FileReceiver, del_file, send_file
@@ -678,6 +679,9 @@ async def open_pycos(
     _check_port("tcp_port", tcp_port, optional=True)
     if name is not None and (not isinstance(name, str) or not name):
         raise TypeError(f"name must be a non-empty str or None, not {name!r}")
+    if name is not None and len(name) > MAX_NAME:
+        # Names travel in handshakes and discovery datagrams, which are bounded.
+        raise ValueError(f"name must be at most {MAX_NAME} characters, not {len(name)}")
     if not isinstance(secret, str):
         raise TypeError(f"secret must be a str, not {type(secret).__name__}")
     if max_file_size is not None and (
@@ -703,6 +707,8 @@ async def open_pycos(
         hosts = list(node)
         if not hosts or not all(isinstance(h, str) and h for h in hosts):
             raise TypeError(f"node must be a host, an address or a list of them, not {node!r}")
+        if len(hosts) > MAX_LOCATIONS // 2:
+            raise ValueError(f"node may list at most {MAX_LOCATIONS // 2} addresses")
     _check_ext_ip_addr(ext_ip_addr, len(hosts))
     limits = limits if limits is not None else Limits()
     if peer_timeout is not None:

@@ -43,7 +43,7 @@ from typing import Any, Final, Literal
 
 import cbor2
 
-from .handshake import parse_locations
+from .handshake import MAX_NAME, parse_locations
 
 __all__ = [
     "DISCOVERY_VERSION",
@@ -62,7 +62,6 @@ MAGIC: Final = b"TPYd"
 _MAC_SIZE: Final = 32
 _HEADER: Final = len(MAGIC) + 1
 _ID_SIZE: Final = 16
-_MAX_NAME: Final = 255
 _MAC_LABEL: Final = b"triopycos-discovery\x00"
 KINDS: Final = frozenset({"announce", "ping", "forward"})
 
@@ -158,7 +157,7 @@ def _parse(body: object) -> Announcement:
         raise BadDatagram(f"unknown kind {kind!r}")
     if type(node_id) is not bytes or len(node_id) != _ID_SIZE:
         raise BadDatagram("bad node id")
-    if type(name) is not str or len(name) > _MAX_NAME:
+    if type(name) is not str or len(name) > MAX_NAME:
         raise BadDatagram("bad name")
     locations = parse_locations(raw_locations) if type(raw_locations) is list else None
     if not locations:
@@ -169,6 +168,6 @@ def _parse(body: object) -> Announcement:
     if kind == "announce":
         return Announcement(kind, node_id, name, locations, multicast=multicast)
     to, relay = body.get("to"), body.get("relay")
-    if type(to) is not str or len(to) > _MAX_NAME or type(relay) is not bool:
+    if type(to) is not str or len(to) > MAX_NAME or type(relay) is not bool:
         raise BadDatagram("bad ping fields")
     return Announcement(kind, node_id, name, locations, to, relay, multicast)

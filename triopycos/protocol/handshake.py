@@ -46,6 +46,8 @@ from .framing import FrameDecoder, encode_frame
 
 __all__ = [
     "MAX_HANDSHAKE_FRAME",
+    "MAX_LOCATIONS",
+    "MAX_NAME",
     "PROTOCOL_VERSION",
     "Authenticated",
     "Handshake",
@@ -59,6 +61,7 @@ MAX_HANDSHAKE_FRAME: Final = 4096
 _NONCE_SIZE: Final = 32
 _ID_SIZE: Final = 16
 MAX_LOCATIONS: Final = 16
+MAX_NAME: Final = 255
 # What the initiator will use the connection for: a peer session, or one file
 # transfer (files get their own connections so they never delay messages).
 PURPOSES: Final = frozenset({"peer", "file"})
@@ -135,7 +138,7 @@ def parse_locations(raw: list[Any]) -> tuple[tuple[str, int], ...] | None:
             type(item) is not list
             or len(item) != 2
             or type(item[0]) is not str
-            or not 0 < len(item[0]) <= 255
+            or not 0 < len(item[0]) <= MAX_NAME
             or type(item[1]) is not int
             or not 0 < item[1] < 65536
         ):
