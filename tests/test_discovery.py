@@ -431,3 +431,44 @@ async def test_many_nodes_converge(autojump_clock: trio.testing.MockClock) -> No
             took = await all_peered(group, timeout=60)
             assert took < 1
             assert all(len(n.peers()) == 19 for n in group)
+
+
+async def test_a_new_incarnation_at_a_known_location_replaces_the_old_at_once(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # b1's host loses power (no reset reaches a); b2 starts on the same address and
+    # port.  a must not wait for its heartbeat timeout on b1: b2 being there shows
+    # that b1 is gone.
+    async with VirtualNetwork(seed=20) as net:
+        host = net.add_host("h")
+        seen: list[tuple[str, int]] = []
+        three = trio.Event()
+
+        async def watch(task: Task) -> None:
+            task.set_daemon()
+            while True:
+                status = await task.receive()
+                seen.append((status.name, status.status))
+                if len(seen) == 3:
+                    three.set()
+
+        async with nodes(net, ["a"], peer_timeout=1000) as (a,):
+            a.peer_status(a.spawn(watch))
+            async with nodes(net, ["b"], node=host.ipv4, tcp_port=9705) as (b1,):
+                await all_peered([a, b1])
+                net.crash(b1, silent=True)
+            await trio.sleep(5)
+            assert a.peers() == [b1.location]  # a has not noticed
+            async with nodes(net, ["b"], node=host.ipv4, tcp_port=9705) as (b2,):
+                assert b2.location == b1.location
+                start = trio.current_time()
+                assert a._peers is not None
+                with trio.fail_after(5):
+                    while b2._node_id not in a._peers.by_id:
+                        await a._peers.changed.wait()
+                assert trio.current_time() - start < 2.5  # the next announcement
+                assert a.peers() == [b2.location]
+                with trio.fail_after(1):
+                    await three.wait()
+                online, offline = PeerStatus.Online, PeerStatus.Offline
+                assert seen == [("b", online), ("b", offline), ("b", online)]

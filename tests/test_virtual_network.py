@@ -298,6 +298,23 @@ async def test_crash_resets_a_transports_streams_at_once() -> None:
             await other.open_listeners(b.ipv4, 0)
 
 
+async def test_silent_crash_tells_the_peer_nothing(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with VirtualNetwork() as net:
+        a, b = net.add_host(), net.add_host()
+        client, accepted = await stream_pair(net, a, b)
+        await accepted.send_all(b"last words")
+        net.crash(b, silent=True)  # a power loss: no FIN, no RST
+        assert await client.receive_some() == b"last words"  # already on its way
+        await client.send_all(b"anyone?")  # accepted, and dropped at the dead end
+        with trio.move_on_after(3600) as scope:
+            await client.receive_some()
+        assert scope.cancelled_caught  # no EOF, no error: only a timeout tells
+        with pytest.raises(trio.ClosedResourceError):
+            await accepted.receive_some()
+
+
 async def test_no_real_socket_is_ever_opened(autojump_clock: trio.testing.MockClock) -> None:
     class NoSockets(trio.abc.SocketFactory):
         def socket(

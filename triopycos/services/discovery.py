@@ -221,6 +221,8 @@ class Discovery:
         while True:
             try:
                 data, sender = await sock.recvfrom(MAX_DATAGRAM + 1)
+            except trio.ClosedResourceError:
+                return  # the node is going away (or its "process" crashed)
             except OSError as exc:
                 # ICMP errors from earlier sends can surface here; the socket lives on.
                 log.debug("discovery receive: %s", exc)
@@ -305,7 +307,7 @@ class Discovery:
             for location in candidates:
                 if node_id in self.peers.by_id:
                     return
-                if await self.peers.connect(location) is not None:
+                if await self.peers.connect(location, node_id) is not None:
                     return
         finally:
             self._pending.discard(node_id)

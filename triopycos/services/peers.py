@@ -153,11 +153,15 @@ class PeerManager:
         elif result is not None:
             await self._run(self._adopt(stream, result, initiated_by_us=False))
 
-    async def connect(self, location: Location) -> PeerConnection | None:
+    async def connect(
+        self, location: Location, node_id: bytes | None = None
+    ) -> PeerConnection | None:
         """Connect and authenticate to the node at ``location`` (or return the live
-        connection to it). None, with a log line, if that fails."""
+        connection to it). None, with a log line, if that fails.  ``node_id``: the
+        node said to be there now; a connection to another node at that location is
+        not reused (it is a past incarnation, not yet noticed gone)."""
         conn = self.find(location)
-        if conn is not None:
+        if conn is not None and (node_id is None or conn.node_id == node_id):
             await trio.lowlevel.checkpoint()
             return conn
         if location in self.locations:  # ourselves
@@ -289,6 +293,13 @@ class PeerManager:
             self.by_id[conn.node_id] = conn
             current.close(deliberately=True)
             return conn
+        # A new node where an old one listened: that one is gone (restarted, or its
+        # host crashed), even if its connection has not noticed yet.
+        for old in [c for c in self.by_id.values() if c.location == conn.location]:
+            log.info("%s replaced %s at %s", conn.name, old.name, conn.location)
+            del self.by_id[old.node_id]
+            old.close(deliberately=True)
+            self._on_offline(old)
         self.by_id[conn.node_id] = conn
         self._on_online(conn)
         self.changed.set()

@@ -398,19 +398,21 @@ class VirtualNetwork:
             self.record("heal", _names(hosts_a), _names(hosts_b), 0)
         self._faults_changed()
 
-    def crash(self, node: NodeRef) -> None:
+    def crash(self, node: NodeRef, *, silent: bool = False) -> None:
         """Crash a node abruptly: its streams are reset (peers see it one latency
         later, at once on an instant link), its listeners and UDP sockets close, and
         the node is stopped with ``terminate()``.  Given a host or an address, every
         node on that host crashes.  Like ``terminate()``, this cancels the code inside
-        the node's ``async with`` block at its next checkpoint."""
+        the node's ``async with`` block at its next checkpoint.  ``silent=True`` is a
+        machine that lost power: no reset leaves it, so its peers notice only by
+        their heartbeat timeouts."""
         host = self.host(node)
         known = self._node_transports.get(node) if isinstance(node, Pycos) else None
         targets = [known] if known is not None else [t for t in host.transports if t.alive]
         where = str(node.location) if isinstance(node, Pycos) else host.ipv4
         self.record("crash", where, "", 0)
         for transport in targets:
-            transport.kill()
+            transport.kill(silent=silent)
         for pycos, transport in list(self._node_transports.items()):
             if transport in targets:
                 pycos.terminate()

@@ -347,6 +347,16 @@ class VirtualStream(trio.abc.HalfCloseableStream):
             self._close()
         await trio.lowlevel.checkpoint()
 
+    def vanish(self) -> None:
+        """Disappear with the machine: no FIN, no RST; what was already on its way
+        still arrives, what arrives here is dropped unanswered.  The peer notices
+        only by its own timeouts."""
+        if not self._closed:
+            self._out.fin_sent = True
+            self._in.receiver_closed = True
+            self._in.inbox.clear()
+            self._close()
+
     def reset(self) -> None:
         """Close abortively, like ``SO_LINGER`` 0: an RST instead of a FIN."""
         if not self._closed:

@@ -175,14 +175,18 @@ class VirtualTransport:
 
     # -- crash --------------------------------------------------------------------
 
-    def kill(self) -> None:
+    def kill(self, *, silent: bool = False) -> None:
         """Kill the "process": reset every stream, close every listener and UDP
         socket.  Peers see the resets at once (one latency later); using the
-        transport afterwards raises ``OSError``."""
+        transport afterwards raises ``OSError``.  ``silent``: the machine died
+        (power loss): streams vanish without a reset, peers see nothing."""
         self.alive = False
         for obj in list(self._owned):
             if isinstance(obj, VirtualStream):
-                obj.reset()
+                if silent:
+                    obj.vanish()
+                else:
+                    obj.reset()
             else:
                 obj.close()
         self._owned.clear()
