@@ -8,7 +8,8 @@ Serves on $TRIOPYCOS_TEST_NODE with discover_peers=True (unless --quiet), prints
 ``ready HOST PORT`` once serving, then ``online NAME HOST PORT`` and ``offline NAME``
 as peers come and go.  ``--peer`` calls ``peer()`` once started (port 0 unless
 ``--peer-port``; ``--relay`` passes relay=True) and prints ``peer RESULT``.
-Registers a task ``echo`` that answers ``(sender, x)`` with ``x``.  Runs until killed.
+Registers a task ``echo`` that answers ``(sender, x)`` with ``x``.  ``--stats`` prints
+``stats RECEIVED DROPPED`` (discovery datagrams) when they change.  Runs until killed.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import logging
 import os
 import socket
 import sys
+from typing import Any
 
 import trio
 
@@ -41,6 +43,19 @@ async def watch(task: Task) -> None:
             print("offline", status.name, flush=True)
 
 
+async def report(task: Task, pycos: Any) -> None:
+    """Print ``stats RECEIVED DROPPED`` whenever the datagram counters change."""
+    task.set_daemon()
+    last = None
+    while True:
+        stats = pycos.statistics()
+        now = (stats.datagrams_received, stats.datagrams_dropped)
+        if now != last:
+            print("stats", *now, flush=True)
+            last = now
+        await trio.sleep(0.1)
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("name")
@@ -53,6 +68,7 @@ async def main() -> None:
     parser.add_argument("--tcp-port", type=int)
     parser.add_argument("--secret", default="netns secret")
     parser.add_argument("--quiet", action="store_true")
+    parser.add_argument("--stats", action="store_true")
     args = parser.parse_args()
     async with open_pycos(
         name=args.name,
@@ -67,6 +83,8 @@ async def main() -> None:
         pycos.peer_status(pycos.spawn(watch))
         pycos.spawn(echo)
         print("ready", pycos.location.addr, pycos.location.port, flush=True)
+        if args.stats:
+            pycos.spawn(report, pycos)
         if args.peer:
             target = Location(args.peer, args.peer_port)
             print("peer", await pycos.peer(target, relay=args.relay), flush=True)

@@ -472,3 +472,67 @@ async def test_a_new_incarnation_at_a_known_location_replaces_the_old_at_once(
                     await three.wait()
                 online, offline = PeerStatus.Online, PeerStatus.Offline
                 assert seen == [("b", online), ("b", offline), ("b", online)]
+
+
+async def test_a_node_on_both_families_is_found_by_each(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with VirtualNetwork(seed=21) as net:
+        dual = net.add_host("dual")
+        async with (
+            nodes(net, ["both"], node=[dual.ipv4, dual.ipv6]) as (both,),
+            nodes(net, ["v4"]) as (v4,),
+            nodes(net, ["v6"], socket_family=socket.AF_INET6) as (v6,),
+        ):
+            assert await v4.locate("both", timeout=5) == Location(dual.ipv4, both.location.port)
+            assert await v6.locate("both", timeout=5) is not None
+            assert peer_names(both) == {"v4", "v6"}
+            assert await v4.locate("v6", timeout=3) is None  # no common family
+
+
+async def test_ext_ip_addr_list_matches_node_list_by_position(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with VirtualNetwork(seed=22) as net:
+        dual = net.add_host("dual")
+        async with net.open_pycos(
+            name="n", node=[dual.ipv4, dual.ipv6], ext_ip_addr=["198.51.100.9"]
+        ) as n:
+            assert n.location == Location("198.51.100.9", n.location.port)
+            assert n._peers is not None
+            # The first address is masqueraded, the second (past the list) is not.
+            addrs = [loc.addr for loc in n._peers.locations]
+            assert addrs[0] == "198.51.100.9"
+            assert dual.ipv6 in addrs
+
+
+async def test_channel_and_rps_locate_reach_peers_found_while_waiting(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    from triopycos import RPS, Channel
+
+    async with VirtualNetwork(seed=23) as net, nodes(net, ["a"]):
+        found: dict[str, Any] = {}
+        done = trio.Event()
+
+        async def look() -> None:  # on node a: its context is a's
+            found["channel"] = await Channel.locate("news", timeout=30)
+            found["rps"] = await RPS.locate("service", timeout=30)
+            done.set()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(look)
+            await trio.sleep(2)
+            async with nodes(net, ["late"]) as (late,):
+
+                async def body(task: Task) -> None:
+                    await task.receive()
+
+                channel = Channel("news")
+                assert channel.register() == 0
+                rps = RPS(body, "service")
+                assert rps.register() == 0
+                with trio.fail_after(5):
+                    await done.wait()
+                assert found["channel"].location == late.location
+                assert found["rps"].location == late.location

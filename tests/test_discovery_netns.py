@@ -153,3 +153,59 @@ async def test_a_node_behind_nat_is_reached_at_its_ext_ip_addr() -> None:
                 await sees(natted, ["out"])
                 assert f"online natted {inside.public_ipv4} 9800" in out.stdout
                 assert "peer 0" in out.stdout
+
+
+def dropped(proc: NodeProcess) -> int:
+    """The last ``stats RECEIVED DROPPED`` line's DROPPED."""
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("stats ")]
+    return int(lines[-1].split()[2])
+
+
+# Sends each datagram given as hex on the command line to the broadcast address.
+SENDER = """
+import os, socket, sys
+with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+    s.bind((os.environ["TRIOPYCOS_TEST_NODE"], 0))
+    for item in sys.argv[1:]:
+        s.sendto(bytes.fromhex(item), ("255.255.255.255", 9705))
+print("sent", len(sys.argv) - 1, flush=True)
+"""
+
+
+async def test_bad_datagrams_are_dropped_and_counted_on_real_sockets() -> None:
+    from triopycos.protocol.discovery import Announcement, encode
+
+    good = encode(
+        Announcement("announce", b"\x07" * 16, "evil", (("10.77.0.2", 9705),)), "netns secret"
+    )
+    bad = [
+        b"garbage",
+        good[:-1],  # truncated
+        good[:-1] + bytes([good[-1] ^ 1]),  # forged
+        good[:4] + b"\x00" + good[5:],  # another version
+        encode(Announcement("announce", b"\x07" * 16, "x", (("10.77.0.2", 1),)), "other"),
+        good + b"\x00" * 1400,  # oversized
+        b"\x80\x04\x95" + b"\x00" * 60,  # a pickle
+    ]
+    async with open_lan(3) as lan:
+        h1, h2, h3 = lan.hosts
+        async with run_nodes([(h1, "a", ["--stats"])]) as (a,):
+            with trio.fail_after(WAIT):
+                await a.wait_for_output("stats ")
+            assert dropped(a) == 0  # (it hears its own announcements: not dropped)
+            async with open_node_process(
+                ["-c", SENDER, *(d.hex() for d in bad)], node=h2.ipv4, netns=h2.netns
+            ) as sender:
+                assert await sender.wait() == 0, sender.describe()
+            for _ in range(WAIT * 10):
+                if dropped(a) >= len(bad):
+                    break
+                await trio.sleep(0.1)  # the process reports every 0.1 s
+            assert dropped(a) == len(bad)
+            # Still serving: a new node is found as before; nothing was tried with "evil".
+            async with run_nodes([(h3, "b", [])]) as (b,):
+                await sees(a, ["b"])
+                await sees(b, ["a"])
+            assert "evil" not in a.stdout + a.stderr
+            assert "handshake" not in a.stderr
