@@ -132,6 +132,12 @@ class NodeProcess:
         """Everything the process wrote to stderr so far."""
         return self._read("stderr")
 
+    async def send_input(self, text: str) -> None:
+        """Write ``text`` to the process's stdin (``stdin=True`` only)."""
+        if self.process.stdin is None:
+            raise ValueError("the process was started without stdin=True")
+        await self.process.stdin.send_all(text.encode())
+
     async def wait(self) -> int:
         """Wait for the process to exit; its return code."""
         return await self.process.wait()
@@ -183,6 +189,8 @@ async def open_node_process(
     timeout: float = 60.0,
     grace: float = 5.0,
     python: str = sys.executable,
+    stdin: bool = False,
+    cwd: str | None = None,
 ) -> AsyncIterator[NodeProcess]:
     """Run ``python *python_args`` as a node process for the ``async with`` block.
 
@@ -191,7 +199,9 @@ async def open_node_process(
     use; it is validated (numeric; loopback unless ``netns`` is given) and
     passed as ``TRIOPYCOS_TEST_NODE``.  ``netns`` names a namespace the test
     created with ``ip netns add``; the process then runs via ``ip netns exec``.
-    ``env`` is added to the inherited environment.
+    ``env`` is added to the inherited environment.  ``stdin=True`` gives the
+    process a pipe for stdin (write with :meth:`NodeProcess.send_input`); otherwise
+    it reads ``/dev/null``.  ``cwd``: its working directory.
 
     When the block ends the process gets SIGTERM, then SIGKILL after ``grace``
     seconds (trio's clock), and so does anything else left in its process
@@ -213,10 +223,11 @@ async def open_node_process(
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         process = await trio.lowlevel.open_process(
             argv,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
             stdout=out,
             stderr=err,
             env=child_env,
+            cwd=cwd,
             start_new_session=True,
         )
         proc = NodeProcess(process, argv, node, {"stdout": out, "stderr": err})

@@ -536,3 +536,113 @@ async def test_channel_and_rps_locate_reach_peers_found_while_waiting(
                     await done.wait()
                 assert found["channel"].location == late.location
                 assert found["rps"].location == late.location
+
+
+# -- from review: each of these broke a node or a healthy connection ------------------
+
+
+async def test_a_replayed_announcement_of_a_past_incarnation_touches_nothing(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # b1's announcement, replayed (no secret needed) after b2 took b1's place: a
+    # dials that address expecting b1; b2 refuses; b2's connection is untouched.
+    async with VirtualNetwork(seed=30) as net:
+        host = net.add_host("h")
+        async with nodes(net, ["a"]) as (a,):
+            async with nodes(net, ["b"], node=host.ipv4, tcp_port=9705) as (b1,):
+                await all_peered([a, b1])
+                assert b1._discovery is not None
+                captured = b1._discovery._announcement
+            async with nodes(net, ["b"], node=host.ipv4, tcp_port=9705) as (b2,):
+                assert a._peers is not None
+                with trio.fail_after(5):
+                    while b2._node_id not in a._peers.by_id:
+                        await a._peers.changed.wait()
+                healthy = a._peers.by_id[b2._node_id]
+                attacker = await net.add_host("attacker").transport().open_udp("", 0)
+                await attacker.sendto(captured, (net.default_subnet.broadcast, 9705))
+                await trio.sleep(5)
+                assert a._peers.by_id[b2._node_id] is healthy and not healthy.closed
+                assert a.peers() == [b2.location]
+
+
+async def test_two_nodes_advertising_one_gateway_do_not_evict_each_other(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # A misconfiguration (both behind one gateway, same port): each connects out to
+    # c; neither may knock the other off (it did, once a second, forever).
+    async with VirtualNetwork(seed=31) as net, nodes(net, ["c"], discover_peers=False) as (c,):
+        statuses: list[tuple[str, Any]] = []
+
+        async def watch(task: Task) -> None:
+            task.set_daemon()
+            while True:
+                status = await task.receive()
+                statuses.append((status.name, status.status))
+
+        c.peer_status(c.spawn(watch))
+        gateway = "198.51.100.20"
+        async with nodes(
+            net, ["A", "B"], ext_ip_addr=gateway, tcp_port=9705, discover_peers=False
+        ) as (a, b):
+            assert await a.peer(c.location) == 0
+            assert await b.peer(c.location) == 0
+            await trio.sleep(120)
+            assert sorted(statuses) == [("A", PeerStatus.Online), ("B", PeerStatus.Online)]
+            assert c._peers is not None and c._peers.stats.connections_accepted == 2
+
+
+async def test_a_datagram_that_breaks_the_decoder_is_dropped(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    import cbor2
+
+    from triopycos.protocol import discovery as wire
+
+    def signed(body: object) -> bytes:  # MAC-valid: from a node with the secret
+        data = wire.MAGIC + bytes([wire.DISCOVERY_VERSION]) + cbor2.dumps(body)
+        return data + wire._mac(SECRET.encode(), data)
+
+    bad_bodies = [
+        {"kind": ["announce"], "id": b"\x01" * 16, "name": "x", "locations": [], "multicast": 0},
+        {"kind": {"a": 1}, "id": b"\x01" * 16},
+        {
+            "kind": "announce",
+            "id": b"\x01" * 16,
+            "name": "x",
+            "multicast": False,
+            "locations": [["10.9.0.9%\u00e9", 1]],
+        },
+    ]
+    async with VirtualNetwork(seed=32) as net, nodes(net, ["a", "b"]) as (a, b):
+        await all_peered([a, b])
+        sock = await net.add_host("x").transport().open_udp("", 0)
+        for body in bad_bodies:
+            await sock.sendto(signed(body), (net.default_subnet.broadcast, 9705))
+        await trio.sleep(1)
+        assert a.statistics().datagrams_dropped == len(bad_bodies)
+        async with nodes(net, ["c"]) as (c,):  # still serving
+            await all_peered([a, b, c])
+
+
+def test_an_announcement_too_big_fails_when_the_service_is_made() -> None:
+    # 255 four-byte characters and 8 long IPv6 addresses (all open_pycos allows)
+    # exceed one datagram: the node must fail to start, not die later.
+    from types import SimpleNamespace
+
+    from triopycos.services.discovery import Discovery
+
+    ext = [Location(f"2001:db8:{i:x}:ffff:ffff:ffff:ffff:{i:x}", 9705) for i in range(8)]
+    peers: Any = SimpleNamespace(node_id=b"\x01" * 16, name="\U0001f600" * 255)
+    with pytest.raises(ValueError, match="more than 1400"):
+        Discovery(
+            transport=None,  # type: ignore[arg-type]
+            peers=peers,
+            secret="s",
+            udp_port=9705,
+            addresses=["10.0.0.1"],
+            advertised=ext,
+            ipv4_multicast=False,
+            listen=True,
+            announce_interval=None,
+        )

@@ -65,6 +65,17 @@ def test_wrong_secret_fails_on_both_sides() -> None:
     assert "authentication failed" in str(ra) and "authentication failed" in str(rb)
 
 
+def test_an_initiator_expecting_another_node_is_refused() -> None:
+    responder_id = secrets.token_bytes(16)
+    ra, rb = run(machine(True, expect=b"\x07" * 16), machine(False, node_id=responder_id))
+    assert isinstance(rb, HandshakeFailed) and "not the node you expected" in rb.reason
+    assert isinstance(ra, HandshakeFailed) and ra.by_peer
+    # Expecting the right one authenticates as usual.
+    ra, rb = run(machine(True, expect=responder_id), machine(False, node_id=responder_id))
+    assert isinstance(ra, Authenticated) and isinstance(rb, Authenticated)
+    assert rb.peer.expect == responder_id
+
+
 def test_version_mismatch_is_refused_with_a_reason() -> None:
     ra, rb = run(machine(True, version=2), machine(False))
     assert isinstance(rb, HandshakeFailed) and "version" in rb.reason

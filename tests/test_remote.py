@@ -86,7 +86,7 @@ async def test_locate_at_a_location_and_unknown_names() -> None:
         async def client() -> tuple[Any, Any, Any]:
             here = await Task.locate("server_task", a.location)
             missing = await Task.locate("nobody", a.location)
-            quick = await Task.locate("nobody")  # no timeout: one round, no waiting
+            quick = await Task.locate("nobody", timeout=0)  # 0: one round, no waiting
             assert here is not None
             here.send(None)
             return here, missing, quick

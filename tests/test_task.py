@@ -202,10 +202,10 @@ async def test_register_unregister_locate(autojump_clock: MockClock) -> None:
         assert await Task(other).finish() == -1  # names are unique per node
         assert s.unregister("srv") == 0
         assert s.unregister("srv") == -1
-        assert await Task.locate("srv") is None
+        assert await Task.locate("srv", timeout=0) is None
         s.send("quit")
         await s.finish()
-        assert await Task.locate("server") is None  # names go with the task
+        assert await Task.locate("server", timeout=0) is None  # names go with the task
         with pytest.raises(TypeError):
             await Task.locate(3)  # type: ignore[arg-type]
 
@@ -314,3 +314,26 @@ async def test_spawning_on_a_closed_node_fails(autojump_clock: MockClock) -> Non
         pass
     with pytest.raises(PycosError):
         pycos.spawn(body)
+
+
+async def test_locate_without_timeout_waits_until_the_name_appears(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # pycos's semantics: no location and no timeout wait for the name.
+    async with open_pycos(node="127.0.0.1", tcp_port=0, discover_peers=False):
+        found: list[Task | None] = []
+
+        async def looker() -> None:
+            found.append(await Task.locate("late"))
+
+        async def late(task: Task) -> None:
+            task.register("late")
+            await task.receive()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(looker)
+            await trio.sleep(100)
+            assert found == []  # still waiting
+            t = Task(late)
+        assert found == [t]
+        t.send(None)

@@ -488,7 +488,7 @@ async def test_nodes_locate_send_deliver_finish(autojump_clock: trio.testing.Moc
             assert rtask.send("one") == 0
             assert await rtask.deliver({"two": (2, {3})}, timeout=5) == 1
             here = await Task.locate("server_task", a.location)
-            assert here == srv and await Task.locate("nobody") is None
+            assert here == srv and await Task.locate("nobody", timeout=0) is None
             rtask.send(None)
             return await rtask.finish(timeout=5)
 

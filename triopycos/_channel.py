@@ -12,6 +12,7 @@ import trio
 from ._entity import Entity
 from ._location import Location
 from ._task import Task, check_timeout
+from ._threads import from_any_thread
 from .protocol.codec import Ref
 from .protocol.messages import Kind
 
@@ -123,6 +124,7 @@ class Channel(Entity):
             )
             return None
 
+    @from_any_thread
     def send(self, message: Any) -> int:
         """Send ``message`` to every current subscriber: 0, or -1 if closed."""
         if not self._local:
@@ -214,6 +216,7 @@ class Channel(Entity):
 
     # -- names --------------------------------------------------------------------
 
+    @from_any_thread
     def register(self, name: str | None = None) -> int:
         """Register so other nodes can locate it (default: its own name): 0 / -1."""
         if not self._local or self._closed:
@@ -224,6 +227,7 @@ class Channel(Entity):
             raise TypeError(f"channel name must be a non-empty str, not {name!r}")
         return self._node._register("channel", name, self)
 
+    @from_any_thread
     def unregister(self, name: str | None = None) -> int:
         """Remove the registration: 0, or -1 if it was not registered."""
         if not self._local:
@@ -241,6 +245,7 @@ class Channel(Entity):
         assert found is None or isinstance(found, Channel)
         return found
 
+    @from_any_thread
     def close(self) -> None:
         """Unregister, drop every subscriber and refuse further messages."""
         if not self._local:

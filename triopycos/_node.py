@@ -13,6 +13,7 @@ context variable when it starts); elsewhere the innermost ``open_pycos`` block.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import ipaddress
 import logging
 import math
@@ -25,17 +26,19 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import trio
 
 from ._channel import Channel
 from ._context import current_node_var
 from ._errors import PycosError, ServiceError, exception_leaves
+from ._hostaddr import default_host
 from ._location import Location
 from ._remote import RemoteOps
 from ._rps import RPS
 from ._task import Task, check_timeout
+from ._threads import get_ident
 from .protocol.codec import Codec, Ref
 from .protocol.handshake import MAX_LOCATIONS, MAX_NAME
 from .protocol.messages import Kind as MessageKind
@@ -51,11 +54,19 @@ log = logging.getLogger("triopycos.node")
 _current_node = current_node_var
 
 Kind = Literal["task", "channel", "rps"]
+R = TypeVar("R")
+
+
+# Set by triopycos.compat: the node a call from outside any node means (pycos's
+# implicit scheduler, started on first use).
+default_node_hook: Callable[[], Pycos] | None = None
 
 
 def current_node() -> Pycos:
     """The node a call without an explicit node means (see the module docstring)."""
     node = _current_node.get()
+    if node is None and default_node_hook is not None:
+        node = default_node_hook()
     if node is None:
         raise PycosError(
             "no current triopycos node: call this inside `async with open_pycos(...)` "
@@ -144,6 +155,9 @@ class Pycos:
         self._discovery: Discovery | None = None
         self._stream_send: dict[Location, bool] = {}
         self._channels: weakref.WeakSet[Channel] = weakref.WeakSet()
+        # The trio thread running the node (see _threads.py); set when it starts.
+        self._thread_id = get_ident()
+        self._token: trio.lowlevel.TrioToken | None = None
 
     # -- public -------------------------------------------------------------------
 
@@ -307,6 +321,30 @@ class Pycos:
     def __repr__(self) -> str:
         return f"<Pycos {self._name!r} at {self._location}>"
 
+    # -- threads ------------------------------------------------------------------
+
+    def _call_in_loop(self, fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> R:
+        """``fn(*args, **kwargs)`` run in the node's trio thread (from another one)."""
+        if self._token is None or self._closed:
+            raise PycosError(f"node {self._name!r} is not running")
+        try:
+            return trio.from_thread.run_sync(
+                functools.partial(fn, *args, **kwargs), trio_token=self._token
+            )
+        except trio.RunFinishedError:
+            raise PycosError(f"node {self._name!r} is not running") from None
+
+    def _wait_in_loop(self, fn: Callable[..., Awaitable[R]], /, *args: Any) -> R:
+        """Block this (non-trio) thread until ``await fn(*args)`` is done in the node."""
+        if self._thread_id == get_ident():
+            raise PycosError("this blocks its thread: inside a task, await the coroutine")
+        if self._token is None:
+            raise PycosError(f"node {self._name!r} is not running")
+        try:
+            return trio.from_thread.run(fn, *args, trio_token=self._token)
+        except trio.RunFinishedError:
+            raise PycosError(f"node {self._name!r} is not running") from None
+
     # -- tasks (used by Task) -----------------------------------------------------
 
     def _check_open(self) -> None:
@@ -378,6 +416,10 @@ class Pycos:
         if location is not None and not isinstance(location, Location):
             raise TypeError(f"location must be a Location, not {type(location).__name__}")
         check_timeout(timeout)
+        if location is None and timeout is None:
+            # As pycos: with no location and no timeout, wait until it appears here
+            # or at any peer (peers that appear meanwhile included).
+            timeout = math.inf
         if location is not None and location != self._location:
             return await self._remote.locate(kind, name, location, timeout)
         found = self._registry[kind].get(name)
@@ -466,8 +508,10 @@ class Pycos:
                 listeners.extend(opened)
                 for listener in opened:
                     addr, port = transport.listener_address(listener)
-                    # Behind NAT: peers are told the gateway's address, same port.
-                    advertised.append(Location(ext[index] if index < len(ext) else addr, port))
+                    # Behind NAT: peers are told the gateway's address, same port.  A
+                    # link-local scope means nothing elsewhere: it is not advertised.
+                    public = ext[index] if index < len(ext) else addr.partition("%")[0]
+                    advertised.append(Location(str(ipaddress.ip_address(public)), port))
             if not listeners:
                 raise PycosError(f"no address of the requested family to serve on in {hosts}")
             self._start_peers(transport, listeners, advertised, limits)
@@ -598,17 +642,12 @@ def _surface(group: BaseExceptionGroup[BaseException]) -> BaseException:
 
 
 async def _default_host(family: int | None) -> str:
-    """pycos's default node: this host's address, as its name resolves.  Resolved with
-    trio's resolver (so it never blocks the run); a name that does not resolve is a
-    clear error rather than a guess."""
-    hostname = socket.gethostname()
+    """pycos's default node: this host's address (see ``_hostaddr``); a host whose
+    address cannot be found is a clear error rather than a guess."""
     try:
-        infos = await trio.socket.getaddrinfo(hostname, None, family=family or socket.AF_INET)
+        return await default_host(family)
     except OSError as exc:
-        raise PycosError(
-            f"cannot find this host's address ({hostname!r}: {exc}); pass node=..."
-        ) from exc
-    return str(infos[0][4][0])
+        raise PycosError(f"cannot find this host's address ({exc}); pass node=...") from exc
 
 
 def _check_ext_ip_addr(ext_ip_addr: object, hosts: int) -> None:
@@ -742,6 +781,8 @@ async def open_pycos(
         max_file_size=max_file_size or None,
         announce_interval=interval,
     )
+    pycos._thread_id = get_ident()
+    pycos._token = trio.lowlevel.current_trio_token()
     try:
         async with trio.open_nursery() as root:
             pycos._root_scope = root.cancel_scope

@@ -17,6 +17,7 @@ import trio
 from ._entity import Entity
 from ._location import Location
 from ._task import Task, _body_kind
+from ._threads import from_any_thread
 from .protocol.codec import Ref
 
 if TYPE_CHECKING:
@@ -77,12 +78,14 @@ class RPS(Entity):
 
     # -- names --------------------------------------------------------------------
 
+    @from_any_thread
     def register(self) -> int:
         """Make it locatable by its name: 0, or -1 (name taken, or a reference)."""
         if not self._local or self._closed:
             return -1
         return self._node._register("rps", self._name, self)
 
+    @from_any_thread
     def unregister(self) -> int:
         """Remove the registration: 0, or -1 if it was not registered."""
         if not self._local:
@@ -103,6 +106,7 @@ class RPS(Entity):
 
     # -- calls --------------------------------------------------------------------
 
+    @from_any_thread
     def monitor(self, task: Task) -> int:
         """Every task created by calls made after this reports its ``MonitorStatus``
         to ``task`` (local or remote): 0, or -1 if ``task`` is not a Task."""
@@ -148,6 +152,7 @@ class RPS(Entity):
             task._add_monitor(monitor)
         return task
 
+    @from_any_thread
     def close(self) -> int:
         """For a reference: terminate the tasks it created and stop using it: 0.
         -1 for the local RPS itself (use ``unregister``), as in pycos."""

@@ -20,13 +20,16 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import outcome
 import trio
 
 from ._context import current_node_var as _current_node
 from ._entity import Entity
+from ._errors import PycosError
 from ._generator import run_generator
 from ._location import Location
 from ._status import MonitorStatus
+from ._threads import from_any_thread, get_ident
 from .protocol.codec import Ref
 
 if TYPE_CHECKING:
@@ -100,7 +103,9 @@ class Task(Entity):
         "_registered",
         "_scope",
         "_streak",
+        "_suspender",
         "_task_id",
+        "_thrown",
         "_trio_task",
         "_value",
         "_waiter",
@@ -111,7 +116,11 @@ class Task(Entity):
     def __init__(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> None:
         from ._node import current_node
 
-        self._start(current_node(), fn, args, kwargs)
+        node = current_node()
+        if node._thread_id != get_ident():  # a plain thread: start it in the node's
+            node._call_in_loop(self._start, node, fn, args, kwargs)
+        else:
+            self._start(node, fn, args, kwargs)
 
     # -- construction -------------------------------------------------------------
 
@@ -146,6 +155,8 @@ class Task(Entity):
         self._registered: set[str] = set()
         self._done: trio.Event | None = None  # made only when someone waits
         self._streak = 0
+        self._suspender: trio.lowlevel.Task | None = None
+        self._thrown: BaseException | None = None
         self._end_callbacks: list[Callable[[], None]] = []
         self._value: Any = None
         self._exit: tuple[object, object] | None = None
@@ -227,6 +238,12 @@ class Task(Entity):
 
     def send(self, message: Any) -> int:
         """Queue ``message`` for this task: 0, or -1 if the task is not alive."""
+        node = self._node
+        if node._thread_id != get_ident():
+            try:
+                return node._call_in_loop(Task.send, self, message)
+            except PycosError:
+                return -1
         if not self._local:
             return self._node._remote.task_send(self, message)
         if not self._alive:
@@ -250,6 +267,8 @@ class Task(Entity):
         """Next message in the mailbox; waits up to ``timeout`` (then ``alarm_value``)."""
         if self._trio_task is not _current_task() or self._trio_task is None:
             raise RuntimeError(f"only task {self!r} itself can receive its messages")
+        if self._thrown is not None:
+            self._raise_thrown()
         if self._mailbox:
             # A backlog is drained without a full schedule point per message (the
             # fast path), but every _FAIR_STREAK messages the task yields, so one busy
@@ -281,14 +300,78 @@ class Task(Entity):
         self._streak = 0
         return self._mailbox.popleft()
 
-    async def sleep(self, timeout: float = 0) -> int:
-        """Suspend this task for ``timeout`` seconds; returns 0."""
+    async def sleep(self, timeout: float = 0) -> Any:
+        """Suspend this task for ``timeout`` seconds; returns 0 (or the value given to
+        ``resume()``, which wakes it early)."""
+        return await self.suspend(timeout, 0)
+
+    async def suspend(self, timeout: float | None = None, alarm_value: Any = None) -> Any:
+        """Suspend this task until another calls ``resume(update)`` (returns
+        ``update``) or ``timeout`` seconds pass (returns ``alarm_value``)."""
         check_timeout(timeout)
-        await trio.sleep(timeout)
+        if self._trio_task is not _current_task() or self._trio_task is None:
+            raise RuntimeError(f"only task {self!r} itself can suspend")
+        if self._thrown is not None:
+            self._raise_thrown()
+        with trio.move_on_after(math.inf if timeout is None else timeout):
+            self._suspender = self._trio_task
+
+            def abort(_: object) -> trio.lowlevel.Abort:
+                self._suspender = None
+                return _ABORTED
+
+            return await _wait_rescheduled(abort)
+        return alarm_value
+
+    @from_any_thread
+    def resume(self, update: Any = None) -> int:
+        """Wake this task from ``suspend``/``sleep`` with ``update``: 0, or -1 if it
+        is not suspended."""
+        waiter = self._suspender
+        if not self._local or waiter is None:
+            return -1
+        self._suspender = None
+        _reschedule(waiter, outcome.Value(update))
         return 0
+
+    wakeup = resume
+
+    @from_any_thread
+    def throw(self, *args: Any) -> int:
+        """Raise an exception in this task: at once if it waits in ``receive``,
+        ``suspend`` or ``sleep``, else when it next calls one of them.  Arguments as
+        pycos's: an exception, ``(type, value[, traceback])``, or a type and value.
+        0, or -1 if the task is not alive."""
+        if not self._local or not self._alive:
+            return -1
+        exc = _exception_from(args)
+        waiter = self._waiter or self._suspender
+        if waiter is not None:
+            self._waiter = self._suspender = None
+            _reschedule(waiter, outcome.Error(exc))
+        else:
+            self._thrown = exc
+        return 0
+
+    def _raise_thrown(self) -> None:
+        exc, self._thrown = self._thrown, None
+        assert exc is not None
+        raise exc
+
+    def value(self, timeout: float | None = None) -> Any:
+        """From a plain thread (never a task): wait for the task to end and return
+        what ``finish()`` returns."""
+        return self._node._wait_in_loop(self.finish, timeout)
+
+    def hot_swappable(self, flag: bool) -> None:
+        raise PycosError("hot swapping task bodies is not supported by triopycos")
+
+    def hot_swap(self, *args: Any, **kwargs: Any) -> int:
+        raise PycosError("hot swapping task bodies is not supported by triopycos")
 
     # -- names --------------------------------------------------------------------
 
+    @from_any_thread
     def register(self, name: str | None = None) -> int:
         """Register under ``name`` (default: the task's name): 0, or -1 if taken."""
         if not self._local:
@@ -302,6 +385,7 @@ class Task(Entity):
             return -1
         return self._node._register("task", name, self)
 
+    @from_any_thread
     def unregister(self, name: str | None = None) -> int:
         """Remove the registration under ``name`` (default: the task's name): 0 / -1."""
         if not self._local:
@@ -314,9 +398,10 @@ class Task(Entity):
     ) -> Task | None:
         """A reference to the task registered as ``name``, or None.
 
-        Looks on the current node and its peers (only the node at ``location`` if
-        given).  Without ``timeout`` it asks once; with one it keeps looking,
-        including at peers that appear, until the timeout passes.
+        Looks on the current node and its peers, including peers that appear while
+        it looks, until ``timeout`` passes (None: until found, as pycos; 0: ask
+        once).  With ``location``, asks only the node there, once (``timeout``
+        bounds the request; on that node it waits for the name up to ``timeout``).
         """
         from ._node import current_node
 
@@ -332,6 +417,7 @@ class Task(Entity):
             return self._node._remote.task_is_alive(self)
         return self._alive
 
+    @from_any_thread
     def set_daemon(self, flag: bool = True) -> int:
         """A daemon task does not keep its node's ``async with`` block open: 0 / -1."""
         if not self._local or not self._alive:
@@ -342,6 +428,7 @@ class Task(Entity):
             self._node._daemon_changed(flag)
         return 0
 
+    @from_any_thread
     def terminate(self) -> int:
         """Cancel the task: 0, or -1 if it is not alive.  Monitors see GeneratorExit."""
         if not self._local:
@@ -386,6 +473,7 @@ class Task(Entity):
         await trio.lowlevel.checkpoint()
         return observe._add_monitor(self)
 
+    @from_any_thread
     def notify(self, monitor: Task) -> int:
         """Make ``monitor`` (local or remote) a monitor of this task: 0 / -1."""
         if not isinstance(monitor, Task):
@@ -414,3 +502,20 @@ class Task(Entity):
         assert self._exit is not None
         kind, value = self._exit
         return 0 if monitor.send(MonitorStatus(self, kind, value)) == 0 else -1
+
+
+def _exception_from(args: tuple[Any, ...]) -> BaseException:
+    """pycos's ``throw`` arguments as one exception."""
+    if len(args) == 1 and isinstance(args[0], tuple):
+        args = args[0]
+    if not args:
+        raise TypeError("throw() needs an exception")
+    first = args[0]
+    if isinstance(first, BaseException):
+        return first
+    if isinstance(first, type) and issubclass(first, BaseException):
+        value = args[1] if len(args) > 1 else None
+        if isinstance(value, first):
+            return value
+        return first() if value is None else first(value)
+    raise TypeError(f"throw() needs an exception or an exception type, not {first!r}")

@@ -39,7 +39,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, cast
 
 import cbor2
 
@@ -149,12 +149,13 @@ def decode(datagram: bytes, secret: str | bytes) -> Announcement:
 def _parse(body: object) -> Announcement:
     if type(body) is not dict:
         raise BadDatagram("body is not a map")
-    kind = body.get("kind")
+    raw_kind = body.get("kind")
     node_id = body.get("id")
     name = body.get("name")
     raw_locations = body.get("locations")
-    if kind not in KINDS:
-        raise BadDatagram(f"unknown kind {kind!r}")
+    if type(raw_kind) is not str or raw_kind not in KINDS:
+        raise BadDatagram(f"unknown kind {raw_kind!r}")
+    kind = cast(DatagramKind, raw_kind)
     if type(node_id) is not bytes or len(node_id) != _ID_SIZE:
         raise BadDatagram("bad node id")
     if type(name) is not str or len(name) > MAX_NAME:

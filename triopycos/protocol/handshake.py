@@ -18,7 +18,9 @@ Rules:
   the wrong type is a refusal.
 * HELLO = {"triopycos": version, "id": 16-byte node id, "name": str,
   "locations": [[host, port], ...], "nonce": 32 random bytes, "purpose": "peer" or
-  "file"}.
+  "file"} and, from an initiator that knows whom it dials (discovery names the node
+  it heard), "expect": that node's id: any other node refuses ("not the node you
+  expected"), so a stale or replayed announcement cannot reach the node now there.
 * PROOF = {"proof": HMAC-SHA256(secret, role || transcript)} where transcript is the
   initiator's nonce, the responder's nonce, the initiator's id and the responder's id,
   and role is b"I" or b"R" for the side that computes it (so a proof can neither be
@@ -85,6 +87,7 @@ class PeerHello:
     name: str
     locations: tuple[tuple[str, int], ...]
     purpose: str = "peer"
+    expect: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,9 +125,12 @@ def _parse_hello(frame: dict[Any, Any]) -> PeerHello:
     if len(nonce) != _NONCE_SIZE:
         raise HandshakeFailed("malformed hello: bad nonce")
     purpose = frame.get("purpose", "peer")
-    if purpose not in PURPOSES:
+    if type(purpose) is not str or purpose not in PURPOSES:
         raise HandshakeFailed(f"malformed hello: unknown purpose {purpose!r}")
-    return PeerHello(node_id, name, locations, purpose)
+    expect = frame.get("expect")
+    if expect is not None and (type(expect) is not bytes or len(expect) != _ID_SIZE):
+        raise HandshakeFailed("malformed hello: bad expected id")
+    return PeerHello(node_id, name, locations, purpose, expect)
 
 
 def parse_locations(raw: list[Any]) -> tuple[tuple[str, int], ...] | None:
@@ -163,6 +169,7 @@ class Handshake:
         nonce: bytes | None = None,
         version: int = PROTOCOL_VERSION,
         purpose: str = "peer",
+        expect: bytes | None = None,
     ) -> None:
         self._initiator = initiator
         self._secret = secret.encode() if isinstance(secret, str) else bytes(secret)
@@ -181,6 +188,8 @@ class Handshake:
             "nonce": self._nonce,
             "purpose": purpose,
         }
+        if expect is not None:
+            hello["expect"] = expect
         self._outgoing = bytearray(encode_frame(cbor2.dumps(hello)))
 
     # -- I/O boundary -------------------------------------------------------------
@@ -246,6 +255,8 @@ class Handshake:
             hello = _parse_hello(message)
             if hello.node_id == self._node_id:
                 raise HandshakeFailed("connected to itself")
+            if hello.expect is not None and hello.expect != self._node_id:
+                raise HandshakeFailed("not the node you expected (it has left this address)")
             self._peer = hello
             self._peer_nonce = message["nonce"]
             self._outgoing += encode_frame(cbor2.dumps({"proof": self._proof(mine=True)}))

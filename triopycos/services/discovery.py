@@ -49,6 +49,7 @@ log = logging.getLogger("triopycos.discovery")
 
 _BROADCAST = "255.255.255.255"
 _MAX_PENDING = 64
+_MAX_CANDIDATES = 4  # locations tried per announced node (each up to connect_timeout)
 _FIRST_REPEAT = 1.0
 
 
@@ -85,17 +86,22 @@ class Discovery:
         self.peers = peers
         self._secret = secret
         self.udp_port = udp_port
-        # The node's own (numeric) addresses, where it listens for TCP.
+        # The node's own (numeric) addresses, where it listens for TCP (a link-local
+        # one with its scope, to bind to); and the same without scopes, to compare.
         self.addresses = list(dict.fromkeys(addresses))
+        self._unscoped = {a.partition("%")[0] for a in self.addresses}
         self.advertised = advertised
         self.ipv4_multicast = ipv4_multicast
         self.listen = listen
         self.announce_interval = announce_interval
         self.stats = DiscoveryStatistics()
         self._senders: dict[str, DatagramSocket] = {}
+        self._senders_lock = trio.Lock()
         self._pending: set[bytes] = set()
         self._nursery: trio.Nursery | None = None
         self._warned: set[str] = set()
+        # Built now: an announcement too big for one datagram fails the start.
+        self._announcement = self._message("announce")
 
     # -- running ------------------------------------------------------------------
 
@@ -105,7 +111,14 @@ class Discovery:
             if self.listen:
                 await self._open_senders()
                 for family in dict.fromkeys(_family(a) for a in self.addresses):
-                    receivers.append(await self._open_receiver(family))
+                    try:
+                        receivers.append(await self._open_receiver(family))
+                    except OSError as exc:
+                        # The port is held by a program that does not share it: the
+                        # node runs, found only by explicit peering.
+                        log.warning(
+                            "cannot listen for discovery on udp port %d: %s", self.udp_port, exc
+                        )
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 for sock in receivers:
@@ -123,13 +136,14 @@ class Discovery:
     async def _open_senders(self) -> None:
         """One socket per address, so datagrams leave from (and broadcasts go out of
         the interface of) each address the node serves."""
-        if self._senders:
-            return
-        for address in self.addresses:
-            sock = await self.transport.open_udp(address, 0)
-            self._senders[address] = sock
-            if self.listen:
-                sock.enable_broadcast()
+        async with self._senders_lock:
+            if self._senders:
+                return
+            for address in self.addresses:
+                sock = await self.transport.open_udp(address, 0)
+                self._senders[address] = sock
+                if self.listen:
+                    sock.enable_broadcast()
 
     async def _open_receiver(self, family: int) -> DatagramSocket:
         wildcard = "::" if family == socket.AF_INET6 else "0.0.0.0"
@@ -175,7 +189,7 @@ class Discovery:
 
     async def announce(self) -> None:
         """Tell the local network(s) where this node is."""
-        await self._to_network(self._message("announce"))
+        await self._to_network(self._announcement)
 
     async def _to_network(self, datagram: bytes) -> None:
         for address, sock in list(self._senders.items()):
@@ -238,6 +252,10 @@ class Discovery:
         except BadDatagram as bad:
             self._drop(bad.reason, sender)
             return
+        except Exception:  # a decoder bug must not take the node down
+            log.warning("dropped a discovery datagram that broke the decoder", exc_info=True)
+            self._drop("malformed", sender)
+            return
         if message.node_id == self.peers.node_id:
             return  # our own, looped back
         if (
@@ -250,28 +268,39 @@ class Discovery:
             self._drop("other discovery mode", sender)
             return
         if message.kind == "ping":
-            self._connect_to(message)
+            self._connect_to(message, sender)
             # Only one of the nodes sharing the port on this host got the ping.
             forward = self._forward(message, sender)
             if forward is not None:
                 await self._to_network(forward)
         elif message.kind == "forward":
-            if message.relay or message.to in self.addresses:
-                self._connect_to(message)
+            if message.relay or message.to in self._unscoped:
+                self._connect_to(message, sender)
         else:
-            self._connect_to(message)
+            self._connect_to(message, sender)
 
     def _forward(self, ping: Announcement, sender: tuple[str, int]) -> bytes | None:
-        family = _family(sender[0])
-        here = next((a for a in self.addresses if _family(a) == family), None)
-        if here is None:
-            return None
+        """The ping passed on to our network, or None.  ``to`` stays the address
+        that was pinged, so the nodes listening there answer whichever node got it.
+        A ping naming another address is not passed on: it was not sent to this
+        host (a replay to the broadcast address, say), and forwarding it from
+        every node would multiply it."""
+        if _is_ip(ping.to):
+            if ping.to.partition("%")[0] not in self._unscoped:
+                return None
+            to = ping.to
+        else:  # pinged by host name: the node that got it stands for the host
+            family = _family(sender[0])
+            here = next((a for a in self.addresses if _family(a) == family), None)
+            if here is None:
+                return None
+            to = here.partition("%")[0]
         forward = Announcement(
             "forward",
             ping.node_id,
             ping.name,
             ping.locations,
-            here,
+            to,
             ping.relay,
             self.ipv4_multicast,
         )
@@ -283,7 +312,7 @@ class Discovery:
         self.stats.dropped[key] = self.stats.dropped.get(key, 0) + 1
         log.debug("dropped a discovery datagram from %s: %s", sender, reason)
 
-    def _connect_to(self, message: Announcement) -> None:
+    def _connect_to(self, message: Announcement, sender: tuple[str, int]) -> None:
         node_id = message.node_id
         if node_id in self.peers.by_id or node_id in self._pending or self._nursery is None:
             return
@@ -291,11 +320,12 @@ class Discovery:
             self._drop("too many connection attempts", ("", 0))
             return
         families = {_family(a) for a in self.addresses}
+        scope = sender[0].partition("%")[2]
         candidates = [
-            Location(host, port)
+            Location(_scoped(host, scope), port)
             for host, port in message.locations
             if _is_ip(host) and _family(host) in families
-        ]
+        ][:_MAX_CANDIDATES]
         if not candidates:
             self._drop("no reachable location", ("", 0))
             return
@@ -314,11 +344,23 @@ class Discovery:
 
 
 def _is_ip(text: str) -> bool:
+    """A numeric IPv4 address, or IPv6 with at most a short alphanumeric scope."""
+    addr, percent, scope = text.partition("%")
     try:
-        ipaddress.ip_address(text.partition("%")[0])
+        ip = ipaddress.ip_address(addr)
     except ValueError:
         return False
+    if percent:
+        return ip.version == 6 and scope.isascii() and scope.isalnum() and len(scope) <= 15
     return True
+
+
+def _scoped(host: str, scope: str) -> str:
+    """A link-local IPv6 address advertised without its scope gets the scope of the
+    interface the datagram came in on (it is only meaningful on that link)."""
+    if scope and "%" not in host and ipaddress.ip_address(host).is_link_local:
+        return f"{host}%{scope}"
+    return host
 
 
 def announce_interval_ok(value: float | None) -> float | None:

@@ -173,44 +173,73 @@ class PeerManager:
             return self.find(location)
         done = self._connecting[location] = trio.Event()
         try:
-            try:
-                # Bounded here, whatever the transport does itself.
-                with trio.fail_after(self.limits.connect_timeout):
-                    stream = await self.transport.open_stream(location.addr, location.port)
-            except trio.TooSlowError:
-                log.warning("cannot connect to %s: timed out", location)
-                return None
-            except OSError as exc:
-                log.warning("cannot connect to %s: %s", location, exc)
-                return None
-            self.stats.connections_opened += 1
-            result = await self._handshake(stream, initiator=True)
-            if result is None:
-                return None
-            conn = self._adopt(stream, result, initiated_by_us=True)
-            assert self._nursery is not None
-            self._nursery.start_soon(self._run, conn)
-            return conn if not conn.closed else self.by_id.get(result.peer.node_id)
+            return await self._dial(location, node_id)
         finally:
             del self._connecting[location]
             done.set()
+
+    async def _dial(self, location: Location, expect: bytes | None) -> PeerConnection | None:
+        """A new authenticated connection to ``location`` (to node ``expect`` only,
+        if given), adopted and running; None if that fails."""
+        stream = await self._open(location)
+        if stream is None:
+            return None
+        self.stats.connections_opened += 1
+        result = await self._handshake(stream, initiator=True, expect=expect)
+        if result is None:
+            return None
+        self._replace_at(location, result.peer.node_id)
+        conn = self._adopt(stream, result, initiated_by_us=True)
+        assert self._nursery is not None
+        self._nursery.start_soon(self._run, conn)
+        return conn if not conn.closed else self.by_id.get(result.peer.node_id)
+
+    async def _open(self, location: Location) -> trio.abc.Stream | None:
+        try:
+            # Bounded here, whatever the transport does itself.
+            with trio.fail_after(self.limits.connect_timeout):
+                return await self.transport.open_stream(location.addr, location.port)
+        except trio.TooSlowError:
+            log.warning("cannot connect to %s: timed out", location)
+        except (OSError, UnicodeError, ValueError) as exc:  # bad host text included
+            log.warning("cannot connect to %s: %s", location, exc)
+        return None
+
+    def _replace_at(self, location: Location, node_id: bytes) -> None:
+        """We reached ``node_id`` at ``location``: a node we thought was there is gone
+        (restarted, or its host crashed), even if its connection has not noticed."""
+        for old in [c for c in self.by_id.values() if c.node_id != node_id]:
+            if location in old.locations:
+                log.info("%s has left %s (another node is there now)", old.name, location)
+                del self.by_id[old.node_id]
+                old.close(deliberately=True)
+                self._on_offline(old)
+
+    async def _verify(self, location: Location, node_id: bytes) -> None:
+        """A node connected to us claiming ``location``, where we know another:
+        dial it there (expecting it) and believe the claim only if that works."""
+        if self._leaving:
+            return
+        await self._dial(location, node_id)
 
     async def open_file_connection(
         self, location: Location
     ) -> tuple[trio.abc.Stream, Authenticated] | None:
         """A fresh authenticated connection to ``location`` for one file transfer
         (never a peer session: it carries no messages).  None if that fails."""
-        try:
-            with trio.fail_after(self.limits.connect_timeout):
-                stream = await self.transport.open_stream(location.addr, location.port)
-        except (trio.TooSlowError, OSError) as exc:
-            log.warning("cannot connect to %s for a file transfer: %r", location, exc)
+        stream = await self._open(location)
+        if stream is None:
             return None
         result = await self._handshake(stream, initiator=True, purpose="file")
         return None if result is None else (stream, result)
 
     async def _handshake(
-        self, stream: trio.abc.Stream, *, initiator: bool, purpose: str = "peer"
+        self,
+        stream: trio.abc.Stream,
+        *,
+        initiator: bool,
+        purpose: str = "peer",
+        expect: bytes | None = None,
     ) -> Authenticated | None:
         machine = Handshake(
             purpose=purpose,
@@ -219,6 +248,7 @@ class PeerManager:
             node_id=self.node_id,
             name=self.name,
             locations=[(loc.addr, loc.port) for loc in self.locations],
+            expect=expect,
         )
         try:
             with trio.fail_after(self.limits.handshake_timeout):
@@ -293,13 +323,14 @@ class PeerManager:
             self.by_id[conn.node_id] = conn
             current.close(deliberately=True)
             return conn
-        # A new node where an old one listened: that one is gone (restarted, or its
-        # host crashed), even if its connection has not noticed yet.
-        for old in [c for c in self.by_id.values() if c.location == conn.location]:
-            log.info("%s replaced %s at %s", conn.name, old.name, conn.location)
-            del self.by_id[old.node_id]
-            old.close(deliberately=True)
-            self._on_offline(old)
+        if not initiated_by_us and any(
+            conn.location in c.locations for c in self.by_id.values() if c.node_id != conn.node_id
+        ):
+            # It claims an address where we know another node: a restart there, or a
+            # misconfiguration (two nodes advertising one gateway).  Only a dial
+            # that reaches it there tells which (see _replace_at).
+            assert self._nursery is not None
+            self._nursery.start_soon(self._verify, conn.location, conn.node_id)
         self.by_id[conn.node_id] = conn
         self._on_online(conn)
         self.changed.set()

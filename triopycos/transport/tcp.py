@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 import trio
 
 from ._base import DatagramSocket
@@ -32,7 +34,10 @@ class TCPTransport:
     def listener_address(self, listener: trio.abc.Listener[trio.abc.Stream]) -> tuple[str, int]:
         assert isinstance(listener, trio.SocketListener)
         sockname = listener.socket.getsockname()
-        return str(sockname[0]), int(sockname[1])
+        host = str(sockname[0])
+        if len(sockname) > 3 and sockname[3]:  # a link-local address: keep its scope
+            host = f"{host}%{socket.if_indextoname(sockname[3])}"
+        return host, int(sockname[1])
 
     async def open_udp(self, host: str, port: int) -> DatagramSocket:
         return await UDPSocket.bind(host, port)

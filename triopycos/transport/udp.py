@@ -78,7 +78,10 @@ class UDPSocket:
 
     async def recvfrom(self, bufsize: int) -> tuple[bytes, tuple[str, int]]:
         data, sender = await self._sock.recvfrom(bufsize)
-        return data, (str(sender[0]), int(sender[1]))
+        host = str(sender[0])
+        if len(sender) > 3 and sender[3] and "%" not in host:  # link-local: keep the scope
+            host = f"{host}%{sender[3]}"
+        return data, (host, int(sender[1]))
 
     def join_group(self, group: str, interface: str | None = None) -> None:
         if self._sock.family == socket.AF_INET6:

@@ -1,0 +1,305 @@
+"""pycos's ``Pycos``: one scheduler per process, running in a background thread.
+
+A pycos script's main thread is plain Python (it calls ``input()``, creates tasks,
+waits with ``task.value()``); its tasks run in the scheduler.  Here the scheduler is a
+triopycos node run by ``trio.run`` in a daemon thread; every call from the script's
+threads goes to that node's thread (see ``triopycos/_threads.py``).
+
+Lifetime, as in pycos: the first ``Pycos(...)`` (or the first task created without
+one) starts it; ``finish()`` waits for every non-daemon task and then stops it;
+``terminate()`` stops it at once; at interpreter exit it finishes.
+"""
+
+from __future__ import annotations
+
+import atexit
+import bisect
+import contextlib
+import logging
+import threading
+from collections.abc import Awaitable, Callable
+from typing import Any, ClassVar
+
+import trio
+
+from .. import _node
+from .._errors import PycosError
+from .._location import Location
+from .._node import open_pycos
+from .._task import Task
+
+__all__ = ["Pycos", "network_defaults"]
+
+log = logging.getLogger("triopycos.compat")
+
+# Before ``import pycos.netpycos`` the scheduler is local only (pycos's ``Pycos``);
+# after it, a networked node with the spec's defaults (netpycos's).
+network_defaults: dict[str, Any] | None = None
+_LOCAL_ONLY: dict[str, Any] = {"node": "127.0.0.1", "tcp_port": 0, "discover_peers": False}
+
+
+class _Runner:
+    """A node in a background thread, reached through its trio token."""
+
+    def __init__(self, options: dict[str, Any]) -> None:
+        self.node: _node.Pycos | None = None
+        self._options = options
+        self._ready = threading.Event()
+        self._stop: trio.Event | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="triopycos scheduler", daemon=True)
+        self._thread.start()
+        self._ready.wait()
+        if self._error is not None:
+            raise self._error
+
+    def _run(self) -> None:
+        try:
+            trio.run(self._main)
+        except BaseException as exc:  # reported to the thread that started us
+            if not self._ready.is_set():
+                self._error = exc
+            else:
+                log.error("the triopycos scheduler failed", exc_info=True)
+        finally:
+            self._ready.set()
+
+    async def _main(self) -> None:
+        async with open_pycos(**self._options) as node:
+            self.node = node
+            self._stop = trio.Event()
+            self._ready.set()
+            await self._stop.wait()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def wait_tasks(self, timeout: float | None) -> bool:
+        """Wait for every non-daemon task: True, or False if ``timeout`` passed."""
+        node = self.node
+        if node is None or not self.alive:
+            return True
+
+        async def finished() -> bool:
+            with trio.move_on_after(float("inf") if timeout is None else timeout):
+                await node.finish()
+                return True
+            return False
+
+        try:
+            return node._wait_in_loop(finished)
+        except PycosError:  # already stopped
+            return True
+
+    def stop(self, *, now: bool) -> None:
+        """End the node (cancelling every task if ``now``) and its thread."""
+        node, stop = self.node, self._stop
+        if node is not None and stop is not None and self.alive:
+            with contextlib.suppress(PycosError):  # it stopped meanwhile
+                node._call_in_loop(node.terminate if now else stop.set)
+        if threading.current_thread() is not self._thread:
+            self._thread.join()
+
+
+class Pycos:
+    """pycos's scheduler: ``Pycos(...)`` (the spec's arguments) starts it, or returns
+    the one already running, as pycos's singleton does.  Coroutine methods
+    (``locate``, ``peer``, ``send_file``...) are used with ``yield`` inside tasks."""
+
+    _instance: ClassVar[Pycos | None] = None
+    _lock: ClassVar[threading.Lock] = threading.Lock()
+    _started: bool
+    _runner: _Runner
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Pycos:
+        with Pycos._lock:
+            current = Pycos._instance
+            if current is not None and current._runner.alive:
+                return current
+            self = super().__new__(cls)
+            self._started = False
+            Pycos._instance = self
+            return self
+
+    def __init__(
+        self,
+        udp_port: int = 9705,
+        tcp_port: int | None = None,
+        node: str | list[str] | None = None,
+        ext_ip_addr: str | list[str] | None = None,
+        socket_family: int | None = None,
+        ipv4_udp_multicast: bool = False,
+        name: str | None = None,
+        discover_peers: bool = True,
+        secret: str = "",
+        certfile: str | None = None,
+        keyfile: str | None = None,
+        notifier: object = None,
+        dest_path: str | None = None,
+        max_file_size: int | None = None,
+        **extra: Any,
+    ) -> None:
+        if self._started:
+            return  # pycos: the running scheduler, whatever the arguments
+        self._started = True
+        self._atexit: list[tuple[int, Callable[..., Any], tuple[Any, ...], dict[str, Any]]] = []
+        if network_defaults is None:
+            options = {**_LOCAL_ONLY, "name": name}
+        else:
+            options = {
+                "udp_port": udp_port,
+                "tcp_port": tcp_port,
+                "node": node,
+                "ext_ip_addr": ext_ip_addr,
+                "socket_family": socket_family,
+                "ipv4_udp_multicast": ipv4_udp_multicast,
+                "name": name,
+                "discover_peers": discover_peers,
+                "secret": secret,
+                "certfile": certfile,
+                "keyfile": keyfile,
+                "dest_path": dest_path,
+                "max_file_size": max_file_size,
+                **network_defaults,
+                **extra,
+            }
+        try:
+            self._runner = _Runner(options)
+        except BaseException:
+            with Pycos._lock:
+                Pycos._instance = None
+            raise
+        atexit.register(self._at_exit)
+
+    # -- the scheduler ------------------------------------------------------------
+
+    @classmethod
+    def instance(cls, *args: Any, **kwargs: Any) -> Pycos:
+        """The running scheduler, started (with these arguments) if there is none."""
+        return cls(*args, **kwargs)
+
+    @staticmethod
+    def scheduler() -> Pycos | None:
+        return Pycos._instance
+
+    @property
+    def node(self) -> _node.Pycos:
+        """The triopycos node behind this scheduler."""
+        node = self._runner.node
+        if node is None:
+            raise PycosError("the scheduler is not running")
+        return node
+
+    @property
+    def name(self) -> str:
+        return self.node.name
+
+    @property
+    def location(self) -> Location:
+        return self.node.location
+
+    @property
+    def locations(self) -> list[Location]:
+        peers = self.node._peers
+        return list(peers.locations) if peers is not None else [self.node.location]
+
+    @staticmethod
+    def cur_task(scheduler: Pycos | None = None) -> Task | None:
+        """The task running now (None outside tasks)."""
+        try:
+            me = trio.lowlevel.current_task()
+        except RuntimeError:
+            return None
+        current = _node._current_node.get()
+        if current is None:
+            return None
+        return next((t for t in current._tasks.values() if t._trio_task is me), None)
+
+    def is_alive(self) -> bool:
+        return self._runner.alive
+
+    def join(self, show_running: bool = False, timeout: float | None = None) -> bool:
+        """Wait for the non-daemon tasks; the scheduler keeps running.  True, or
+        False if ``timeout`` passed."""
+        if show_running:
+            for task in list(self.node._tasks.values()):
+                log.info("waiting for %s%s", task, " (daemon)" if task._daemon else "")
+        return self._runner.wait_tasks(timeout)
+
+    def finish(self) -> None:
+        """Wait for every non-daemon task, then stop (from the main program or a
+        thread, never from a task)."""
+        self._runner.wait_tasks(None)
+        self._shutdown(now=False)
+
+    def terminate(self) -> None:
+        """Stop now: every task is cancelled."""
+        self._shutdown(now=True)
+
+    def atexit(self, priority: int, func: Callable[..., Any], *fargs: Any, **fkwargs: Any) -> None:
+        """Call ``func(*fargs, **fkwargs)`` once the scheduler has stopped; higher
+        ``priority`` first."""
+        bisect.insort(self._atexit, (priority, func, fargs, fkwargs), key=lambda item: item[0])
+
+    def _shutdown(self, *, now: bool) -> None:
+        self._runner.stop(now=now)
+        while self._atexit:
+            _, func, fargs, fkwargs = self._atexit.pop()
+            try:
+                func(*fargs, **fkwargs)
+            except Exception:
+                log.warning("atexit function %r failed", func, exc_info=True)
+        with Pycos._lock:
+            if Pycos._instance is self:
+                Pycos._instance = None
+
+    def _at_exit(self) -> None:
+        if self._runner.alive:
+            self.finish()
+
+    # -- network (netpycos) ---------------------------------------------------------
+
+    def peers(self) -> list[Location]:
+        peers: list[Location] = self._in_node(self.node.peers)
+        return peers
+
+    def peer_status(self, task: Task | None) -> None:
+        self._in_node(self.node.peer_status, task)
+
+    def locate(self, name: str, timeout: float | None = None) -> Awaitable[Location | None]:
+        return self.node.locate(name, timeout)
+
+    def peer(
+        self,
+        loc: Location | str,
+        udp_port: int = 9705,
+        stream_send: bool = False,
+        relay: bool = False,
+    ) -> Awaitable[int]:
+        return self.node.peer(loc, udp_port, stream_send, relay)
+
+    def close_peer(self, location: Location, timeout: float | None = None) -> Awaitable[int]:
+        return self.node.close_peer(location, timeout)
+
+    def send_file(self, location: Location, file: str, **kwargs: Any) -> Awaitable[Any]:
+        return self.node.send_file(location, file, **kwargs)
+
+    def del_file(self, location: Location, file: str, **kwargs: Any) -> Awaitable[int]:
+        return self.node.del_file(location, file, **kwargs)
+
+    @property
+    def dest_path(self) -> str:
+        return self.node.dest_path
+
+    def _in_node(self, fn: Callable[..., Any], *args: Any) -> Any:
+        node = self.node
+        if node._thread_id == threading.get_ident():
+            return fn(*args)
+        return node._call_in_loop(fn, *args)
+
+
+def _default_node() -> _node.Pycos:
+    """The node a pycos call outside any task means: the scheduler, started now
+    with the defaults if the script did not start one."""
+    return Pycos.instance().node
