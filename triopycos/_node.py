@@ -57,15 +57,16 @@ Kind = Literal["task", "channel", "rps"]
 R = TypeVar("R")
 
 
-# Set by triopycos.compat: the node a call from outside any node means (pycos's
-# implicit scheduler, started on first use).
+# Set by triopycos.compat: the node a call from plain (non-trio) code means, pycos's
+# implicit scheduler, started on first use.  Code inside a trio run is never given
+# it: there, no current node stays an error.
 default_node_hook: Callable[[], Pycos] | None = None
 
 
 def current_node() -> Pycos:
     """The node a call without an explicit node means (see the module docstring)."""
     node = _current_node.get()
-    if node is None and default_node_hook is not None:
+    if node is None and default_node_hook is not None and not trio.lowlevel.in_trio_run():
         node = default_node_hook()
     if node is None:
         raise PycosError(

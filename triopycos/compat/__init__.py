@@ -24,6 +24,7 @@ from ..protocol.codec import Codec
 from ._categorize import CategorizeMessages
 from ._logger import Logger, logger
 from ._scheduler import Pycos, _default_node
+from ._scheduler import __version__ as __version__
 from ._sync import Condition, Event, Lock, RLock, Semaphore
 
 __all__ = [
@@ -46,7 +47,6 @@ __all__ = [
     "serialize",
 ]
 
-__version__ = "4.12.2"  # the pycos version whose behaviour this follows
 
 # A task, channel or RPS created outside any task means the scheduler (pycos starts
 # one on first use).

@@ -16,6 +16,7 @@ import atexit
 import bisect
 import contextlib
 import logging
+import platform
 import threading
 from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
@@ -27,8 +28,11 @@ from .._errors import PycosError
 from .._location import Location
 from .._node import open_pycos
 from .._task import Task
+from ._logger import logger
 
 __all__ = ["Pycos", "network_defaults"]
+
+__version__ = "4.12.2"  # the pycos version whose behaviour this follows
 
 log = logging.getLogger("triopycos.compat")
 
@@ -68,6 +72,7 @@ class _Runner:
         async with open_pycos(**self._options) as node:
             self.node = node
             self._stop = trio.Event()
+            _log_start(node)
             self._ready.set()
             await self._stop.wait()
 
@@ -100,6 +105,18 @@ class _Runner:
                 node._call_in_loop(node.terminate if now else stop.set)
         if threading.current_thread() is not self._thread:
             self._thread.join()
+
+
+def _log_start(node: _node.Pycos) -> None:
+    """The lines pycos's scheduler logs when it starts (same shape, our values)."""
+    logger.info(
+        "version %s (Python %s) with trio I/O notifier", __version__, platform.python_version()
+    )
+    if network_defaults is not None:
+        for location in node._peers.locations if node._peers is not None else []:
+            logger.info('TCP server "%s" @ %s', node.name, location)
+        if node.discover_peers:
+            logger.info("UDP server @ %s:%s", "0.0.0.0", node.udp_port)
 
 
 class Pycos:

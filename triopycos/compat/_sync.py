@@ -45,6 +45,13 @@ class Event:
 
 
 async def _acquire(lock: trio.Lock, blocking: bool, timeout: float | None) -> bool:
+    if lock.statistics().owner is trio.lowlevel.current_task():
+        # Taking a plain lock twice never succeeds: after ``timeout`` say so (as
+        # pycos does); with no timeout it would wait forever, so that is an error.
+        if blocking and _limit(timeout) == math.inf:
+            raise RuntimeError("this task already holds the lock (use RLock to take it again)")
+        await trio.sleep(_limit(timeout) if blocking else 0)
+        return False
     if not blocking:
         try:
             lock.acquire_nowait()
