@@ -20,12 +20,13 @@ import ipaddress
 import logging
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import NoReturn
 
 import trio
 
-from triopycos import Location, MonitorStatus, PeerLost, Pycos, Task
+from triopycos import Location, MonitorStatus, PeerLost, Pycos, Task, open_pycos
 
 __all__ = [
     "DEFAULT_NODE",
@@ -33,6 +34,7 @@ __all__ = [
     "client_parser",
     "describe_status",
     "parse_location",
+    "peered_node",
     "run",
     "serve_until_stopped",
     "server_parser",
@@ -122,6 +124,21 @@ def run(
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     sys.exit(trio.run(main, args))
+
+
+@asynccontextmanager
+async def peered_node(args: argparse.Namespace) -> AsyncIterator[Pycos | None]:
+    """A client's node (any free port), peered with ``args.peer``; None (after
+    saying why) if the peer cannot be reached."""
+    async with open_pycos(
+        name=args.name, node=args.node, tcp_port=0, secret=args.secret, discover_peers=False
+    ) as pycos:
+        if await pycos.peer(args.peer) != 0:
+            print(f"could not peer with {args.peer} (not running? another --secret?)", flush=True)
+            yield None
+            return
+        print(f"peered with {args.peer}", flush=True)
+        yield pycos
 
 
 async def serve_until_stopped(pycos: Pycos, *tasks: Task) -> None:

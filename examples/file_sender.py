@@ -30,9 +30,9 @@ import argparse
 import os
 from pathlib import Path
 
-from _common import client_parser, run
+from _common import client_parser, peered_node, run
 
-from triopycos import Task, open_pycos
+from triopycos import Task
 
 PORT = 9715
 
@@ -50,16 +50,11 @@ def describe(result: int | os.stat_result) -> str:
 
 async def main(args: argparse.Namespace) -> int:
     failed = 0
-    async with open_pycos(
-        name=args.name, node=args.node, tcp_port=0, secret=args.secret, discover_peers=False
-    ) as pycos:
-        # send_file and del_file open their own connections; peering first checks that
-        # the receiver is there and shares our secret, and lets us message it below.
-        if await pycos.peer(args.peer) != 0:
-            print(f"could not peer with {args.peer} (not running? another --secret?)", flush=True)
+    # send_file and del_file open their own connections; peering first checks that
+    # the receiver is there and shares our secret, and lets us message it below.
+    async with peered_node(args) as pycos:
+        if pycos is None:
             return 1
-        print(f"peered with {args.peer}", flush=True)
-
         for file in args.files:
             result = await pycos.send_file(
                 args.peer, file, dir=args.dir, overwrite=args.overwrite, timeout=args.timeout

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import argparse
 
-from _common import client_parser, describe_status, run
+from _common import client_parser, describe_status, peered_node, run
 
-from triopycos import Location, MonitorStatus, Task, open_pycos
+from triopycos import Location, MonitorStatus, Task
 
 PORT = 9711
 
@@ -64,13 +64,9 @@ async def client(task: Task, where: Location, count: int, stop: bool, timeout: f
 
 
 async def main(args: argparse.Namespace) -> int:
-    async with open_pycos(
-        name=args.name, node=args.node, tcp_port=0, secret=args.secret, discover_peers=False
-    ) as pycos:
-        if await pycos.peer(args.peer) != 0:
-            print(f"could not peer with {args.peer} (not running? another --secret?)", flush=True)
+    async with peered_node(args) as pycos:
+        if pycos is None:
             return 1
-        print(f"peered with {args.peer}", flush=True)
         work = pycos.spawn(client, args.peer, args.count, args.stop, args.timeout)
         result = await work.finish()
     return result if isinstance(result, int) else 1
