@@ -7,6 +7,7 @@ import argparse
 import contextlib
 import logging
 import os
+import signal
 import sys
 from collections.abc import Iterator, Sequence
 
@@ -79,11 +80,49 @@ def _outcome(exc: BaseException) -> BaseException:
     """The exception that decides the exit code, out of any exception group."""
     if isinstance(exc, BaseExceptionGroup):
         leaves = exception_leaves(exc)
-        for kind in (KeyboardInterrupt, CommandFailed, BrokenPipeError):
+        for kind in (KeyboardInterrupt, _Interrupted, CommandFailed, BrokenPipeError):
             for leaf in leaves:
                 if isinstance(leaf, kind):
                     return leaf
     return exc
+
+
+class _Interrupted(Exception):
+    """Ctrl-C arrived while a command ran (it has been cancelled and cleaned up)."""
+
+
+async def _run_command(args: argparse.Namespace) -> int:
+    """Run the command; Ctrl-C cancels it.
+
+    SIGINT is taken by a signal receiver rather than left to raise
+    KeyboardInterrupt: trio would raise that wherever the program happens to be,
+    even between two statements of the library's bookkeeping, and a node left half
+    updated can hang instead of leaving.  A cancellation goes through every
+    ``finally`` in order (the demo's workers are stopped and reaped).  ``node``
+    handles its own signals: Ctrl-C is how it is stopped.
+    """
+    if args.command == "node":
+        return int(await args.run(args, sys.stdout))
+    interrupted = False
+    code = ExitCode.FAILED
+    with trio.open_signal_receiver(signal.SIGINT) as signals:
+        async with trio.open_nursery() as nursery:
+
+            async def cancel_on_ctrl_c() -> None:
+                nonlocal interrupted
+                async for _ in signals:
+                    interrupted = True
+                    nursery.cancel_scope.cancel()
+                    return
+
+            nursery.start_soon(cancel_on_ctrl_c)
+            try:
+                code = await args.run(args, sys.stdout)
+            finally:
+                nursery.cancel_scope.cancel()
+    if interrupted:
+        raise _Interrupted
+    return int(code)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -92,14 +131,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     with _library_logging(_log_level(args)):
         try:
             try:
-                return int(trio.run(args.run, args, sys.stdout))
+                return int(trio.run(_run_command, args))
             except BaseExceptionGroup as group:
                 raise _outcome(group) from None
         except CommandFailed as exc:
             sys.stdout.flush()
             print(f"triopycos {args.command}: error: {exc.message}", file=sys.stderr)
             return int(exc.code)
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, _Interrupted):
             sys.stdout.flush()
             print(f"triopycos {args.command}: interrupted", file=sys.stderr)
             return int(ExitCode.INTERRUPTED)
