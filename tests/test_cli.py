@@ -387,6 +387,8 @@ async def test_node_refuses_bad_arguments_before_starting() -> None:
         (["--key", "k.pem"], "--key and --ca need --cert"),
         (["--cert", "/nonexistent/cert.pem"], "cannot start the node"),
         (["--secret-file", "/nonexistent/secret"], "cannot read the secret file"),
+        (["--discover"], "--discover needs --node with an address on the network"),
+        (["--discover", "--node", "::1"], "--discover needs --node"),
     ]:
         ran = await run_cli("node", "--tcp-port", "0", *args)
         assert ran.code == ExitCode.USAGE, (args, ran)

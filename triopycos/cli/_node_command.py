@@ -9,6 +9,7 @@ so they see it go Offline at once, and the exit status is 0.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import signal
 import ssl
 import time
@@ -91,6 +92,13 @@ def add_node_parser(commands: Any) -> None:
     parser.set_defaults(run=run_node)
 
 
+def _is_loopback(node: str) -> bool:
+    try:
+        return ipaddress.ip_address(node).is_loopback
+    except ValueError:
+        return node == "localhost"
+
+
 def _clock() -> str:
     now = time.time()
     return time.strftime("%H:%M:%S", time.localtime(now)) + f".{int(now % 1 * 1000):03d}"
@@ -152,6 +160,13 @@ async def run_node(args: argparse.Namespace, out: TextIO) -> int:
     for what, port in (("--tcp-port", args.tcp_port), ("--udp-port", args.udp_port)):
         if port is not None and not 0 <= port <= 65535:
             raise CommandFailed(ExitCode.USAGE, f"{what} must be 0..65535, not {port}")
+    nodes = args.node or [DEFAULT_NODE]
+    if args.discover and all(_is_loopback(node) for node in nodes):
+        # Broadcast and multicast do not work from a loopback address: say so rather
+        # than announce into nothing (or, worse, out of some other interface).
+        raise CommandFailed(
+            ExitCode.USAGE, "--discover needs --node with an address on the network to search"
+        )
     log = _Log(out)
     started = False
     # Signals are caught from before the node starts, so Ctrl-C at any moment ends
@@ -160,7 +175,7 @@ async def run_node(args: argparse.Namespace, out: TextIO) -> int:
         try:
             async with open_pycos(
                 name=args.name,
-                node=args.node or [DEFAULT_NODE],
+                node=nodes,
                 tcp_port=args.tcp_port,
                 udp_port=args.udp_port,
                 discover_peers=args.discover,

@@ -27,7 +27,6 @@ import argparse
 import logging
 import os
 import sys
-from typing import Any
 
 import trio
 
@@ -143,7 +142,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> Any:
+def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
     args = parse(argv)
     try:
