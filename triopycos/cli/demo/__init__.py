@@ -29,8 +29,8 @@ async def run_demo(out: TextIO, timeout: float) -> None:
     with tempfile.TemporaryDirectory(prefix="triopycos-demo-") as folder:
         try:
             with trio.fail_after(timeout):
-                # Workers bound their own lives too, in case the demo is killed and
-                # cannot close their stdin... which the system does anyway.
+                # Workers also bound their own lives, past the demo's: a last
+                # guard should both the demo and the closing of their stdin fail.
                 await run_script(out, Path(folder), lifetime=timeout + 30)
         except trio.TooSlowError:
             raise DemoFailed(f"the demo took longer than {timeout:g} s") from None
