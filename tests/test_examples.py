@@ -262,3 +262,14 @@ async def test_every_example_documents_its_commands_and_options() -> None:
     for script, text in helps.items():
         assert "--node ADDRESS" in text and "--secret" in text, script
         assert ("--port" in text) or ("--peer HOST:PORT" in text), script
+
+
+HELLO = Path(__file__).resolve().parents[1] / "examples" / "hello_tasks.py"
+
+
+async def test_hello_tasks_runs_on_its_own() -> None:
+    # The one example without a network: two local tasks, native and generator.
+    async with open_node_process([str(HELLO)], timeout=30) as proc:
+        with trio.fail_after(30):
+            assert await proc.wait() == 0, proc.describe()
+    assert proc.stdout.strip() and proc.stderr == "", proc.describe()

@@ -257,6 +257,62 @@ async def test_del_file_removes_the_file_and_the_folders_it_emptied(tmp_path: Pa
             assert (dest / "folder").is_dir()
 
 
+# -- progress -------------------------------------------------------------------------
+
+
+async def test_progress_reports_every_chunk_up_to_the_whole_file(tmp_path: Path) -> None:
+    content = os.urandom(5 * 1000 + 7)
+    src = make_file(tmp_path / "src" / "p.bin", content)
+    calls: list[tuple[int, int]] = []
+    with trio.fail_after(LIMIT):
+        async with (
+            node("a", tmp_path / "dest") as a,
+            node("b", None, limits=Limits(file_chunk_size=1000)) as b,
+        ):
+            result = await b.send_file(a.location, src, progress=lambda *c: calls.append(c))
+            assert result == 0
+            assert (tmp_path / "dest" / "p.bin").read_bytes() == content
+            # Accepted, then after each of the six chunks (five full, one of 7 bytes).
+            size = len(content)
+            assert calls == [(0, size)] + [(min(n * 1000, size), size) for n in range(1, 7)]
+            # Nothing is sent for the same file again, or a different one without
+            # overwrite: no progress either.
+            calls.clear()
+            assert await b.send_file(a.location, src, progress=lambda *c: calls.append(c)) == 1
+            make_file(tmp_path / "src2" / "p.bin", b"other")
+            other = await b.send_file(
+                a.location, tmp_path / "src2" / "p.bin", progress=lambda *c: calls.append(c)
+            )
+            assert isinstance(other, os.stat_result)
+            assert calls == []
+            # An empty file: accepted, nothing more to report.
+            empty = make_file(tmp_path / "src" / "empty", b"")
+            assert await b.send_file(a.location, empty, progress=lambda *c: calls.append(c)) == 0
+            assert calls == [(0, 0)]
+
+
+async def test_an_exception_in_progress_ends_the_transfer_and_leaves_nothing(
+    tmp_path: Path,
+) -> None:
+    src = make_file(tmp_path / "src" / "p.bin", os.urandom(10_000))
+
+    def fail_half_way(sent: int, total: int) -> None:
+        if sent >= total // 2:
+            raise KeyError("stop here")
+
+    with trio.fail_after(LIMIT):
+        async with (
+            node("a", tmp_path / "dest") as a,
+            node("b", None, limits=Limits(file_chunk_size=1000)) as b,
+        ):
+            with pytest.raises(KeyError, match="stop here"):
+                await b.send_file(a.location, src, progress=fail_half_way)
+            await refused(a)
+            assert tree(tmp_path / "dest") == []
+            with pytest.raises(TypeError, match="progress"):
+                await b.send_file(a.location, src, progress=42)  # type: ignore[arg-type]
+
+
 # -- errors and refusals -------------------------------------------------------------
 
 

@@ -3,10 +3,12 @@
 from ._channel import Channel
 from ._errors import PeerLost, PycosError, RemoteError, ServiceError
 from ._location import Location
-from ._node import NodeStatistics, Pycos, open_pycos
+from ._node import Pycos, open_pycos
+from ._node_status import NodeStatistics, NodeStatus, PeerInfo
 from ._rps import RPS
 from ._status import MonitorStatus, PeerStatus
 from ._task import Task
+from ._version import __version__ as __version__
 from .protocol.codec import register_type
 from .services.peers import Limits
 
@@ -17,6 +19,8 @@ __all__ = [
     "Location",
     "MonitorStatus",
     "NodeStatistics",
+    "NodeStatus",
+    "PeerInfo",
     "PeerLost",
     "PeerStatus",
     "Pycos",
@@ -27,5 +31,3 @@ __all__ = [
     "open_pycos",
     "register_type",
 ]
-
-__version__ = "0.1.0.dev0"

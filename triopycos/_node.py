@@ -25,7 +25,6 @@ import weakref
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
 import trio
@@ -35,10 +34,12 @@ from ._context import current_node_var
 from ._errors import PycosError, ServiceError, exception_leaves
 from ._hostaddr import default_host
 from ._location import Location
+from ._node_status import NodeStatistics, NodeStatus, PeerInfo
 from ._remote import RemoteOps
 from ._rps import RPS
 from ._task import Task, check_timeout
 from ._threads import get_ident
+from ._version import __version__
 from .protocol.codec import Codec, Ref
 from .protocol.handshake import MAX_LOCATIONS, MAX_NAME
 from .protocol.messages import Kind as MessageKind
@@ -74,26 +75,6 @@ def current_node() -> Pycos:
             "or inside a task, or use pycos.spawn()"
         )
     return node
-
-
-@dataclass(frozen=True)
-class NodeStatistics:
-    """A snapshot of a node's counters (``Pycos.statistics()``)."""
-
-    tasks: int
-    daemon_tasks: int
-    tasks_started: int
-    registered_tasks: int
-    registered_channels: int
-    peers: int
-    handshakes_failed: int
-    handshakes_refused_busy: int
-    messages_refused: int
-    protocol_errors: int
-    files_received: int
-    files_refused: int
-    datagrams_received: int
-    datagrams_dropped: int
 
 
 class Pycos:
@@ -242,13 +223,25 @@ class Pycos:
         dir: str | os.PathLike[str] | None = None,
         overwrite: bool = False,
         timeout: float | None = None,
+        *,
+        progress: Callable[[int, int], object] | None = None,
     ) -> int | os.stat_result:
         """Send ``file`` to the node at ``location``, saved under its ``dest_path``
         (and ``dir``, a relative path): 0 sent; 1 the same file (size, mtime,
         permissions) is there already; the ``os.stat_result`` of a different file
         there when ``overwrite`` is false; -1 on any error.  ``timeout`` bounds each
-        step (each chunk); see docs/files.md."""
-        return await send_file(self._peers, location, file, dir, overwrite, timeout)
+        step (each chunk); see docs/files.md.
+
+        ``progress``, if given, is called as ``progress(sent, total)`` (bytes) when
+        the receiver has accepted the file and after each chunk is handed to the
+        connection; it is not called when nothing is sent (1, a stat result, or a
+        refusal up front).  It runs in the node's trio thread, so it must return
+        quickly; an exception it raises ends the transfer and comes out of
+        ``send_file``.
+        """
+        return await send_file(
+            self._peers, location, file, dir, overwrite, timeout, progress=progress
+        )
 
     async def del_file(
         self,
@@ -260,6 +253,35 @@ class Pycos:
         """Delete a file sent with ``send_file`` (same ``file`` and ``dir``) from the
         node at ``location``, and the folders that leaves empty: 0, or -1."""
         return await del_file(self._peers, location, file, dir, timeout)
+
+    async def status(
+        self, location: Location | None = None, timeout: float | None = None
+    ) -> NodeStatus | None:
+        """What the node at ``location`` says about itself: its name, locations,
+        registered tasks, channels and RPSs, connected peers, statistics and version.
+        ``None`` (the default) or this node's own location: this node, without the
+        network.  Connects to the node first if it is not a peer.  ``None`` if it is
+        unreachable, does not authenticate, or does not answer within ``timeout``."""
+        if location is not None and not isinstance(location, Location):
+            raise TypeError(f"location must be a Location, not {type(location).__name__}")
+        check_timeout(timeout)
+        if location is None or self._is_here(location):
+            await trio.lowlevel.checkpoint()
+            return self._status_here()
+        return await self._remote.node_status(location, timeout)
+
+    async def ping(self, location: Location, timeout: float | None = None) -> float | None:
+        """Seconds one request takes to the node at ``location`` and back (trio's
+        clock), connecting first if it is not a peer (connecting is not timed).
+        ``None`` if it is unreachable, does not authenticate, or does not answer
+        within ``timeout``; 0.0 for this node's own location."""
+        if not isinstance(location, Location):
+            raise TypeError(f"location must be a Location, not {type(location).__name__}")
+        check_timeout(timeout)
+        if self._is_here(location):
+            await trio.lowlevel.checkpoint()
+            return 0.0
+        return await self._remote.round_trip(location, timeout)
 
     async def locate(self, name: str, timeout: float | None = None) -> Location | None:
         """Location of the node called ``name`` (this one or a peer); waits for it to
@@ -345,6 +367,29 @@ class Pycos:
             return trio.from_thread.run(fn, *args, trio_token=self._token)
         except trio.RunFinishedError:
             raise PycosError(f"node {self._name!r} is not running") from None
+
+    # -- status -------------------------------------------------------------------
+
+    def _is_here(self, location: Location) -> bool:
+        if self._peers is None:
+            return location == self._location
+        return location in self._peers.locations
+
+    def _status_here(self) -> NodeStatus:
+        peers = self._peers
+        return NodeStatus(
+            name=self._name,
+            locations=tuple(peers.locations) if peers else (self._location,),
+            tasks=tuple(sorted(self._registry["task"])),
+            channels=tuple(sorted(self._registry["channel"])),
+            rps=tuple(sorted(self._registry["rps"])),
+            peers=tuple(
+                PeerInfo(conn.name, conn.location)
+                for conn in (peers.by_id.values() if peers else ())
+            ),
+            statistics=self.statistics(),
+            version=__version__,
+        )
 
     # -- tasks (used by Task) -----------------------------------------------------
 

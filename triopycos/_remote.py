@@ -20,6 +20,7 @@ import trio
 from ._channel import Channel
 from ._errors import PeerLost
 from ._location import Location
+from ._node_status import NodeStatus, status_from_wire, status_to_wire
 from ._rps import RPS
 from ._status import MonitorStatus, PeerStatus
 from ._task import Task
@@ -64,6 +65,8 @@ class RemoteOps:
             Kind.BYE: self._on_bye,
             Kind.RPS_CALL: self._on_rps_call,
             Kind.TASK_RESULT: self._on_task_result,
+            Kind.NODE_STATUS: self._on_node_status,
+            Kind.ECHO: self._on_echo,
         }
         # Results of tasks started by our RPS calls, pushed by the serving node when
         # each task ends: finish() needs no second round trip and cannot lose a
@@ -257,6 +260,46 @@ class RemoteOps:
                 self._results.popitem(last=False)
         return result
 
+    # -- asking a node about itself -----------------------------------------------
+
+    async def _connection_to(
+        self, location: Location, timeout: float | None
+    ) -> PeerConnection | None:
+        """The connection to the node at ``location``, connecting (within
+        ``timeout``) if we are not peered with it."""
+        peers = self.node._peers
+        if peers is None:
+            await trio.lowlevel.checkpoint()
+            return None
+        conn = peers.find(location)
+        if conn is None:
+            with trio.move_on_after(math.inf if timeout is None else timeout):
+                conn = await peers.connect(location)
+        return conn
+
+    async def node_status(self, location: Location, timeout: float | None) -> NodeStatus | None:
+        with trio.move_on_after(math.inf if timeout is None else timeout):
+            conn = await self._connection_to(location, None)
+            if conn is None:
+                return None
+            answer = await conn.request(Kind.NODE_STATUS)
+            status = status_from_wire(answer)
+            if status is None and answer is not None:
+                log.warning("malformed status from %r dropped", conn)
+            return status
+        return None
+
+    async def round_trip(self, location: Location, timeout: float | None) -> float | None:
+        with trio.move_on_after(math.inf if timeout is None else timeout):
+            conn = await self._connection_to(location, None)
+            if conn is None:
+                return None
+            # Connecting is not timed: only one request and its reply.
+            start = trio.current_time()
+            if await conn.request(Kind.ECHO) is True:
+                return trio.current_time() - start
+        return None
+
     # -- locating -----------------------------------------------------------------
 
     async def locate(
@@ -267,10 +310,7 @@ class RemoteOps:
             await trio.lowlevel.checkpoint()
             return None
         if location is not None:
-            conn = peers.find(location)
-            if conn is None:
-                with trio.move_on_after(math.inf if timeout is None else timeout):
-                    conn = await peers.connect(location)
+            conn = await self._connection_to(location, timeout)
             if conn is None:
                 return None
             return await conn.request(Kind.LOCATE, kind, name, timeout, timeout=timeout)
@@ -557,6 +597,14 @@ class RemoteOps:
             return
         conn.reply(rid, task)
         task._when_done(lambda: conn.push_result(task._task_id, task._value))
+
+    def _on_node_status(self, conn: PeerConnection, message: list[Any]) -> None:
+        _, rid = message
+        conn.reply(rid, status_to_wire(self.node._status_here()))
+
+    def _on_echo(self, conn: PeerConnection, message: list[Any]) -> None:
+        _, rid = message
+        conn.reply(rid, True)
 
     def _on_task_result(self, conn: PeerConnection, message: list[Any]) -> None:
         _, task_id, value = message

@@ -29,6 +29,13 @@ RPS_CALL           request id, RPS name, args, kwargs, monitors      the new Tas
 TASK_RESULT        task id, value                                    none: pushed to the
                                                                      caller of an RPS when
                                                                      the task it started ends
+NODE_STATUS        request id                                        a map: the node's name,
+                                                                     locations, registered
+                                                                     names, peers, statistics
+                                                                     and version (see
+                                                                     ``_node_status.py``)
+ECHO               request id                                        True (a round trip, for
+                                                                     ``Pycos.ping``)
 =================  ===============================================  ==================
 
 A request that the receiver cannot serve (unknown task id, unknown kind, bad shape) is
@@ -64,6 +71,8 @@ class Kind:
     BYE: Final = 14
     RPS_CALL: Final = 15
     TASK_RESULT: Final = 16
+    NODE_STATUS: Final = 17
+    ECHO: Final = 18
 
 
 # What a request answers when it cannot be served (and what the caller sees when the
@@ -78,6 +87,8 @@ FAILURE_VALUES: dict[int, object] = {
     Kind.CHANNEL_SUBSCRIBE: -1,
     Kind.CHANNEL_UNSUB: -1,
     Kind.RPS_CALL: None,
+    Kind.NODE_STATUS: None,
+    Kind.ECHO: False,
 }
 
 REQUEST_KINDS = frozenset(FAILURE_VALUES)

@@ -508,10 +508,17 @@ class FileSender:
     pycos's "seconds to transfer one chunk"); None means ``file_idle_timeout``.
     Subclasses may override ``send_chunks`` (the tests do, to misbehave)."""
 
-    def __init__(self, peers: PeerManager, location: Location, timeout: float | None) -> None:
+    def __init__(
+        self,
+        peers: PeerManager,
+        location: Location,
+        timeout: float | None,
+        progress: Callable[[int, int], object] | None = None,
+    ) -> None:
         self.peers = peers
         self.location = location
         self.timeout = timeout
+        self.progress = progress
         self.step = peers.limits.file_idle_timeout if timeout is None else timeout
         self.chunk_size = peers.limits.file_chunk_size
 
@@ -638,12 +645,19 @@ class FileSender:
                     await send_channel.send(frame)
                     left -= count
 
+        progress = self.progress
+        sent = 0
+        if progress is not None:
+            progress(0, size)
         async with _unwrapped_nursery() as nursery:
             nursery.start_soon(read_all)
             async with receive_channel:
                 async for frame in receive_channel:
                     await stream.send_all(frame)
                     idle.deadline = trio.current_time() + self.step
+                    if progress is not None:
+                        sent += len(frame) - HEADER_SIZE
+                        progress(sent, size)
         return hasher.digest()
 
 
@@ -729,14 +743,20 @@ async def send_file(
     dir: str | os.PathLike[str] | None = None,
     overwrite: bool = False,
     timeout: float | None = None,
+    *,
+    progress: Callable[[int, int], object] | None = None,
 ) -> int | os.stat_result:
-    """``Pycos.send_file``: 0, 1, an ``os.stat_result`` or -1 (see docs/files.md)."""
+    """``Pycos.send_file``: 0, 1, an ``os.stat_result`` or -1 (see docs/files.md).
+    ``progress(sent, total)`` is called as the content goes out."""
     _check_args(location, file, timeout)
+    if progress is not None and not callable(progress):
+        raise TypeError(f"progress must be callable or None, not {type(progress).__name__}")
     wire_dir = _wire_dir(dir)
     if peers is None:
         await trio.lowlevel.checkpoint()
         return -1
-    return await FileSender(peers, location, timeout).send(file, wire_dir, bool(overwrite))
+    sender = FileSender(peers, location, timeout, progress)
+    return await sender.send(file, wire_dir, bool(overwrite))
 
 
 async def del_file(

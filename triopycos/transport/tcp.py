@@ -24,6 +24,11 @@ class TCPTransport:
                 return await trio.open_tcp_stream(host, port)
         except trio.TooSlowError:
             raise OSError(f"connecting to {host}:{port} timed out") from None
+        except OSError as exc:
+            reason = _first_reason(exc)
+            if reason is None:
+                raise
+            raise reason from exc
 
     async def open_listeners(
         self, host: str, port: int
@@ -41,3 +46,15 @@ class TCPTransport:
 
     async def open_udp(self, host: str, port: int) -> DatagramSocket:
         return await UDPSocket.bind(host, port)
+
+
+def _first_reason(exc: OSError) -> OSError | None:
+    """trio reports a failed connect as "all attempts to connect to ... failed", with
+    each attempt's error in an exception group as its cause: the first of those says
+    why ("[Errno 111] Connection refused"), which is what a log line should say."""
+    cause = exc.__cause__
+    if isinstance(cause, BaseExceptionGroup):
+        for leaf in cause.exceptions:
+            if isinstance(leaf, OSError) and leaf.strerror:
+                return OSError(leaf.errno, leaf.strerror)
+    return None
