@@ -398,3 +398,104 @@ def test_the_compat_namespace_has_pycos_names() -> None:
     with pytest.raises(AttributeError):
         pycos.no_such_name  # noqa: B018
     assert "triopycos.compat" in sys.modules
+
+
+async def test_review_fixes_pycos_semantics(tmp_path: Path) -> None:
+    # Each line below was wrong once (see CHANGELOG "Fixed"), against pycos 4.12.2.
+    proc = await run_script(
+        tmp_path,
+        """
+        import threading
+        import pycos
+        import pycos.netpycos as net
+
+        # pycos's netpycos starts with `from pycos import *`.
+        print("net names", all(hasattr(net, n) for n in ("logger", "Lock", "Event", "serialize")))
+
+        # Event.set() and Semaphore.release() from the main thread.
+        ev, sem = pycos.Event(), pycos.Semaphore(0)
+        def waiter(task=None):
+            got = yield ev.wait(10)
+            took = yield sem.acquire(timeout=10)
+            return got, took
+        w = pycos.Task(waiter)
+        import time
+        while not ev._waiters:  # (the waiter parked: a poll, only for the demonstration)
+            time.sleep(0.01)
+        ev.set(); ev.clear()    # a pulse still wakes the waiter (pycos)
+        sem.release()
+        print("event+semaphore", w.value())
+
+        # Condition: reentrant, and notify without holding the lock.
+        cv = pycos.Condition()
+        def cv_waiter(task=None):
+            yield cv.acquire()
+            again = yield cv.acquire()
+            notified = yield cv.wait(10)
+            cv.release(); cv.release()
+            return again, notified
+        def cv_notifier(task=None):
+            yield task.sleep(0.05)
+            cv.notify()
+        c = pycos.Task(cv_waiter); pycos.Task(cv_notifier)
+        print("condition", c.value())
+
+        # timeout=0 succeeds when nothing needs to wait; categorizers: last added first.
+        lock = pycos.Lock()
+        def quick(task=None):
+            free = yield lock.acquire(timeout=0)
+            lock.release()
+            cm = pycos.CategorizeMessages(task)
+            cm.add(lambda m: "any")
+            cm.add(lambda m: "special" if m == 7 else None)
+            task.send(7)
+            special = yield cm.recv("special", timeout=0)
+            return free, special
+        print("timeout 0", pycos.Task(quick).value())
+
+        # value() of a task whose scheduler has finished.
+        def answer(task=None):
+            return 42
+            yield
+        a = pycos.Task(answer)
+        s = pycos.Pycos.instance()
+        s.atexit(1, print, "dropped")
+        s.drop_atexit(1, print)
+        def joiner(task=None):
+            try:
+                s.join()
+            except Exception as exc:
+                return type(exc).__name__
+            yield
+        print("join in a task", pycos.Task(joiner).value())
+        s.finish()
+        print("value after finish", a.value())
+
+        # Two threads starting the scheduler at once get one.
+        errors, schedulers = [], []
+        def start():
+            try:
+                schedulers.append(pycos.Pycos())
+            except Exception as exc:
+                errors.append(exc)
+        threads = [threading.Thread(target=start) for _ in range(4)]
+        for t in threads: t.start()
+        for t in threads: t.join()
+        print("one scheduler", errors == [] and len({id(x) for x in schedulers}) == 1)
+
+        # terminate() from inside a task stops the scheduler; the program ends.
+        def stopper(task=None):
+            yield task.sleep(0.01)
+            pycos.Pycos.instance().terminate()
+        pycos.Task(stopper)
+        """,
+    )
+    assert output(proc) == [
+        "net names True",
+        "event+semaphore (True, True)",
+        "condition (True, True)",
+        "timeout 0 (True, 7)",
+        "join in a task PycosError",
+        "value after finish 42",
+        "one scheduler True",
+    ]

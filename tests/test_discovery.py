@@ -646,3 +646,27 @@ def test_an_announcement_too_big_fails_when_the_service_is_made() -> None:
             listen=True,
             announce_interval=None,
         )
+
+
+async def test_a_long_locate_does_not_leave_peers_waiting(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # locate() with no timeout asks every peer; once one answers, the others must not
+    # keep a handler waiting for the name for ever (from review).
+    async with VirtualNetwork(seed=34) as net, nodes(net, ["a", "b", "c"]) as (a, b, c):
+        await all_peered([a, b, c])
+
+        async def holder(task: Task) -> None:
+            task.register("x")
+            await task.receive()
+
+        held = a.spawn(holder)
+        for _ in range(20):
+            assert await b.spawn(Task.locate, "x").finish() == held
+        assert c._peers is not None
+        (to_b,) = [conn for conn in c._peers.by_id.values() if conn.name == "b"]
+        assert to_b._nursery is not None
+        await trio.sleep(31)  # one round of the peers' waits
+        waiting = [t for t in to_b._nursery.child_tasks if "_guarded" in t.name]
+        assert waiting == []
+        held.send(None)

@@ -12,7 +12,7 @@ import trio
 from ._entity import Entity
 from ._location import Location
 from ._task import Task, check_timeout
-from ._threads import from_any_thread
+from ._threads import from_any_thread, get_ident
 from .protocol.codec import Ref
 from .protocol.messages import Kind
 
@@ -56,7 +56,10 @@ class Channel(Entity):
         self._subscribed = trio.Event()
         self._registered: set[str] = set()
         self._closed = False
-        node._channels.add(self)
+        if node._thread_id != get_ident():  # a plain thread: the node's set is its own
+            node._call_in_loop(node._channels.add, self)
+        else:
+            node._channels.add(self)
 
     _kind = "channel"
 

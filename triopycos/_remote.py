@@ -320,11 +320,19 @@ class RemoteOps:
         async with trio.open_nursery() as nursery:
 
             async def ask(conn: PeerConnection) -> None:
-                left = max(0.0, deadline - trio.current_time()) if timeout else None
-                answer = await conn.request(Kind.LOCATE, kind, name, left, timeout=timeout)
-                if answer is not None and not found:
-                    found.append(answer)
-                    nursery.cancel_scope.cancel()
+                while True:
+                    # The peer waits for the name at most one round: once we stop
+                    # looking (found elsewhere), it is not left waiting for long.
+                    left = max(0.0, deadline - trio.current_time()) if timeout else None
+                    wait = None if left is None else min(left, _LOCATE_ROUND)
+                    answer = await conn.request(Kind.LOCATE, kind, name, wait, timeout=wait)
+                    if answer is not None:
+                        if not found:
+                            found.append(answer)
+                            nursery.cancel_scope.cancel()
+                        return
+                    if wait is None or wait == left or conn.closed:
+                        return
 
             asked: set[PeerConnection] = set()
 
@@ -632,6 +640,7 @@ def _wire_timeout(value: object) -> float | None:
 
 
 _RESULTS_KEPT = 65536
+_LOCATE_ROUND = 30.0  # seconds a peer waits for a name per request of a long locate
 _TOLD_LOST_KEPT = 4096
 
 

@@ -361,6 +361,8 @@ class Task(Entity):
     def value(self, timeout: float | None = None) -> Any:
         """From a plain thread (never a task): wait for the task to end and return
         what ``finish()`` returns."""
+        if self._local and not self._alive:  # (its node may have stopped since)
+            return self._value
         return self._node._wait_in_loop(self.finish, timeout)
 
     def hot_swappable(self, flag: bool) -> None:

@@ -12,12 +12,13 @@ tasks).
 
 from __future__ import annotations
 
+import builtins
 import importlib
 import importlib.abc
 import importlib.machinery
 import os
-import runpy
 import sys
+import traceback
 from collections.abc import Sequence
 from types import ModuleType
 
@@ -81,9 +82,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"triopycos.compat: no such script: {script}", file=sys.stderr)
         return 2
     install()
-    sys.argv = [script, *args[1:]]
-    sys.path.insert(0, os.path.dirname(os.path.abspath(script)))
-    runpy.run_path(script, run_name="__main__")
+    return run_as_main(script, args[1:])
+
+
+def run_as_main(script: str, args: Sequence[str]) -> int:
+    """Run ``script`` as ``python SCRIPT ARGS`` would: in a fresh ``__main__``
+    module that stays ``__main__`` (tasks may run after the body), with its directory
+    first on ``sys.path``, and an uncaught exception printed without this runner's
+    frames (exit status 1)."""
+    path = os.path.abspath(script)
+    with open(path, "rb") as file:
+        code = compile(file.read(), path, "exec")
+    main_module = ModuleType("__main__")
+    main_module.__file__ = path
+    main_module.__dict__["__builtins__"] = builtins
+    sys.modules["__main__"] = main_module
+    sys.argv = [script, *args]
+    sys.path[0] = os.path.dirname(path)
+    try:
+        exec(code, main_module.__dict__)
+    except SystemExit:
+        raise
+    except BaseException as exc:
+        # The traceback starts at the script, as with `python SCRIPT`.
+        tb = exc.__traceback__.tb_next if exc.__traceback__ is not None else None
+        traceback.print_exception(type(exc), exc, tb)
+        return 130 if isinstance(exc, KeyboardInterrupt) else 1
     return 0
 
 

@@ -15,6 +15,7 @@ from .._task import Task, check_timeout
 __all__ = ["CategorizeMessages"]
 
 Categorizer = Callable[[Any], Any]
+_NOTHING = object()
 
 
 class CategorizeMessages:
@@ -29,8 +30,9 @@ class CategorizeMessages:
         self._kept: dict[Any, deque[Any]] = {}
 
     def add(self, categorize: Categorizer) -> None:
+        """Add a function; the one added last is tried first (as pycos)."""
         if categorize not in self._categorizers:
-            self._categorizers.append(categorize)
+            self._categorizers.insert(0, categorize)
 
     def remove(self, categorize: Categorizer) -> None:
         if categorize in self._categorizers:
@@ -51,11 +53,16 @@ class CategorizeMessages:
         if kept:
             await trio.lowlevel.checkpoint()
             return kept.popleft()
-        with trio.move_on_after(math.inf if timeout is None else timeout):
-            while True:
-                message = await self._task.receive()
-                found = self._category(message)
-                if found == category:
-                    return message
-                self._kept.setdefault(found, deque()).append(message)
-        return alarm_value
+        deadline = trio.current_time() + (math.inf if timeout is None else timeout)
+        while True:
+            # Messages already queued are taken even with timeout=0.
+            left = max(0.0, deadline - trio.current_time())
+            message = await self._task.receive(None if left == math.inf else left, _NOTHING)
+            if message is _NOTHING:
+                return alarm_value
+            found = self._category(message)
+            if found == category:
+                return message
+            self._kept.setdefault(found, deque()).append(message)
+
+    recv = receive

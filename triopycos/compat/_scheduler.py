@@ -82,6 +82,8 @@ class _Runner:
 
     def wait_tasks(self, timeout: float | None) -> bool:
         """Wait for every non-daemon task: True, or False if ``timeout`` passed."""
+        if self.here:
+            raise PycosError("join() waits for tasks: call it from the main program")
         node = self.node
         if node is None or not self.alive:
             return True
@@ -97,14 +99,50 @@ class _Runner:
         except PycosError:  # already stopped
             return True
 
+    @property
+    def here(self) -> bool:
+        """Whether the caller runs in the scheduler's thread (inside a task)."""
+        return threading.current_thread() is self._thread
+
     def stop(self, *, now: bool) -> None:
-        """End the node (cancelling every task if ``now``) and its thread."""
+        """End the node (cancelling every task if ``now``) and its thread.  From a
+        task it only starts that: the thread cannot wait for its own end."""
         node, stop = self.node, self._stop
         if node is not None and stop is not None and self.alive:
+            action = node.terminate if now else stop.set
+            if self.here:
+                action()
+                return
             with contextlib.suppress(PycosError):  # it stopped meanwhile
-                node._call_in_loop(node.terminate if now else stop.set)
-        if threading.current_thread() is not self._thread:
-            self._thread.join()
+                node._call_in_loop(action)
+        self._thread.join()
+
+
+def _options(
+    udp_port: int = 9705,
+    tcp_port: int | None = None,
+    node: str | list[str] | None = None,
+    ext_ip_addr: str | list[str] | None = None,
+    socket_family: int | None = None,
+    ipv4_udp_multicast: bool = False,
+    name: str | None = None,
+    discover_peers: bool = True,
+    secret: str = "",
+    certfile: str | None = None,
+    keyfile: str | None = None,
+    notifier: object = None,
+    dest_path: str | None = None,
+    max_file_size: int | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """``open_pycos`` arguments for the spec's ``Pycos(...)`` (``notifier`` is
+    pycos's I/O poller: trio has its own)."""
+    if network_defaults is None:
+        return {**_LOCAL_ONLY, "name": name}
+    spec = dict(locals())
+    for unused in ("notifier", "extra"):
+        spec.pop(unused)
+    return {**spec, **network_defaults, **extra}
 
 
 def _log_start(node: _node.Pycos) -> None:
@@ -126,68 +164,25 @@ class Pycos:
 
     _instance: ClassVar[Pycos | None] = None
     _lock: ClassVar[threading.Lock] = threading.Lock()
-    _started: bool
     _runner: _Runner
+    _atexit: list[tuple[int, Callable[..., Any], tuple[Any, ...], dict[str, Any]]]
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Pycos:
+        # The scheduler starts under the lock: two threads creating the first task at
+        # once get the same one, fully started.
         with Pycos._lock:
             current = Pycos._instance
             if current is not None and current._runner.alive:
                 return current
             self = super().__new__(cls)
-            self._started = False
+            self._atexit = []
+            self._runner = _Runner(_options(*args, **kwargs))
             Pycos._instance = self
-            return self
-
-    def __init__(
-        self,
-        udp_port: int = 9705,
-        tcp_port: int | None = None,
-        node: str | list[str] | None = None,
-        ext_ip_addr: str | list[str] | None = None,
-        socket_family: int | None = None,
-        ipv4_udp_multicast: bool = False,
-        name: str | None = None,
-        discover_peers: bool = True,
-        secret: str = "",
-        certfile: str | None = None,
-        keyfile: str | None = None,
-        notifier: object = None,
-        dest_path: str | None = None,
-        max_file_size: int | None = None,
-        **extra: Any,
-    ) -> None:
-        if self._started:
-            return  # pycos: the running scheduler, whatever the arguments
-        self._started = True
-        self._atexit: list[tuple[int, Callable[..., Any], tuple[Any, ...], dict[str, Any]]] = []
-        if network_defaults is None:
-            options = {**_LOCAL_ONLY, "name": name}
-        else:
-            options = {
-                "udp_port": udp_port,
-                "tcp_port": tcp_port,
-                "node": node,
-                "ext_ip_addr": ext_ip_addr,
-                "socket_family": socket_family,
-                "ipv4_udp_multicast": ipv4_udp_multicast,
-                "name": name,
-                "discover_peers": discover_peers,
-                "secret": secret,
-                "certfile": certfile,
-                "keyfile": keyfile,
-                "dest_path": dest_path,
-                "max_file_size": max_file_size,
-                **network_defaults,
-                **extra,
-            }
-        try:
-            self._runner = _Runner(options)
-        except BaseException:
-            with Pycos._lock:
-                Pycos._instance = None
-            raise
         atexit.register(self._at_exit)
+        return self
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass  # pycos: the running scheduler, whatever the arguments (see __new__)
 
     # -- the scheduler ------------------------------------------------------------
 
@@ -245,9 +240,10 @@ class Pycos:
         return self._runner.wait_tasks(timeout)
 
     def finish(self) -> None:
-        """Wait for every non-daemon task, then stop (from the main program or a
-        thread, never from a task)."""
-        self._runner.wait_tasks(None)
+        """Wait for every non-daemon task, then stop.  From a task: stop once the
+        non-daemon tasks have ended (a task cannot wait for itself)."""
+        if not self._runner.here:
+            self._runner.wait_tasks(None)
         self._shutdown(now=False)
 
     def terminate(self) -> None:
@@ -259,8 +255,17 @@ class Pycos:
         ``priority`` first."""
         bisect.insort(self._atexit, (priority, func, fargs, fkwargs), key=lambda item: item[0])
 
+    def drop_atexit(self, priority: int, func: Callable[..., Any]) -> None:
+        """Forget every ``atexit`` entry of ``func`` at ``priority``."""
+        self._atexit = [e for e in self._atexit if (e[0], e[1]) != (priority, func)]
+
     def _shutdown(self, *, now: bool) -> None:
         self._runner.stop(now=now)
+        if self._runner.here:
+            return  # the atexit functions run when the main program finishes
+        self._run_atexit()
+
+    def _run_atexit(self) -> None:
         while self._atexit:
             _, func, fargs, fkwargs = self._atexit.pop()
             try:
@@ -274,6 +279,8 @@ class Pycos:
     def _at_exit(self) -> None:
         if self._runner.alive:
             self.finish()
+        else:
+            self._run_atexit()
 
     # -- network (netpycos) ---------------------------------------------------------
 

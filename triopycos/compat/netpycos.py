@@ -1,19 +1,53 @@
 """pycos's ``netpycos`` on triopycos: importing it makes the scheduler a network node
 with the spec's defaults (``udp_port=9705``, discovery on, this host's address), as
-``import pycos.netpycos`` does in pycos."""
+``import pycos.netpycos`` does in pycos.  It also has all of pycos's names (pycos's
+netpycos starts with ``from pycos import *``), so ``import pycos.netpycos as pycos``
+works too."""
 
 from __future__ import annotations
 
 from .. import _node
-from .._channel import Channel
-from .._location import Location
-from .._rps import RPS
-from .._status import MonitorStatus, PeerStatus
-from .._task import Task
-from . import _scheduler
+from . import (
+    RPS,
+    CategorizeMessages,
+    Channel,
+    Condition,
+    Event,
+    Location,
+    Lock,
+    Logger,
+    MonitorStatus,
+    PeerStatus,
+    RLock,
+    Semaphore,
+    Task,
+    _scheduler,
+    deserialize,
+    logger,
+    serialize,
+)
 from ._scheduler import Pycos
 
-__all__ = ["RPS", "RTI", "Channel", "Location", "MonitorStatus", "PeerStatus", "Pycos", "Task"]
+__all__ = [
+    "RPS",
+    "RTI",
+    "CategorizeMessages",
+    "Channel",
+    "Condition",
+    "Event",
+    "Location",
+    "Lock",
+    "Logger",
+    "MonitorStatus",
+    "PeerStatus",
+    "Pycos",
+    "RLock",
+    "Semaphore",
+    "Task",
+    "deserialize",
+    "logger",
+    "serialize",
+]
 
 RTI = RPS  # pycos's older name for remote procedure services
 
