@@ -57,6 +57,7 @@ async def test_status_of_a_peer_lists_names_peers_and_statistics(
         async with cluster("a", "b", "c") as (a, b, c):
             b.spawn(services)
             b.spawn(idle).register("another")
+            await trio.testing.wait_all_tasks_blocked()  # services registered its names
             status = await a.status(b.location, timeout=5)
             assert isinstance(status, NodeStatus)
             assert status.name == "b"
