@@ -1,5 +1,7 @@
 """The fast paths of the message path keep the semantics of the slow ones.
 
+* The reader of a plain socket reads it with ``os.read`` and ``wait_readable``
+  (``transport.receiver``): same contract as ``SocketStream.receive_some``.
 * A connection whose writer is idle writes a frame from the sender's own task with
   one attempt that cannot wait (``transport.nowait_sender``); what does not fit goes
   to the writer.  So: the attempt never waits, a full stream leaves the rest to the
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import socket
 import ssl
+import struct
 from typing import Any
 
 import pytest
@@ -19,7 +22,7 @@ import trustme
 
 from triopycos import Pycos, Task
 from triopycos.testing import VirtualNetwork
-from triopycos.transport import nowait_sender
+from triopycos.transport import nowait_sender, receiver
 
 
 def socket_streams() -> tuple[trio.SocketStream, trio.SocketStream]:
@@ -64,6 +67,52 @@ async def test_socket_nowait_sender_reports_a_broken_connection() -> None:
         for _ in range(100):  # the first write after the peer's close may still succeed
             send(b"x" * 1024)
     await left.aclose()
+
+
+async def test_socket_receiver_keeps_receive_somes_contract() -> None:
+    left, right = socket_streams()
+    receive = receiver(right)
+    assert receive != right.receive_some  # the fast path is in use
+    with trio.fail_after(5):
+        # Waits for data, then hands it over.
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(left.send_all, b"hello")
+            assert await receive(100) == b"hello"
+        # A cancelled call reads nothing: the data is still there afterwards.
+        await left.send_all(b"kept")
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            await receive(100)
+        assert scope.cancelled_caught
+        assert await receive(2) == b"ke"
+        assert await receive(100) == b"pt"
+        # A wait can be cancelled.
+        with trio.move_on_after(0.05) as waited:
+            await receive(100)
+        assert waited.cancelled_caught
+        await left.send_eof()
+        assert await receive(100) == b""
+    await right.aclose()
+    with pytest.raises(trio.ClosedResourceError):
+        await receive(100)
+    await left.aclose()
+
+
+async def test_socket_receiver_maps_read_errors() -> None:
+    with trio.socket.socket() as listener:
+        await listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        client = trio.socket.socket()
+        await client.connect(listener.getsockname())
+        server, _ = await listener.accept()
+        # SO_LINGER 0: close() sends a reset, the other side's read fails.
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        client.close()
+        stream = trio.SocketStream(server)
+        receive = receiver(stream)
+        with trio.fail_after(5), pytest.raises(trio.BrokenResourceError):
+            await receive(100)
+        await stream.aclose()
 
 
 async def test_no_nowait_sender_for_tls_or_unknown_streams() -> None:

@@ -39,7 +39,7 @@ from ..protocol.errors import DecodeError, ProtocolError
 from ..protocol.framing import FrameDecoder, encode_frame_header
 from ..protocol.handshake import PeerHello
 from ..protocol.messages import FAILURE_VALUES, Kind
-from ..transport import nowait_sender
+from ..transport import nowait_sender, receiver
 
 __all__ = ["PeerConnection", "PeerStatistics"]
 
@@ -280,7 +280,7 @@ class PeerConnection:
         decoder = self._decoder
         decode = self.codec.decode
         dispatch = self._dispatch
-        receive = self.stream.receive_some
+        receive = receiver(self.stream)
         while True:
             while (frame := decoder.next_frame()) is not None:
                 try:

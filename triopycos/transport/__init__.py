@@ -2,7 +2,7 @@
 virtual network implement the same interface)."""
 
 from ._base import DatagramSocket, Transport
-from ._nowait import NowaitSend, nowait_sender
+from ._nowait import NowaitSend, Receive, nowait_sender, receiver
 from .tcp import TCPTransport
 from .tls import TLSTransport
 from .udp import UDPSocket
@@ -10,9 +10,11 @@ from .udp import UDPSocket
 __all__ = [
     "DatagramSocket",
     "NowaitSend",
+    "Receive",
     "TCPTransport",
     "TLSTransport",
     "Transport",
     "UDPSocket",
     "nowait_sender",
+    "receiver",
 ]
