@@ -40,6 +40,7 @@ from ..protocol.framing import FrameDecoder, encode_frame_header
 from ..protocol.handshake import PeerHello
 from ..protocol.messages import FAILURE_VALUES, Kind
 from ..transport import nowait_sender, receiver
+from .timer import Timer
 
 __all__ = ["PeerConnection", "PeerStatistics"]
 
@@ -71,7 +72,8 @@ class PeerSilent(Exception):
 
 class _Pending:
     """One request waiting for its reply: the waiting trio task is parked and
-    rescheduled directly by ``resolve`` (no Event, no extra hop)."""
+    rescheduled directly by ``resolve`` (no Event, no extra hop), or by the node's
+    timer when its timeout comes first (an ``Expiry``: no cancel scope per request)."""
 
     __slots__ = ("done", "task", "value")
 
@@ -87,6 +89,9 @@ class _Pending:
         if task is not None:
             self.task = None
             _reschedule(task)
+
+    def expire(self) -> None:
+        self.finish(self.value)  # still the failure value
 
 
 class PeerConnection:
@@ -106,8 +111,10 @@ class PeerConnection:
         max_outbox_bytes: int,
         peer_timeout: float,
         stats: PeerStatistics,
+        timer: Timer,
     ) -> None:
         self.stream = stream
+        self._timer = timer
         self.node_id = hello.node_id
         self.name = hello.name
         self.locations = tuple(Location(h, p) for h, p in hello.locations)
@@ -199,13 +206,12 @@ class PeerConnection:
 
             def abort(_: object) -> trio.lowlevel.Abort:
                 slot.task = None
+                slot.done = True  # the timer can forget it
                 return trio.lowlevel.Abort.SUCCEEDED
 
-            if timeout is None:
-                await trio.lowlevel.wait_task_rescheduled(abort)
-            else:
-                with trio.move_on_after(timeout):
-                    await trio.lowlevel.wait_task_rescheduled(abort)
+            if timeout is not None:
+                self._timer.add(_now() + timeout, slot)
+            await trio.lowlevel.wait_task_rescheduled(abort)
             return slot.value
         finally:
             self._pending.pop(rid, None)
