@@ -1,16 +1,23 @@
-"""Helpers shared by the benchmarks: metrics, timing, worker subprocesses, tables.
+"""Helpers shared by the benchmarks: metrics, timing, worker processes, tables.
 
 A benchmark script usually has two halves:
 
 * a *worker* half (``--system NAME --json``) that runs one system's measurements in
   its own process and prints one JSON object ``{metric key: value}`` as the last line
   of its standard output (``emit_json``);
-* a *driver* half that starts those workers round after round (``run_worker``),
+* a *driver* half that starts those workers round after round (``run_worker``), or a
+  server process and a client process talking over loopback (``run_with_server``),
   collects the values and prints a table of medians with a ratio column
   (``comparison_table``).
 
 Keeping every system in its own process means no scheduler thread, event loop or
 garbage from one system runs while another one is being measured.
+
+Process rules (the same for every script): a server prints ``ready ADDR PORT`` on its
+standard output once it listens (``announce_ready``) and exits when the driver closes
+its standard input; every worker arms a watchdog (``arm_watchdog``) that ends it after
+a hard deadline whatever it is doing; the driver bounds each client with a timeout
+and kills the server in a ``finally``.  Only loopback is used.
 """
 
 from __future__ import annotations
@@ -19,30 +26,47 @@ import gc
 import json
 import math
 import os
+import select
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 
 __all__ = [
+    "HOST",
     "REPO_ROOT",
     "Metric",
     "Stopwatch",
     "WorkerError",
+    "announce_ready",
+    "arm_watchdog",
     "clock",
     "comparison_table",
     "emit_json",
     "format_table",
     "format_value",
+    "load_average",
     "median",
     "quiet_gc",
     "ratio",
+    "read_ready",
+    "rss_bytes",
+    "run_with_server",
     "run_worker",
+    "start_server",
+    "stop_process",
+    "version",
+    "worker_env",
 ]
+
+#: The only address benchmarks use: every node binds it, nothing discovers peers.
+HOST = "127.0.0.1"
 
 #: The repository root: workers get it on ``PYTHONPATH`` so ``triopycos`` and ``bench``
 #: import without the package being installed.
@@ -193,15 +217,11 @@ def run_worker(argv: Sequence[str], *, timeout: float = 600.0) -> dict[str, floa
 
     The worker's standard error passes through, so its warnings stay visible.
     """
-    env = dict(os.environ)
-    paths = [str(REPO_ROOT), *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
-    env["PYTHONPATH"] = os.pathsep.join(paths)
-    env.setdefault("PYTHONHASHSEED", "0")
     proc = subprocess.run(
         [sys.executable, *argv],
         stdout=subprocess.PIPE,
         text=True,
-        env=env,
+        env=worker_env(),
         timeout=timeout,
         check=False,
     )
@@ -216,3 +236,141 @@ def run_worker(argv: Sequence[str], *, timeout: float = 600.0) -> dict[str, floa
     if not isinstance(data, dict):
         raise WorkerError(f"worker {' '.join(argv)} printed {type(data).__name__}, not a dict")
     return {str(k): float(v) for k, v in data.items()}
+
+
+# -- worker processes -------------------------------------------------------------------
+
+
+def worker_env() -> dict[str, str]:
+    """The environment of a worker: this checkout first on ``PYTHONPATH`` (so the
+    ``triopycos`` measured is the one next to the script) and a fixed hash seed."""
+    env = dict(os.environ)
+    paths = [str(REPO_ROOT), *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
+    env["PYTHONPATH"] = os.pathsep.join(paths)
+    env.setdefault("PYTHONHASHSEED", "0")
+    return env
+
+
+def announce_ready(addr: str, port: int) -> None:
+    """Server side: tell the driver where we listen, then keep stdout for that only
+    (anything printed later goes to stderr)."""
+    print(f"ready {addr} {port}", flush=True)
+    os.dup2(2, 1)
+
+
+def arm_watchdog(seconds: float, *, exit_on_stdin_eof: bool = False) -> None:
+    """End this process after ``seconds`` whatever it is doing and (servers) as soon
+    as the driver closes our standard input or dies."""
+    timer = threading.Timer(seconds, _hard_exit, args=(f"deadline of {seconds:.0f} s passed", 3))
+    timer.daemon = True
+    timer.start()
+    if exit_on_stdin_eof:
+
+        def watch_stdin() -> None:
+            # os.read on the descriptor: no lock of sys.stdin's buffer is held, so
+            # interpreter shutdown never waits for this thread.
+            while os.read(0, 4096):
+                pass
+            _hard_exit("", 0)
+
+        threading.Thread(target=watch_stdin, daemon=True).start()
+
+
+def _hard_exit(why: str, code: int) -> None:
+    if why:
+        print(f"{Path(sys.argv[0]).name} worker {os.getpid()}: {why}, exiting", file=sys.stderr)
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def start_server(argv: Sequence[str]) -> subprocess.Popen[bytes]:
+    """Start ``python argv...`` as a server: its stdin is ours to close (it then
+    exits), its stdout carries the ready line."""
+    return subprocess.Popen(
+        [sys.executable, *argv],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env=worker_env(),
+    )
+
+
+def read_ready(proc: subprocess.Popen[bytes], timeout: float) -> tuple[str, int]:
+    """The server's ``ready ADDR PORT`` line, waiting at most ``timeout`` seconds."""
+    assert proc.stdout is not None
+    fd = proc.stdout.fileno()
+    data = b""
+    end = time.monotonic() + timeout
+    while b"\n" not in data:
+        left = end - time.monotonic()
+        if left <= 0:
+            raise WorkerError(f"server did not get ready within {timeout:.0f} s")
+        readable, _, _ = select.select([fd], [], [], left)
+        if readable:
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                raise WorkerError(f"server exited before it was ready ({proc.poll()})")
+            data += chunk
+    words = data.split(b"\n", 1)[0].decode().split()
+    if len(words) != 3 or words[0] != "ready":
+        raise WorkerError(f"unexpected line from the server: {data!r}")
+    return words[1], int(words[2])
+
+
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    """Let a server exit (it does on stdin EOF), and kill it if it does not within a
+    few seconds."""
+    try:
+        if proc.stdin is not None:
+            proc.stdin.close()
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        pass
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def run_with_server(
+    server_argv: Sequence[str],
+    client_argv: Callable[[int], Sequence[str]],
+    *,
+    timeout: float,
+    ready_timeout: float = 30.0,
+) -> dict[str, float]:
+    """One server process and one client process on loopback: start the server, run
+    ``client_argv(port)`` as a worker (its JSON is the result), stop the server."""
+    server = start_server(server_argv)
+    try:
+        _, port = read_ready(server, timeout=ready_timeout)
+        return run_worker(client_argv(port), timeout=timeout)
+    finally:
+        stop_process(server)
+
+
+# -- the machine ------------------------------------------------------------------------
+
+
+def rss_bytes() -> int:
+    """This process's resident set size now (Linux: /proc/self/statm)."""
+    with open("/proc/self/statm") as f:
+        resident_pages = int(f.read().split()[1])
+    return resident_pages * os.sysconf("SC_PAGE_SIZE")
+
+
+def load_average() -> str:
+    """The 1-minute load average as text (other processes competing for the CPUs
+    inflate round-trip times: every table says how loaded the machine was)."""
+    try:
+        return f"{os.getloadavg()[0]:.1f}"
+    except OSError:
+        return "n/a"
+
+
+def version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "not installed"

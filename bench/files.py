@@ -11,7 +11,10 @@ pycos peers first, untimed, since its ``send_file`` needs a known peer).  The dr
 then checks the received file (size and sha256) and removes it, and prints the
 median throughput of each system and their ratio.  A third, diagnostic system,
 ``triopycos-nosha``, is triopycos with its sha256 replaced by a no-op in both
-processes: it shows what the checksum (which pycos does not have) costs.
+processes: it shows what the checksum (which pycos does not have) costs.  The
+fourth, ``raw``, is the floor: plain trio TCP, an 8-byte size then the content, read
+and written 1 MiB at a time with no protocol, no checksum and no threads (the
+receiver writes into a file in its folder, renamed when complete, like the others).
 
 Only loopback: every node binds 127.0.0.1 and nothing discovers peers (pycos:
 ``host="127.0.0.1", tcp_port=0, udp_port=0, discover_peers=False``).  Every process
@@ -24,67 +27,42 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
-import select
 import shutil
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Generator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 if __package__ in (None, ""):  # run as a script: make `bench` and `triopycos` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._common import (
-    REPO_ROOT,
+    HOST,
     Metric,
     WorkerError,
+    announce_ready,
+    arm_watchdog,
     clock,
     comparison_table,
     emit_json,
-    run_worker,
+    run_with_server,
 )
 
-HOST = "127.0.0.1"
+if TYPE_CHECKING:
+    import trio
+
 SECRET = "bench-files"
-SYSTEMS = ("triopycos", "pycos", "triopycos-nosha")
+SYSTEMS = ("triopycos", "pycos", "triopycos-nosha", "raw")
+#: Bytes the raw floor reads and writes at a time.
+RAW_BLOCK = 1 << 20
 METRIC = Metric("throughput", "send_file", "MB/s", True, 1e-6)
 #: Seconds a sender may take for one file (it is killed after that).
 SEND_DEADLINE = 300.0
 
 
 # -- workers --------------------------------------------------------------------------
-
-
-def arm_watchdog(seconds: float, *, exit_on_stdin_eof: bool = False) -> None:
-    """End this process after ``seconds`` whatever it is doing, and (receivers) as
-    soon as the driver closes our stdin or dies."""
-    timer = threading.Timer(seconds, _hard_exit, args=(f"deadline of {seconds:.0f} s passed", 3))
-    timer.daemon = True
-    timer.start()
-    if exit_on_stdin_eof:
-
-        def watch_stdin() -> None:
-            while os.read(0, 4096):
-                pass
-            _hard_exit("", 0)
-
-        threading.Thread(target=watch_stdin, daemon=True).start()
-
-
-def _hard_exit(why: str, code: int) -> None:
-    if why:
-        print(f"bench/files.py worker {os.getpid()}: {why}, exiting", file=sys.stderr)
-    sys.stderr.flush()
-    os._exit(code)
-
-
-def announce_ready(addr: str, port: int) -> None:
-    print(f"ready {addr} {port}", flush=True)
-    os.dup2(2, 1)  # anything printed later goes to stderr
 
 
 def _pycos_scheduler(name: str, dest: str | None = None) -> Any:
@@ -200,47 +178,70 @@ def triopycos_send(port: int, file: str) -> dict[str, float]:
 # -- driver ---------------------------------------------------------------------------
 
 
-def _worker_env() -> dict[str, str]:
-    env = dict(os.environ)
-    paths = [str(REPO_ROOT), *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
-    env["PYTHONPATH"] = os.pathsep.join(paths)
-    return env
-
-
-def _read_ready(proc: subprocess.Popen[bytes], timeout: float) -> int:
-    """The receiver's port, from its "ready ADDR PORT" line."""
-    assert proc.stdout is not None
-    fd = proc.stdout.fileno()
+async def _receive_exactly(stream: trio.abc.Stream, size: int) -> bytes:
     data = b""
-    end = time.monotonic() + timeout
-    while b"\n" not in data:
-        left = end - time.monotonic()
-        if left <= 0:
-            raise WorkerError(f"receiver not ready within {timeout:.0f} s")
-        if select.select([fd], [], [], left)[0]:
-            chunk = os.read(fd, 4096)
-            if not chunk:
-                raise WorkerError(f"receiver exited before it was ready ({proc.poll()})")
-            data += chunk
-    words = data.split(b"\n", 1)[0].decode().split()
-    if len(words) != 3 or words[0] != "ready":
-        raise WorkerError(f"unexpected line from the receiver: {data!r}")
-    return int(words[2])
+    while len(data) < size:
+        chunk = await stream.receive_some(size - len(data))
+        if not chunk:
+            raise RuntimeError("raw: connection closed early")
+        data += chunk
+    return data
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    try:
-        if proc.stdin is not None:
-            proc.stdin.close()
-        proc.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        pass
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
+def raw_serve(dest: str, deadline: float) -> None:
+    """The floor's receiver: one connection, an 8-byte size, a 2-byte name length,
+    the name, then the content.  Its file I/O is blocking, in the trio thread, on
+    purpose: the floor is the simplest loop (the disk of a 2-core machine is not the
+    limit: the page cache takes the writes)."""
+    import trio
+
+    async def main() -> None:
+        listeners = await trio.open_tcp_listeners(0, host=HOST)
+        listener = listeners[0]
+        addr = listener.socket.getsockname()
+        announce_ready(str(addr[0]), int(addr[1]))
+        with trio.move_on_after(deadline):
+            stream = await listener.accept()
+            async with stream:
+                header = await _receive_exactly(stream, 10)
+                left = int.from_bytes(header[:8], "big")
+                name = (await _receive_exactly(stream, int.from_bytes(header[8:], "big"))).decode()
+                part = os.path.join(dest, ".raw.part")
+                with open(part, "wb", buffering=0) as f:  # noqa: ASYNC230 (see above)
+                    while left > 0:
+                        data = await stream.receive_some(min(RAW_BLOCK, left))
+                        if not data:
+                            raise RuntimeError("raw: connection closed early")
+                        f.write(data)
+                        left -= len(data)
+                os.replace(part, os.path.join(dest, os.path.basename(name)))
+                await stream.send_all(b"k")
+
+    trio.run(main)
+
+
+def raw_send(port: int, file: str) -> dict[str, float]:
+    import trio
+
+    size = os.path.getsize(file)
+    name = os.path.basename(file).encode()
+
+    async def main() -> float:
+        start = clock()
+        stream = await trio.open_tcp_stream(HOST, port)
+        async with stream:
+            await stream.send_all(size.to_bytes(8, "big") + len(name).to_bytes(2, "big") + name)
+            buf = bytearray(RAW_BLOCK)
+            view = memoryview(buf)
+            with open(file, "rb", buffering=0) as f:  # noqa: ASYNC230 (as raw_serve)
+                while n := f.readinto(buf):
+                    await stream.send_all(view[:n])
+            if await stream.receive_some(1) != b"k":
+                raise RuntimeError("raw: no acknowledgement")
+        return clock() - start
+
+    elapsed = trio.run(main)
+    return {"throughput": size / elapsed, "seconds": elapsed}
 
 
 def _sha256(path: str) -> str:
@@ -260,20 +261,11 @@ def run_round(system: str, file: str, digest: str, dest_root: str) -> float:
     # Start every round with no dirty pages being written back: the file system's
     # write speed then depends on this round's writes only.
     os.sync()
-    receiver = subprocess.Popen(
-        [sys.executable, script, "--serve", system, "--dest", dest],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        env=_worker_env(),
+    result = run_with_server(
+        [script, "--serve", system, "--dest", dest],
+        lambda port: [script, "--send", system, "--port", str(port), "--file", file],
+        timeout=SEND_DEADLINE + 10,
     )
-    try:
-        port = _read_ready(receiver, timeout=30)
-        result = run_worker(
-            [script, "--send", system, "--port", str(port), "--file", file],
-            timeout=SEND_DEADLINE + 10,
-        )
-    finally:
-        _stop(receiver)
     received = os.path.join(dest, os.path.basename(file))
     if not os.path.isfile(received) or _sha256(received) != digest:
         raise WorkerError(f"{system}: the received file is missing or differs")
@@ -281,15 +273,20 @@ def run_round(system: str, file: str, digest: str, dest_root: str) -> float:
     return result["throughput"]
 
 
+def make_payload(folder: str, size_mib: int) -> tuple[str, str]:
+    """Write ``size_mib`` MiB of random bytes in ``folder``: (path, sha256 hex)."""
+    file = os.path.join(folder, "payload.bin")
+    with open(file, "wb") as f:
+        for _ in range(size_mib):
+            f.write(os.urandom(1 << 20))
+    return file, _sha256(file)
+
+
 def drive(args: argparse.Namespace) -> int:
     work = tempfile.mkdtemp(prefix="bench-files-")
     dest_root = tempfile.mkdtemp(prefix="bench-files-dest-", dir=args.dest_root)
     try:
-        file = os.path.join(work, "payload.bin")
-        with open(file, "wb") as f:
-            for _ in range(args.size):
-                f.write(os.urandom(1 << 20))
-        digest = _sha256(file)
+        file, digest = make_payload(work, args.size)
         collected: dict[str, list[float]] = {system: [] for system in SYSTEMS}
         for i in range(args.rounds):
             # Rotate the order: no system always runs first (or right after another).
@@ -310,6 +307,9 @@ def drive(args: argparse.Namespace) -> int:
         )
         rows = [(METRIC, collected["triopycos-nosha"], collected["pycos"])]
         print(comparison_table(rows, "triopycos, no sha256", "pycos 4.12.2", spread=True))
+        print("\nThe floor: plain trio TCP, no protocol, no checksum, no threads:\n")
+        rows = [(METRIC, collected["triopycos"], collected["raw"])]
+        print(comparison_table(rows, "triopycos", "raw trio", spread=True))
     finally:
         shutil.rmtree(work, ignore_errors=True)
         shutil.rmtree(dest_root, ignore_errors=True)
@@ -339,15 +339,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         arm_watchdog(SEND_DEADLINE + 60, exit_on_stdin_eof=True)
         if args.serve == "triopycos-nosha":
             _without_checksum()
-        serve = pycos_serve if args.serve == "pycos" else triopycos_serve
-        serve(args.dest, SEND_DEADLINE + 30)
+        serves = {"pycos": pycos_serve, "raw": raw_serve}
+        serves.get(args.serve, triopycos_serve)(args.dest, SEND_DEADLINE + 30)
         return 0
     if args.send:
         arm_watchdog(SEND_DEADLINE)
         if args.send == "triopycos-nosha":
             _without_checksum()
-        send = pycos_send if args.send == "pycos" else triopycos_send
-        emit_json(send(args.port, args.file))
+        sends = {"pycos": pycos_send, "raw": raw_send}
+        emit_json(sends.get(args.send, triopycos_send)(args.port, args.file))
         return 0
     return drive(args)
 

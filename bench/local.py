@@ -357,23 +357,31 @@ def table_rows(
     return rows
 
 
-def drive(args: argparse.Namespace) -> int:
-    started = clock()
-    collected: dict[str, dict[str, list[float]]] = {s: defaultdict(list) for s in SYSTEMS}
-    worker_args = [
+def run_round(system: str, sizes: Sizes, *, warmup: bool = True) -> dict[str, float]:
+    """One worker process of ``system`` (also what ``bench/run.py`` calls): its
+    results, keyed ``"<benchmark>.<style>"``."""
+    argv = [
         str(Path(__file__).resolve()),
         "--json",
         "--messages",
-        str(args.messages),
+        str(sizes.messages),
         "--round-trips",
-        str(args.round_trips),
+        str(sizes.round_trips),
         "--tasks",
-        str(args.tasks),
+        str(sizes.tasks),
         "--wave",
-        str(args.wave),
+        str(sizes.wave),
+        "--system",
+        system,
+        *([] if warmup else ["--no-warmup"]),
     ]
-    if args.no_warmup:
-        worker_args.append("--no-warmup")
+    return run_worker(argv)
+
+
+def drive(args: argparse.Namespace) -> int:
+    started = clock()
+    collected: dict[str, dict[str, list[float]]] = {s: defaultdict(list) for s in SYSTEMS}
+    sizes = Sizes(args.messages, args.round_trips, args.tasks, args.wave)
     failed: dict[str, str] = {}
     for rnd in range(args.rounds):
         order = SYSTEMS if rnd % 2 == 0 else SYSTEMS[::-1]
@@ -381,7 +389,7 @@ def drive(args: argparse.Namespace) -> int:
             if system in failed:
                 continue
             try:
-                data = run_worker([*worker_args, "--system", system])
+                data = run_round(system, sizes, warmup=not args.no_warmup)
             except (WorkerError, OSError, subprocess.SubprocessError) as exc:
                 # Keep going: the other system's numbers are still worth a table.
                 failed[system] = str(exc)

@@ -21,6 +21,9 @@ that task and measures, inside its own task, with ``time.perf_counter``:
 * deliver round trip: ``await rtask.deliver(i)`` in a loop; time per call.
 * send/receive ping-pong: the client sends ``(me, i)``, the server task sends ``i``
   back to ``me``; time per round trip.
+* ``Task.locate`` at a location: ``await Task.locate(name, location, timeout)`` of the
+  server's registered task, again and again (the node is already a peer); time per
+  call.  A call that does not find it is a failure.
 * RPS call to result: the server registers an RPS whose method returns ``x + 1`` at
   once; the client calls ``rtask = await rps(x)`` then ``await rtask.finish(timeout=
   RPS_WAIT)``; time per call, averaged over the calls that gave ``x + 1``.  A call
@@ -52,8 +55,8 @@ Systems:
   ``stream_send=True`` on both sides);
 * ``raw``: the floor, plain trio TCP with 4-byte length-prefixed frames and no codec,
   no tasks: the one-way test writes 1000 frames per ``send_all`` (what triopycos's
-  writer does when the sender yields every 1000 sends), the round-trip tests send a
-  frame and wait for its echo.
+  writer does when the sender yields every 1000 sends), the round-trip tests
+  (deliver, ping-pong, locate) send a frame and wait for its echo.
 
 Each system gets its own message counts (pycos is about 50x slower, so it gets fewer
 messages), each measured loop is also bounded in time, and every benchmark runs once
@@ -69,16 +72,12 @@ import argparse
 import math
 import os
 import platform
-import select
 import struct
 import subprocess
 import sys
-import threading
-import time
 from collections import defaultdict
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, replace
-from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -86,17 +85,21 @@ if __package__ in (None, ""):  # run as a script: make `bench` and `triopycos` i
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._common import (
-    REPO_ROOT,
+    HOST,
     Metric,
     WorkerError,
+    announce_ready,
+    arm_watchdog,
     clock,
     emit_json,
     format_table,
     format_value,
+    load_average,
     median,
     quiet_gc,
     ratio,
-    run_worker,
+    run_with_server,
+    version,
 )
 
 if TYPE_CHECKING:
@@ -104,9 +107,9 @@ if TYPE_CHECKING:
 
     from triopycos import RPS as TrioRPS
     from triopycos import Channel as TrioChannel
+    from triopycos import Location
     from triopycos import Task as TrioTask
 
-HOST = "127.0.0.1"
 SECRET = "bench-remote"
 SERVER_NAME = "bench_server"
 #: Name of the RPS (``x -> x + 1``) and of the channel the servers register.
@@ -136,6 +139,7 @@ METRICS: tuple[Metric, ...] = (
     Metric("send_4k", "one-way send, 4 KiB bytes", "msg/s", True),
     Metric("deliver", "deliver round trip", "µs", False, 1e6),
     Metric("ping_pong", "send/receive ping-pong", "µs", False, 1e6),
+    Metric("locate", "Task.locate at a location", "µs", False, 1e6),
     Metric("rps", "RPS call to result", "µs", False, 1e6),
     Metric("rps_lost", "RPS results lost", "% of calls", False),
     Metric("fan_out", f"channel fan-out to {FAN} subscribers", "msg/s", True),
@@ -158,6 +162,7 @@ class Sizes:
     big: int
     deliver: int
     ping_pong: int
+    locate: int
     rps: int
     fan: int
     #: Each measured loop stops after this many seconds, whatever its count.
@@ -181,6 +186,7 @@ class Sizes:
             big=max(1, self.big // 20),
             deliver=max(1, self.deliver // 20),
             ping_pong=max(1, self.ping_pong // 20),
+            locate=max(1, self.locate // 20),
             rps=max(1, self.rps // 20),
             fan=max(1, self.fan // 20),
         )
@@ -190,32 +196,37 @@ class Sizes:
 # docstring) and each loss costs RPS_WAIT, so its RPS loop
 # mostly ends on its time limit (with --quick, longer than `cap`, or it would make only
 # a handful of calls).  The raw floor has no RPS or channel (its rps / fan are unused).
+_PYCOS = Sizes(
+    small=10_000, big=5_000, deliver=1_500, ping_pong=1_500, locate=1_500, rps=60, fan=3_000, cap=8
+)
+_PYCOS_QUICK = Sizes(
+    small=2_000, big=1_000, deliver=300, ping_pong=300, locate=300, rps=30, fan=600, cap=1.5,
+    rps_cap=5.0,
+)  # fmt: skip
 DEFAULT_SIZES: dict[str, Sizes] = {
     "triopycos": Sizes(
-        small=300_000, big=60_000, deliver=5_000, ping_pong=5_000, rps=5_000, fan=60_000, cap=8.0
+        small=300_000, big=60_000, deliver=5_000, ping_pong=5_000, locate=5_000, rps=5_000,
+        fan=60_000, cap=8.0,
     ),
-    "pycos": Sizes(
-        small=10_000, big=5_000, deliver=1_500, ping_pong=1_500, rps=60, fan=3_000, cap=8.0
-    ),
-    "pycos-stream": Sizes(
-        small=10_000, big=5_000, deliver=1_500, ping_pong=1_500, rps=60, fan=3_000, cap=8.0
-    ),
+    "pycos": _PYCOS,
+    "pycos-stream": _PYCOS,
     "raw": Sizes(
-        small=600_000, big=120_000, deliver=10_000, ping_pong=10_000, rps=0, fan=0, cap=8.0
+        small=600_000, big=120_000, deliver=10_000, ping_pong=10_000, locate=10_000, rps=0,
+        fan=0, cap=8.0,
     ),
-}
+}  # fmt: skip
 QUICK_SIZES: dict[str, Sizes] = {
     "triopycos": Sizes(
-        small=50_000, big=10_000, deliver=1_000, ping_pong=1_000, rps=1_000, fan=10_000, cap=1.5
+        small=50_000, big=10_000, deliver=1_000, ping_pong=1_000, locate=1_000, rps=1_000,
+        fan=10_000, cap=1.5,
     ),
-    "pycos": Sizes(
-        small=2_000, big=1_000, deliver=300, ping_pong=300, rps=30, fan=600, cap=1.5, rps_cap=5.0
+    "pycos": _PYCOS_QUICK,
+    "pycos-stream": _PYCOS_QUICK,
+    "raw": Sizes(
+        small=100_000, big=20_000, deliver=2_000, ping_pong=2_000, locate=2_000, rps=0, fan=0,
+        cap=1.5,
     ),
-    "pycos-stream": Sizes(
-        small=2_000, big=1_000, deliver=300, ping_pong=300, rps=30, fan=600, cap=1.5, rps_cap=5.0
-    ),
-    "raw": Sizes(small=100_000, big=20_000, deliver=2_000, ping_pong=2_000, rps=0, fan=0, cap=1.5),
-}
+}  # fmt: skip
 
 
 def sizes_for(system: str, quick: bool, window: int = WINDOW) -> Sizes:
@@ -479,6 +490,21 @@ def gen_ping_pong(rtask: Any, n: int, cap: float, task: Any = None) -> Generator
     return per_op_outcome(done, failed, clock() - start)
 
 
+def gen_locate(loc: Any, n: int, cap: float) -> Generator[Any, Any, Outcome]:
+    import pycos
+
+    failed = done = 0
+    start = clock()
+    stop_at = start + cap
+    while done < n:
+        if (yield pycos.Task.locate(SERVER_NAME, loc, timeout=OP_TIMEOUT)) is None:
+            failed += 1
+        done += 1
+        if clock() > stop_at:
+            break
+    return per_op_outcome(done, failed, clock() - start)
+
+
 def gen_rps(rps: Any, n: int, cap: float) -> Generator[Any, Any, dict[str, Outcome]]:
     tally = RpsTally()
     missing: list[tuple[Any, int]] = []
@@ -592,6 +618,8 @@ def gen_client(
             results["deliver"] = yield gen_deliver(rtask, sz.deliver, sz.cap)
         with quiet_gc():
             results["ping_pong"] = yield gen_ping_pong(rtask, sz.ping_pong, sz.cap, task=task)
+        with quiet_gc():
+            results["locate"] = yield gen_locate(loc, sz.locate, sz.cap)
         # A fresh RPS reference per run: its close() ends its bookkeeping task.
         rps = yield pycos.RPS.locate(RPS_NAME, loc, timeout=OP_TIMEOUT)
         if rps is None:
@@ -729,6 +757,21 @@ async def async_ping_pong(rtask: TrioTask, n: int, cap: float, task: TrioTask) -
     return per_op_outcome(done, failed, clock() - start)
 
 
+async def async_locate(loc: Location, n: int, cap: float) -> Outcome:
+    from triopycos import Task
+
+    failed = done = 0
+    start = clock()
+    stop_at = start + cap
+    while done < n:
+        if await Task.locate(SERVER_NAME, loc, timeout=OP_TIMEOUT) is None:
+            failed += 1
+        done += 1
+        if clock() > stop_at:
+            break
+    return per_op_outcome(done, failed, clock() - start)
+
+
 async def async_rps(rps: TrioRPS, n: int, cap: float) -> dict[str, Outcome]:
     tally = RpsTally()
     missing: list[tuple[TrioTask, int]] = []
@@ -844,6 +887,8 @@ def triopycos_client(port: int, sizes: Sizes) -> dict[str, Outcome]:
                 results["deliver"] = await async_deliver(rtask, sz.deliver, sz.cap)
             with quiet_gc():
                 results["ping_pong"] = await async_ping_pong(rtask, sz.ping_pong, sz.cap, task)
+            with quiet_gc():
+                results["locate"] = await async_locate(loc, sz.locate, sz.cap)
             # A fresh RPS reference per run, as for pycos.
             rps = await RPS.locate(RPS_NAME, loc, timeout=OP_TIMEOUT)
             if rps is None:
@@ -1062,6 +1107,8 @@ def raw_client(port: int, sizes: Sizes) -> dict[str, Outcome]:
                     results["ping_pong"] = await raw_echo(
                         stream, reader, sz.ping_pong, sz.cap, b"p"
                     )
+                with quiet_gc():
+                    results["locate"] = await raw_echo(stream, reader, sz.locate, sz.cap, b"l")
             await stream.send_all(frame(b"Q"))
 
     trio.run(main)
@@ -1071,109 +1118,27 @@ def raw_client(port: int, sizes: Sizes) -> dict[str, Outcome]:
 # -- process plumbing ---------------------------------------------------------------
 
 
-def announce_ready(addr: str, port: int) -> None:
-    """Server side: tell the driver where we listen, then keep stdout for that only."""
-    print(f"ready {addr} {port}", flush=True)
-    os.dup2(2, 1)  # anything printed later goes to stderr
-
-
-def arm_watchdog(seconds: float, *, exit_on_stdin_eof: bool = False) -> None:
-    """Kill this process after ``seconds`` whatever it is doing (and, for servers,
-    as soon as the driver closes our stdin or dies)."""
-    timer = threading.Timer(seconds, _hard_exit, args=(f"deadline of {seconds:.0f} s passed", 3))
-    timer.daemon = True
-    timer.start()
-    if exit_on_stdin_eof:
-
-        def watch_stdin() -> None:
-            # os.read on the descriptor: no lock of sys.stdin's buffer is held, so
-            # interpreter shutdown never waits for this thread.
-            while os.read(0, 4096):
-                pass
-            _hard_exit("", 0)
-
-        threading.Thread(target=watch_stdin, daemon=True).start()
-
-
-def _hard_exit(why: str, code: int) -> None:
-    if why:
-        print(f"bench/remote.py worker {os.getpid()}: {why}, exiting", file=sys.stderr)
-    sys.stderr.flush()
-    os._exit(code)
-
-
-def _worker_env() -> dict[str, str]:
-    env = dict(os.environ)
-    paths = [str(REPO_ROOT), *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
-    env["PYTHONPATH"] = os.pathsep.join(paths)
-    env.setdefault("PYTHONHASHSEED", "0")
-    return env
-
-
-def _read_ready(proc: subprocess.Popen[bytes], timeout: float) -> tuple[str, int]:
-    """The server's "ready ADDR PORT" line, waiting at most ``timeout`` seconds."""
-    assert proc.stdout is not None
-    fd = proc.stdout.fileno()
-    data = b""
-    end = time.monotonic() + timeout
-    while b"\n" not in data:
-        left = end - time.monotonic()
-        if left <= 0:
-            raise WorkerError(f"server did not get ready within {timeout:.0f} s")
-        readable, _, _ = select.select([fd], [], [], left)
-        if readable:
-            chunk = os.read(fd, 4096)
-            if not chunk:
-                raise WorkerError(f"server exited before it was ready ({proc.poll()})")
-            data += chunk
-    words = data.split(b"\n", 1)[0].decode().split()
-    if len(words) != 3 or words[0] != "ready":
-        raise WorkerError(f"unexpected line from the server: {data!r}")
-    return words[1], int(words[2])
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    """Let the server exit (it quits on the client's "quit" or on stdin EOF), and
-    kill it if it does not within a few seconds."""
-    try:
-        if proc.stdin is not None:
-            proc.stdin.close()
-        proc.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        pass
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
-
-
 def run_pair(system: str, args: argparse.Namespace) -> dict[str, float]:
     """One round of one system: start its server, run its client, stop the server."""
+    return run_round(system, quick=args.quick, window=args.window, deadline=args.deadline)
+
+
+def run_round(system: str, *, quick: bool, window: int, deadline: float) -> dict[str, float]:
+    """One round of one system (also what ``bench/run.py`` calls): the client's
+    results, ``"<metric>"`` and ``"<metric>.failed"`` for each metric."""
     script = str(Path(__file__).resolve())
-    deadline = args.deadline
     common = [
         "--deadline",
         f"{deadline:g}",
         "--window",
-        str(args.window),
-        *(["--quick"] if args.quick else []),
+        str(window),
+        *(["--quick"] if quick else []),
     ]
-    server = subprocess.Popen(
-        [sys.executable, script, "--serve", system, *common],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        env=_worker_env(),
+    return run_with_server(
+        [script, "--serve", system, *common],
+        lambda port: [script, "--client", system, "--port", str(port), *common],
+        timeout=deadline + 10,
     )
-    try:
-        _, port = _read_ready(server, timeout=30)
-        return run_worker(
-            [script, "--client", system, "--port", str(port), *common],
-            timeout=deadline + 10,
-        )
-    finally:
-        _stop(server)
 
 
 # -- worker entry points ------------------------------------------------------------
@@ -1208,20 +1173,6 @@ def client(system: str, port: int, sizes: Sizes, deadline: float) -> dict[str, f
 
 
 # -- driver -------------------------------------------------------------------------
-
-
-def _version(dist: str) -> str:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return "not installed"
-
-
-def _load() -> str:
-    try:
-        return f"{os.getloadavg()[0]:.1f}"
-    except OSError:
-        return "n/a"
 
 
 def _cell(values: Sequence[float], scale: float) -> str:
@@ -1284,6 +1235,7 @@ def targets(collected: dict[str, dict[str, list[float]]]) -> str:
     small_pycos = _median(collected, "pycos", "send_small")
     deliver = _median(collected, "triopycos", "deliver")
     deliver_pycos = _median(collected, "pycos", "deliver")
+    deliver_raw = _median(collected, "raw", "deliver")
 
     def check(label: str, value: float, shown: str, ok: bool) -> str:
         if math.isnan(value):
@@ -1292,6 +1244,7 @@ def targets(collected: dict[str, dict[str, list[float]]]) -> str:
 
     small_x = small / small_pycos
     deliver_x = deliver / deliver_pycos
+    deliver_raw_x = deliver / deliver_raw
     rps_us = _median(collected, "triopycos", "rps") * 1e6
     # Every call of every round (warm-ups aside) must have given its result.
     rps_failed = (
@@ -1302,6 +1255,12 @@ def targets(collected: dict[str, dict[str, list[float]]]) -> str:
         check("one-way small >= 100k msg/s", small, format_value(small), small >= 100_000),
         check("one-way small >= 30x pycos", small_x, f"{small_x:.1f}x", small_x >= 30),
         check("deliver time <= 0.3x pycos's", deliver_x, f"{deliver_x:.2f}x", deliver_x <= 0.3),
+        check(
+            "deliver time <= 2.5x the raw echo's",
+            deliver_raw_x,
+            f"{deliver_raw_x:.2f}x",
+            deliver_raw_x <= 2.5,
+        ),
         check("RPS call to result <= 400 µs", rps_us, f"{format_value(rps_us)} µs", rps_us <= 400),
         check(
             "RPS: no call without its result",
@@ -1321,7 +1280,7 @@ def drive(args: argparse.Namespace) -> int:
     failed_rounds = dict.fromkeys(systems, 0)
     rounds_done = 0
     slowest_round = 0.0
-    load_before = _load()
+    load_before = load_average()
     for rnd in range(args.rounds):
         elapsed = clock() - started
         if rnd and elapsed + slowest_round > args.budget:
@@ -1349,17 +1308,17 @@ def drive(args: argparse.Namespace) -> int:
     sizes = {s: sizes_for(s, args.quick, args.window) for s in systems}
     size_text = "; ".join(
         f"{COLUMN_NAMES[s]}: {sz.small:,} small / {sz.big:,} 4 KiB msgs, "
-        f"{sz.deliver:,} delivers, {sz.ping_pong:,} ping-pongs"
+        f"{sz.deliver:,} delivers, {sz.ping_pong:,} ping-pongs, {sz.locate:,} locates"
         + (f", {sz.rps:,} RPS calls, {sz.fan:,} fan-out msgs" if s != "raw" else "")
         for s, sz in sizes.items()
     )
     print(
         f"Remote messaging benchmarks: median of {rounds_done} round(s); each round one "
         "server + one client process per system, over 127.0.0.1\n"
-        f"python {platform.python_version()}, trio {_version('trio')}, "
-        f"cbor2 {_version('cbor2')}, pycos {_version('pycos')}"
+        f"python {platform.python_version()}, trio {version('trio')}, "
+        f"cbor2 {version('cbor2')}, pycos {version('pycos')}"
         f"{' (--quick sizes)' if args.quick else ''}; {os.cpu_count()} CPUs, "
-        f"load average {load_before} before, {_load()} after (other processes "
+        f"load average {load_before} before, {load_average()} after (other processes "
         "competing for the CPUs inflate the round-trip times)\n"
         f"sizes: {size_text}; each loop also stops after {sizes['triopycos'].cap:g} s "
         f"(pycos's RPS loops: {sizes['pycos'].rps_time:g} s); "

@@ -46,6 +46,7 @@ from .protocol.messages import Kind as MessageKind
 from .services.discovery import Discovery, announce_interval_ok
 from .services.files import FileReceiver, del_file, send_file
 from .services.peers import Limits, PeerManager
+from .services.timer import Timer
 from .transport import TCPTransport, TLSTransport, Transport
 
 __all__ = ["NodeStatistics", "Pycos", "current_node", "open_pycos"]
@@ -132,6 +133,9 @@ class Pycos:
         self._closed = False
         self._terminated = False
         self._codec = Codec(resolve_ref=self._resolve_ref)
+        # Timeouts of receive/deliver/finish... (services/timer.py); its task runs
+        # in the task nursery, so it lives as long as the tasks that wait.
+        self._timer = Timer()
         self._remote = RemoteOps(self)
         self._peers: PeerManager | None = None
         self._discovery: Discovery | None = None
@@ -412,7 +416,7 @@ class Pycos:
         self._ended[task._task_id] = task
         if len(self._ended) > _ENDED_KEPT:
             self._ended.popitem(last=False)
-        for name in list(task._registered):
+        for name in list(task._registered or ()):
             self._unregister("task", name, task)
         if task._daemon:
             self._daemons -= 1
@@ -440,6 +444,8 @@ class Pycos:
             log.warning("%s name %r is already registered on %s", kind, name, self._name)
             return -1
         names[name] = obj
+        if obj._registered is None:  # a task's set is made on its first name
+            obj._registered = set()
         obj._registered.add(name)
         self._registry_changed.set()
         self._registry_changed = trio.Event()
@@ -451,7 +457,8 @@ class Pycos:
         if current is None or current is not obj:
             return -1
         del names[name]
-        current._registered.discard(name)
+        if current._registered is not None:
+            current._registered.discard(name)
         return 0
 
     async def _locate(
@@ -532,7 +539,7 @@ class Pycos:
             async with trio.open_nursery() as nursery:
                 self._task_nursery = nursery
                 task_status.started()
-                await trio.sleep_forever()
+                await self._timer.run()
         finally:
             self._tasks_gone.set()
 
@@ -609,6 +616,7 @@ class Pycos:
             dispatch=self._remote.dispatch,
             on_online=self._remote.on_online,
             on_offline=self._remote.on_offline,
+            timer=self._timer,
         )
         self._peers.file_handler = FileReceiver(self, limits)
         # Advertised first: the first location is the one peers know us by.

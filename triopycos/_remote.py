@@ -27,6 +27,7 @@ from ._task import Task
 from .protocol.codec import Ref, register_type
 from .protocol.messages import FAILURE_VALUES, REQUEST_KINDS, Kind
 from .services.peer import PeerConnection
+from .services.timer import Waiter
 
 if TYPE_CHECKING:
     from ._node import Kind as RegistryKind
@@ -173,8 +174,13 @@ class RemoteOps:
             # A task started by our RPS call: its result is (or will be) pushed here,
             # no request needed.
             if not pushed.done:
-                with trio.move_on_after(math.inf if timeout is None else timeout):
-                    await pushed.event.wait()
+                waiter = Waiter()
+                pushed.waiters.append(waiter)
+                try:
+                    await waiter.wait(self.node._timer, timeout)
+                finally:
+                    if not waiter.woken:  # timed out or cancelled
+                        pushed.waiters.remove(waiter)
             else:
                 await trio.lowlevel.checkpoint()
             return pushed.value
@@ -381,8 +387,7 @@ class RemoteOps:
         self._lost.add(conn.node_id)
         for (node_id, _), pushed in self._results.items():
             if node_id == conn.node_id and not pushed.done:
-                pushed.done = True  # no result will come: finish() gives None
-                pushed.event.set()
+                pushed.finish(None)  # no result will come: finish() gives None
         # Subscribers on the lost node leave every channel here, so no channel keeps
         # trying to reach them.
         for channel in list(self.node._channels):
@@ -624,9 +629,7 @@ class RemoteOps:
             pushed = self._results[key] = _Pushed()
             while len(self._results) > _RESULTS_KEPT:
                 self._results.popitem(last=False)
-        pushed.value = value
-        pushed.done = True
-        pushed.event.set()
+        pushed.finish(value)
 
 
 def _wire_timeout(value: object) -> float | None:
@@ -645,14 +648,21 @@ _TOLD_LOST_KEPT = 4096
 
 
 class _Pushed:
-    """A pushed task result, or the promise of one."""
+    """A pushed task result, or the promise of one, and the tasks waiting for it."""
 
-    __slots__ = ("done", "event", "value")
+    __slots__ = ("done", "value", "waiters")
 
     def __init__(self) -> None:
         self.done = False
         self.value: Any = None
-        self.event = trio.Event()
+        self.waiters: list[Waiter] = []
+
+    def finish(self, value: Any) -> None:
+        self.value = value
+        self.done = True
+        waiters, self.waiters = self.waiters, []
+        for waiter in waiters:
+            waiter.wake()
 
 
 # PeerLost travels inside MonitorStatus: let it arrive as itself on every node.

@@ -5,8 +5,12 @@ A local task is one trio task running in its node's user-task nursery inside its
 references to tasks on other nodes (they carry the owner's node id and location and
 route every call through the local node's peer layer).
 
-Mailbox rule: only the task itself receives.  ``send`` appends and, if the task is
-parked in ``receive``, reschedules it directly: one hop, no intermediate channel.
+Mailbox rule: only the task itself receives.  ``send`` to a task parked in
+``receive`` hands the message over with the wake-up itself (one hop, no queue, no
+intermediate channel); otherwise it appends to the mailbox, a deque made only when
+a message has to wait (an idle task holds no queue).  ``receive(timeout=...)`` gives
+its deadline to the node's timer (``services/timer.py``) instead of opening a cancel
+scope.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import outcome
 import trio
+from outcome import Value
 
 from ._context import current_node_var as _current_node
 from ._entity import Entity
@@ -43,8 +48,32 @@ _current_task = trio.lowlevel.current_task
 _reschedule = trio.lowlevel.reschedule
 _wait_rescheduled = trio.lowlevel.wait_task_rescheduled
 _checkpoint_if_cancelled = trio.lowlevel.checkpoint_if_cancelled
+_now = trio.current_time
 _ABORTED = trio.lowlevel.Abort.SUCCEEDED
 _FAIR_STREAK = 64
+# What a receive's wake-up carries when its timeout came first (never a message: it
+# is private, and nothing decoded from the network is this object).
+_TIMED_OUT: Any = object()
+
+
+class _ReceiveTimeout:
+    """The timer's handle on one ``receive(timeout=...)`` (a ``timer.Expiry``)."""
+
+    __slots__ = ("done", "task")
+
+    def __init__(self, task: Task) -> None:
+        self.done = False
+        self.task = task
+
+    def expire(self) -> None:
+        self.done = True
+        task = self.task
+        if task._timeout is self:
+            task._timeout = None
+            waiter = task._waiter
+            if waiter is not None:
+                task._waiter = None
+                _reschedule(waiter, Value(_TIMED_OUT))
 
 
 def check_timeout(timeout: float | None) -> None:
@@ -106,6 +135,7 @@ class Task(Entity):
         "_suspender",
         "_task_id",
         "_thrown",
+        "_timeout",
         "_trio_task",
         "_value",
         "_waiter",
@@ -145,19 +175,22 @@ class Task(Entity):
         self._task_id = node._new_task_id()
         self._is_generator = is_gen
         self._body = body
-        self._mailbox: deque[Any] = deque()
+        # Made when first needed (most tasks never need some of them): an idle task
+        # should cost little more than its trio task.
+        self._mailbox: deque[Any] | None = None
         self._waiter: trio.lowlevel.Task | None = None
+        self._timeout: _ReceiveTimeout | None = None
         self._trio_task: trio.lowlevel.Task | None = None
         self._scope = trio.CancelScope()
         self._alive = True
         self._daemon = False
-        self._monitors: list[Task] = []
-        self._registered: set[str] = set()
-        self._done: trio.Event | None = None  # made only when someone waits
+        self._monitors: list[Task] | None = None
+        self._registered: set[str] | None = None
+        self._done: trio.Event | None = None
         self._streak = 0
         self._suspender: trio.lowlevel.Task | None = None
         self._thrown: BaseException | None = None
-        self._end_callbacks: list[Callable[[], None]] = []
+        self._end_callbacks: list[Callable[[], None]] | None = None
         self._value: Any = None
         self._exit: tuple[object, object] | None = None
         node._adopt(self)
@@ -217,15 +250,15 @@ class Task(Entity):
         elif kind is not GeneratorExit:
             # pycos's rule: finish() of a task that failed gives its MonitorStatus.
             self._value = MonitorStatus(self, kind, value)
-        self._mailbox.clear()
+        self._mailbox = None
         self._node._forget(self)
         if self._done is not None:
             self._done.set()
-        callbacks, self._end_callbacks = self._end_callbacks, []
-        for callback in callbacks:
+        callbacks, self._end_callbacks = self._end_callbacks, None
+        for callback in callbacks or ():
             callback()
-        monitors, self._monitors = self._monitors, []
-        for monitor in monitors:
+        monitors, self._monitors = self._monitors, None
+        for monitor in monitors or ():
             try:
                 code = monitor.send(MonitorStatus(self, kind, value))
             except (TypeError, ValueError) as exc:
@@ -248,11 +281,21 @@ class Task(Entity):
             return self._node._remote.task_send(self, message)
         if not self._alive:
             return -1
-        self._mailbox.append(message)
         waiter = self._waiter
         if waiter is not None:
+            # Parked in receive, so the mailbox is empty: the message rides on the
+            # wake-up (its order is kept: anything sent after it waits in the mailbox).
             self._waiter = None
-            _reschedule(waiter)
+            timeout = self._timeout
+            if timeout is not None:
+                timeout.done = True
+                self._timeout = None
+            _reschedule(waiter, Value(message))
+            return 0
+        mailbox = self._mailbox
+        if mailbox is None:
+            mailbox = self._mailbox = deque()
+        mailbox.append(message)
         return 0
 
     async def deliver(self, message: Any, timeout: float | None = None) -> int:
@@ -269,7 +312,8 @@ class Task(Entity):
             raise RuntimeError(f"only task {self!r} itself can receive its messages")
         if self._thrown is not None:
             self._raise_thrown()
-        if self._mailbox:
+        mailbox = self._mailbox
+        if mailbox:
             # A backlog is drained without a full schedule point per message (the
             # fast path), but every _FAIR_STREAK messages the task yields, so one busy
             # receiver cannot starve the rest of its node.
@@ -279,26 +323,29 @@ class Task(Entity):
             else:
                 self._streak = 0
                 await trio.lowlevel.checkpoint()
-            return self._mailbox.popleft()
-        if timeout is None:
-            return await self._wait_message()
-        check_timeout(timeout)
-        with trio.move_on_after(timeout):
-            return await self._wait_message()
-        return alarm_value
+            return mailbox.popleft()
+        self._streak = 0
+        if mailbox is not None:
+            self._mailbox = None  # drained: an idle task keeps no queue
+        if timeout is not None:
+            check_timeout(timeout)
+            expiry = self._timeout = _ReceiveTimeout(self)
+            self._node._timer.add(_now() + timeout, expiry)
+        self._waiter = self._trio_task
+        message = await _wait_rescheduled(self._abort_receive)
+        return alarm_value if message is _TIMED_OUT else message
 
     recv = receive
 
-    async def _wait_message(self) -> Any:
-        self._waiter = self._trio_task
-
-        def abort(_: object) -> trio.lowlevel.Abort:
-            self._waiter = None
-            return _ABORTED
-
-        await _wait_rescheduled(abort)
-        self._streak = 0
-        return self._mailbox.popleft()
+    def _abort_receive(self, _: object) -> trio.lowlevel.Abort:
+        # Cancelled while parked in receive: no message was handed over (a send
+        # clears _waiter before it wakes us, and then no abort can come).
+        self._waiter = None
+        timeout = self._timeout
+        if timeout is not None:
+            timeout.done = True
+            self._timeout = None
+        return _ABORTED
 
     async def sleep(self, timeout: float = 0) -> Any:
         """Suspend this task for ``timeout`` seconds; returns 0 (or the value given to
@@ -348,6 +395,10 @@ class Task(Entity):
         waiter = self._waiter or self._suspender
         if waiter is not None:
             self._waiter = self._suspender = None
+            timeout = self._timeout  # a receive's timeout: it must not fire now
+            if timeout is not None:
+                timeout.done = True
+                self._timeout = None
             _reschedule(waiter, outcome.Error(exc))
         else:
             self._thrown = exc
@@ -453,8 +504,11 @@ class Task(Entity):
         if self._alive:
             if self._done is None:
                 self._done = trio.Event()
-            with trio.move_on_after(math.inf if timeout is None else timeout):
-                await self._done.wait()
+            if timeout is None:
+                await self._done.wait()  # (no cancel scope: nothing to time out)
+            else:
+                with trio.move_on_after(timeout):
+                    await self._done.wait()
             if self._alive:
                 return None
         else:
@@ -488,16 +542,20 @@ class Task(Entity):
         """Call ``callback`` synchronously when the task ends (now if it has): replies
         to peers are queued at the very moment of the end, ahead of any goodbye."""
         if self._alive:
+            if self._end_callbacks is None:
+                self._end_callbacks = []
             self._end_callbacks.append(callback)
         else:
             callback()
 
     def _forget_when_done(self, callback: Callable[[], None]) -> None:
-        if callback in self._end_callbacks:
+        if self._end_callbacks is not None and callback in self._end_callbacks:
             self._end_callbacks.remove(callback)
 
     def _add_monitor(self, monitor: Task) -> int:
         if self._alive:
+            if self._monitors is None:
+                self._monitors = []
             if monitor not in self._monitors:
                 self._monitors.append(monitor)
             return 0

@@ -48,6 +48,7 @@ __all__ = [
     "MAX_FRAME_SIZE_LIMIT",
     "FrameDecoder",
     "encode_frame",
+    "encode_frame_header",
     "encode_frames",
 ]
 
@@ -57,6 +58,12 @@ MAX_FRAME_SIZE_LIMIT: Final = 0xFFFF_FFFF  # the largest length a 4-byte header 
 _header = struct.Struct(">I")
 _pack_header = _header.pack
 _unpack_header = _header.unpack_from
+
+
+#: ``encode_frame_header(size)``: the length prefix of a payload of ``size`` bytes
+#: (``struct.error`` if it does not fit in 4 bytes: check ``size`` against the frame
+#: limit first).  The struct's own method, no wrapper: it is on every message's path.
+encode_frame_header: Final = _pack_header
 
 
 def encode_frame(payload: bytes) -> bytes:

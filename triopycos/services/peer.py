@@ -9,6 +9,14 @@ Both directions are multiplexed on it. Two tasks serve it:
 * the writer drains the outbox: everything queued since its last write goes out in
   one ``send_all``.
 
+Fast path: when the writer is idle (so the outbox is empty and no write is under
+way), ``send`` first tries to write the frame itself with one non-blocking attempt
+(``transport.nowait_sender``): no scheduler pass for the writer, none for
+``send_all``'s checkpoint.  Whatever the attempt does not take goes to the outbox and
+the writer, as usual, so a stuck link never holds a sender.  Only a few frames
+(``_INLINE_FRAMES``) go this way between two runs of the reader or the writer: the
+rest of a burst is batched by the writer into one ``send_all``, as before.
+
 Outbox policy: the outbox holds at most ``max_outbox_bytes``; a message that does not
 fit is refused (``send`` returns -1, ``deliver`` 0) and counted, rather than letting a
 slow peer make us hold unbounded memory.
@@ -28,15 +36,21 @@ import trio_util
 from .._location import Location
 from ..protocol.codec import Codec
 from ..protocol.errors import DecodeError, ProtocolError
-from ..protocol.framing import FrameDecoder, encode_frame
+from ..protocol.framing import FrameDecoder, encode_frame_header
 from ..protocol.handshake import PeerHello
 from ..protocol.messages import FAILURE_VALUES, Kind
+from ..transport import nowait_sender, receiver
+from .timer import Timer
 
 __all__ = ["PeerConnection", "PeerStatistics"]
 
 log = logging.getLogger("triopycos.peer")
 
 _reschedule = trio.lowlevel.reschedule
+_now = trio.current_time
+#: Frames a connection may write from the sender's task (see the module docstring)
+#: before the reader or the writer runs again; the rest go through the writer.
+_INLINE_FRAMES = 4
 
 
 @dataclass
@@ -58,7 +72,8 @@ class PeerSilent(Exception):
 
 class _Pending:
     """One request waiting for its reply: the waiting trio task is parked and
-    rescheduled directly by ``resolve`` (no Event, no extra hop)."""
+    rescheduled directly by ``resolve`` (no Event, no extra hop), or by the node's
+    timer when its timeout comes first (an ``Expiry``: no cancel scope per request)."""
 
     __slots__ = ("done", "task", "value")
 
@@ -74,6 +89,9 @@ class _Pending:
         if task is not None:
             self.task = None
             _reschedule(task)
+
+    def expire(self) -> None:
+        self.finish(self.value)  # still the failure value
 
 
 class PeerConnection:
@@ -93,8 +111,10 @@ class PeerConnection:
         max_outbox_bytes: int,
         peer_timeout: float,
         stats: PeerStatistics,
+        timer: Timer,
     ) -> None:
         self.stream = stream
+        self._timer = timer
         self.node_id = hello.node_id
         self.name = hello.name
         self.locations = tuple(Location(h, p) for h, p in hello.locations)
@@ -111,6 +131,8 @@ class PeerConnection:
         self._outbox: list[bytes] = []
         self._outbox_bytes = 0
         self._writer: trio.lowlevel.Task | None = None
+        self._send_nowait = nowait_sender(stream)
+        self._inline = _INLINE_FRAMES
         self._pending: dict[int, _Pending] = {}
         self._next_request = 0
         self._drained: trio.Event | None = None
@@ -133,28 +155,40 @@ class PeerConnection:
         """Queue one message: 0, or -1 if it cannot be (closed, too big, outbox full).
         A message the codec cannot encode raises ``TypeError`` (unsupported type) or
         ``ValueError`` (too deep, cyclic) to the caller."""
-        code = self._enqueue(message)
-        if code == 0:
-            writer = self._writer
-            if writer is not None:
-                self._writer = None
-                _reschedule(writer)
-        return code
-
-    def _enqueue(self, message: list[Any]) -> int:
         if self.closed:
             return -1
         payload = self.codec.encode(message)
-        if len(payload) > self._max_frame_size:
-            self.log_once("big", "message of %d bytes exceeds the frame limit", len(payload))
+        size = len(payload)
+        if size > self._max_frame_size:
+            self.log_once("big", "message of %d bytes exceeds the frame limit", size)
             self.stats.messages_refused += 1
             return -1
-        if self._outbox_bytes + len(payload) > self._max_outbox and self._outbox:
-            self.log_once("full", "outbox full (peer is slower than its senders)")
-            self.stats.messages_refused += 1
-            return -1
-        self._outbox.append(encode_frame(payload))
-        self._outbox_bytes += len(payload) + 4
+        frame = encode_frame_header(size) + payload
+        writer = self._writer
+        if writer is None:
+            # The writer is busy (or already woken): it takes this with the rest.
+            if self._outbox_bytes + size > self._max_outbox and self._outbox:
+                self.log_once("full", "outbox full (peer is slower than its senders)")
+                self.stats.messages_refused += 1
+                return -1
+        elif self._inline and self._send_nowait is not None:
+            # The writer is idle: nothing is queued or being written, so writing
+            # here keeps the order.  One attempt that cannot wait.
+            self._inline -= 1
+            try:
+                written = self._send_nowait(frame)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                written = 0  # the writer meets the same error and ends the session
+            if written == len(frame):
+                self.last_sent = _now()
+                return 0
+            if written:
+                frame = frame[written:]
+        self._outbox.append(frame)
+        self._outbox_bytes += len(frame)
+        if writer is not None:
+            self._writer = None
+            _reschedule(writer)
         return 0
 
     async def request(self, kind: int, *fields: Any, timeout: float | None = None) -> Any:
@@ -172,13 +206,12 @@ class PeerConnection:
 
             def abort(_: object) -> trio.lowlevel.Abort:
                 slot.task = None
+                slot.done = True  # the timer can forget it
                 return trio.lowlevel.Abort.SUCCEEDED
 
-            if timeout is None:
-                await trio.lowlevel.wait_task_rescheduled(abort)
-            else:
-                with trio.move_on_after(timeout):
-                    await trio.lowlevel.wait_task_rescheduled(abort)
+            if timeout is not None:
+                self._timer.add(_now() + timeout, slot)
+            await trio.lowlevel.wait_task_rescheduled(abort)
             return slot.value
         finally:
             self._pending.pop(rid, None)
@@ -253,7 +286,7 @@ class PeerConnection:
         decoder = self._decoder
         decode = self.codec.decode
         dispatch = self._dispatch
-        receive = self.stream.receive_some
+        receive = receiver(self.stream)
         while True:
             while (frame := decoder.next_frame()) is not None:
                 try:
@@ -271,7 +304,8 @@ class PeerConnection:
             if not data:
                 decoder.eof()
                 return
-            self.last_heard = trio.current_time()
+            self.last_heard = _now()
+            self._inline = _INLINE_FRAMES
             decoder.receive_data(data)
 
     async def _write_loop(self) -> None:
@@ -282,6 +316,7 @@ class PeerConnection:
         send_all = self.stream.send_all
         while True:
             if not self._outbox:
+                self._inline = _INLINE_FRAMES
                 self._writer = current
 
                 def abort(_: object) -> trio.lowlevel.Abort:

@@ -28,6 +28,7 @@ from ..protocol.codec import Codec
 from ..protocol.handshake import Authenticated, Handshake, HandshakeFailed
 from ..transport import Transport
 from .peer import PeerConnection, PeerStatistics
+from .timer import Timer
 
 __all__ = ["Limits", "PeerManager", "PeerStatistics"]
 
@@ -69,8 +70,10 @@ class PeerManager:
         dispatch: Callable[[PeerConnection, list[Any]], None],
         on_online: Callable[[PeerConnection], None],
         on_offline: Callable[[PeerConnection], None],
+        timer: Timer,
     ) -> None:
         self.transport = transport
+        self.timer = timer
         self.node_id = node_id
         self.name = name
         self._secret = secret
@@ -302,6 +305,7 @@ class PeerManager:
             max_outbox_bytes=self.limits.max_outbox_bytes,
             peer_timeout=self.limits.peer_timeout,
             stats=self.stats,
+            timer=self.timer,
         )
         current = self.by_id.get(conn.node_id)
         if current is not None and (current.closed or current.initiator_id == conn.initiator_id):

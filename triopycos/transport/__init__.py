@@ -2,8 +2,19 @@
 virtual network implement the same interface)."""
 
 from ._base import DatagramSocket, Transport
+from ._nowait import NowaitSend, Receive, nowait_sender, receiver
 from .tcp import TCPTransport
 from .tls import TLSTransport
 from .udp import UDPSocket
 
-__all__ = ["DatagramSocket", "TCPTransport", "TLSTransport", "Transport", "UDPSocket"]
+__all__ = [
+    "DatagramSocket",
+    "NowaitSend",
+    "Receive",
+    "TCPTransport",
+    "TLSTransport",
+    "Transport",
+    "UDPSocket",
+    "nowait_sender",
+    "receiver",
+]

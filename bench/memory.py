@@ -1,0 +1,366 @@
+"""Memory: what idle tasks and connected peers cost, triopycos against pycos 4.12.2.
+
+Run: ``python bench/memory.py [--tasks N] [--peers K] [--rounds R]``
+
+Two measurements, each in fresh processes for each system (resident set size, from
+``/proc/self/statm``, after a ``gc.collect()``):
+
+* idle tasks: one process starts a node (triopycos: ``open_pycos`` on 127.0.0.1
+  without discovery; pycos: its scheduler), notes its RSS, then starts N tasks (in
+  waves of 1000) that each wait in ``receive()`` and have never received anything,
+  waits until all of them are waiting, and notes its RSS again: bytes per idle task
+  = the difference / N.
+* per connected peer: a *hub* process starts a node, then starts client processes
+  one after the other, each a node of the same system that peers with the hub over
+  loopback and then stays idle.  The hub notes its RSS when the first client is its
+  peer (so the one-time cost of a first connection, lazy imports and so on, is not
+  counted) and again when K more are: bytes per peer = the difference / K.  pycos
+  peers with its default ``stream_send=False``, so a pycos peer is bookkeeping only
+  (pycos opens a connection per message); a triopycos peer is a live connection with
+  its reader, writer and heartbeat tasks.
+
+RSS counts what the process touched, including what the allocator keeps for reuse,
+so these are the costs a user sees, not a sum of object sizes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Callable, Generator, Sequence
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # run as a script: make `bench` and `triopycos` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench._common import (
+    HOST,
+    Metric,
+    WorkerError,
+    arm_watchdog,
+    comparison_table,
+    emit_json,
+    load_average,
+    rss_bytes,
+    run_worker,
+    start_server,
+    stop_process,
+    version,
+)
+
+SECRET = "bench-memory"
+SYSTEMS = ("triopycos", "pycos")
+WAVE = 1000
+#: Hard limit on each worker process, seconds.
+DEADLINE = 240.0
+#: How long the hub waits for its clients to become peers.
+PEER_WAIT = 60.0
+
+METRICS = (
+    Metric("idle_task", "RSS per idle task", "bytes", False),
+    Metric("idle_total", "RSS of the idle tasks", "MB", False, 1e-6),
+    Metric("peer", "RSS per connected peer", "KiB", False, 1 / 1024),
+)
+
+
+def _settled_rss() -> int:
+    gc.collect()
+    return rss_bytes()
+
+
+# -- idle tasks -------------------------------------------------------------------------
+
+
+def triopycos_idle(count: int) -> dict[str, float]:
+    import trio
+
+    from triopycos import Task, open_pycos
+
+    started = [0]
+    wave_started = trio.Event()
+    wave_end = 0
+
+    async def idle(task: Task) -> None:
+        started[0] += 1
+        if started[0] == wave_end:
+            wave_started.set()
+        await task.receive()
+
+    async def main() -> dict[str, float]:
+        nonlocal wave_started, wave_end
+        async with open_pycos(
+            name="bench-memory", node=HOST, tcp_port=0, discover_peers=False, secret=SECRET
+        ) as node:
+            await trio.sleep(0.05)
+            before = _settled_rss()
+            spawned = 0
+            while spawned < count:
+                wave = min(WAVE, count - spawned)
+                wave_started, wave_end = trio.Event(), spawned + wave
+                for _ in range(wave):
+                    node.spawn(idle)
+                spawned += wave
+                await wave_started.wait()  # every task of the wave is waiting
+            grown = _settled_rss() - before
+            node.terminate()
+        return {"idle_task": grown / count, "idle_total": float(grown)}
+
+    return trio.run(main)
+
+
+def pycos_idle(count: int) -> dict[str, float]:
+    import pycos
+
+    pycos.logger.setLevel(pycos.Logger.CRITICAL)
+    pycos.logger.stream = sys.stderr
+    scheduler = pycos.Pycos.instance()
+    started = [0]
+
+    def idle(task: Any = None) -> Generator[Any, Any, None]:
+        started[0] += 1
+        yield task.receive()
+
+    try:
+        time.sleep(0.05)
+        before = _settled_rss()
+        spawned = 0
+        while spawned < count:
+            wave = min(WAVE, count - spawned)
+            for _ in range(wave):
+                pycos.Task(idle)
+            spawned += wave
+            while started[0] < spawned:  # the scheduler thread runs them
+                time.sleep(0.001)
+        grown = _settled_rss() - before
+    finally:
+        scheduler.terminate()
+    return {"idle_task": grown / count, "idle_total": float(grown)}
+
+
+# -- connected peers --------------------------------------------------------------------
+
+
+def _client_argv(system: str, port: int) -> list[str]:
+    return [str(Path(__file__).resolve()), "--peer-client", system, "--port", str(port)]
+
+
+class _Clients:
+    """The hub's client processes: started one by one, all stopped at the end."""
+
+    def __init__(self, system: str, port: int) -> None:
+        self.system = system
+        self.port = port
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self) -> None:
+        self.procs.append(start_server(_client_argv(self.system, self.port)))
+
+    def close(self) -> None:
+        for proc in self.procs:
+            stop_process(proc)
+
+
+def _wait_for(what: str, ready: Callable[[], bool], timeout: float) -> None:
+    end = time.monotonic() + timeout
+    while not ready():
+        if time.monotonic() > end:
+            raise RuntimeError(f"hub: {what} not reached within {timeout:.0f} s")
+        time.sleep(0.01)
+
+
+def triopycos_hub(peers: int) -> dict[str, float]:
+    import trio
+
+    from triopycos import PeerStatus, Task, open_pycos
+
+    async def main() -> dict[str, float]:
+        async with open_pycos(
+            name="bench-memory-hub", node=HOST, tcp_port=0, discover_peers=False, secret=SECRET
+        ) as node:
+            clients = _Clients("triopycos", node.location.port)
+            online = 0
+            grown_to = trio.Event()
+            target = 0
+
+            async def watch(task: Task) -> None:
+                nonlocal online
+                while True:
+                    status = await task.receive()
+                    if isinstance(status, PeerStatus) and status.status == PeerStatus.Online:
+                        online += 1
+                        if online == target:
+                            grown_to.set()
+
+            watcher = node.spawn(watch)
+            watcher.set_daemon()
+            node.peer_status(watcher)
+            try:
+
+                async def grow_to(n: int) -> None:
+                    nonlocal target, grown_to
+                    target, grown_to = n, trio.Event()
+                    with trio.fail_after(PEER_WAIT):
+                        if online < n:
+                            await grown_to.wait()
+                    await trio.sleep(0.2)  # let the handshakes' leftovers go
+
+                clients.start()
+                await grow_to(1)
+                first = _settled_rss()
+                for _ in range(peers):
+                    clients.start()
+                await grow_to(1 + peers)
+                grown = _settled_rss() - first
+            finally:
+                clients.close()
+            node.terminate()
+        return {"peer": grown / peers}
+
+    return trio.run(main)
+
+
+def pycos_hub(peers: int) -> dict[str, float]:
+    scheduler = _pycos_scheduler("bench-memory-hub")
+    clients = _Clients("pycos", int(scheduler.location.port))
+    try:
+
+        def grow_to(n: int) -> None:
+            _wait_for(f"{n} peers", lambda: len(scheduler.peers()) >= n, PEER_WAIT)
+            time.sleep(0.2)
+
+        clients.start()
+        grow_to(1)
+        first = _settled_rss()
+        for _ in range(peers):
+            clients.start()
+        grow_to(1 + peers)
+        grown = _settled_rss() - first
+    finally:
+        clients.close()
+        scheduler.terminate()
+    return {"peer": grown / peers}
+
+
+def _pycos_scheduler(name: str) -> Any:
+    import pycos
+    import pycos.netpycos
+
+    pycos.logger.setLevel(pycos.Logger.CRITICAL)
+    pycos.logger.stream = sys.stderr
+    return pycos.netpycos.Pycos(
+        host=HOST, tcp_port=0, udp_port=0, name=name, discover_peers=False, secret=SECRET
+    )
+
+
+def triopycos_peer_client(port: int) -> None:
+    import trio
+
+    from triopycos import Location, open_pycos
+
+    async def main() -> None:
+        async with open_pycos(
+            name="bench-memory-client", node=HOST, tcp_port=0, discover_peers=False, secret=SECRET
+        ) as node:
+            if await node.peer(Location(HOST, port)) != 0:
+                raise RuntimeError("triopycos client: peer() failed")
+            await trio.sleep_forever()  # until the hub closes our stdin
+
+    trio.run(main)
+
+
+def pycos_peer_client(port: int) -> None:
+    import pycos
+    import pycos.netpycos
+
+    scheduler = _pycos_scheduler("bench-memory-client")
+
+    def peer(task: Any = None) -> Generator[Any, Any, int]:
+        status: int = yield scheduler.peer(pycos.netpycos.Location(HOST, port))
+        return status
+
+    if pycos.Task(peer).value() != 0:
+        raise RuntimeError("pycos client: peer() failed")
+    time.sleep(DEADLINE)  # until the hub closes our stdin
+
+
+# -- driver -----------------------------------------------------------------------------
+
+
+def run_round(system: str, *, tasks: int, peers: int) -> dict[str, float]:
+    """One round of one system (also what ``bench/run.py`` calls): one idle-tasks
+    process and one hub process."""
+    script = str(Path(__file__).resolve())
+    result = run_worker([script, "--idle", system, "--tasks", str(tasks)], timeout=DEADLINE + 10)
+    result.update(
+        run_worker([script, "--hub", system, "--peers", str(peers)], timeout=DEADLINE + 10)
+    )
+    return result
+
+
+def drive(args: argparse.Namespace) -> int:
+    collected: dict[str, dict[str, list[float]]] = {s: defaultdict(list) for s in SYSTEMS}
+    failed = 0
+    for rnd in range(args.rounds):
+        order = SYSTEMS if rnd % 2 == 0 else SYSTEMS[::-1]
+        for system in order:
+            try:
+                data = run_round(system, tasks=args.tasks, peers=args.peers)
+            except (WorkerError, subprocess.SubprocessError) as exc:
+                failed += 1
+                print(f"round {rnd + 1}, {system}: FAILED: {exc}", file=sys.stderr)
+                continue
+            for key, value in data.items():
+                collected[system][key].append(value)
+        print(f"round {rnd + 1}/{args.rounds} done", file=sys.stderr)
+    print(
+        f"Memory: median of {args.rounds} round(s); {args.tasks:,} idle tasks; "
+        f"{args.peers} peers (after a first one); pycos {version('pycos')}, "
+        f"trio {version('trio')}; load average {load_average()}\n"
+    )
+    rows = [(m, collected["triopycos"][m.key], collected["pycos"][m.key]) for m in METRICS]
+    print(comparison_table(rows, "triopycos", "pycos"))
+    return 1 if failed else 0
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tasks", type=int, default=100_000, help="idle tasks (100,000)")
+    parser.add_argument("--peers", type=int, default=12, help="peers after the first (12)")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--idle", choices=SYSTEMS, help=argparse.SUPPRESS)
+    parser.add_argument("--hub", choices=SYSTEMS, help=argparse.SUPPRESS)
+    parser.add_argument("--peer-client", choices=SYSTEMS, help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.tasks < 1 or args.peers < 1 or args.rounds < 1:
+        parser.error("--tasks, --peers and --rounds must be at least 1")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.idle:
+        arm_watchdog(DEADLINE)
+        idle = triopycos_idle if args.idle == "triopycos" else pycos_idle
+        emit_json(idle(args.tasks))
+        return 0
+    if args.hub:
+        arm_watchdog(DEADLINE)
+        hub = triopycos_hub if args.hub == "triopycos" else pycos_hub
+        emit_json(hub(args.peers))
+        return 0
+    if args.peer_client:
+        arm_watchdog(DEADLINE, exit_on_stdin_eof=True)
+        client = triopycos_peer_client if args.peer_client == "triopycos" else pycos_peer_client
+        client(args.port)
+        return 0
+    return drive(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
