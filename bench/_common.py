@@ -37,6 +37,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 __all__ = [
     "HOST",
@@ -316,7 +317,7 @@ def read_ready(proc: subprocess.Popen[bytes], timeout: float) -> tuple[str, int]
     return words[1], int(words[2])
 
 
-def stop_process(proc: subprocess.Popen[bytes]) -> None:
+def stop_process(proc: subprocess.Popen[Any]) -> None:
     """Let a server exit (it does on stdin EOF), and kill it if it does not within a
     few seconds."""
     try:

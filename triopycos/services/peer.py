@@ -17,6 +17,9 @@ the writer, as usual, so a stuck link never holds a sender.  Only a few frames
 (``_INLINE_FRAMES``) go this way between two runs of the reader or the writer: the
 rest of a burst is batched by the writer into one ``send_all``, as before.
 
+Heartbeats are the node's (``PeerManager``'s sweep calls ``heartbeat``), not a task
+per connection.
+
 Outbox policy: the outbox holds at most ``max_outbox_bytes``; a message that does not
 fit is refused (``send`` returns -1, ``deliver`` 0) and counted, rather than letting a
 slow peer make us hold unbounded memory.
@@ -26,12 +29,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
 import trio
-import trio_util
 
 from .._location import Location
 from ..protocol.codec import Codec
@@ -64,10 +65,6 @@ class PeerStatistics:
     duplicate_connections: int = 0
     messages_refused: int = 0  # did not fit in a peer's outbox or frame limit
     protocol_errors: int = 0  # connections closed for breaking the protocol
-
-
-class PeerSilent(Exception):
-    """Nothing was heard from a peer for ``peer_timeout`` seconds."""
 
 
 class _Pending:
@@ -259,7 +256,6 @@ class PeerConnection:
                 if self.closed:
                     nursery.cancel_scope.cancel()
                 nursery.start_soon(self._write_loop)
-                nursery.start_soon(self._heartbeat_loop)
                 try:
                     await self._read_loop()
                 finally:
@@ -272,8 +268,6 @@ class PeerConnection:
         except* ProtocolError as group:
             self.stats.protocol_errors += 1
             log.warning("closing connection to %r: %s", self, group.exceptions[0])
-        except* PeerSilent as group:
-            log.warning("peer %r is silent: %s", self, group.exceptions[0])
         except* Exception:
             # A bug must end this connection, never the node.
             log.exception("connection to %r failed", self)
@@ -333,21 +327,23 @@ class PeerConnection:
                 self._drained.set()
                 self._drained = None
 
-    async def _heartbeat_loop(self) -> None:
-        """Keep an idle connection audibly alive, and give up on a silent peer.
+    def heartbeat(self, now: float) -> None:
+        """The node's heartbeat sweep (``PeerManager``), every third of
+        ``peer_timeout``: keep an idle connection audibly alive, and give up on a
+        silent peer.
 
-        Every third of ``peer_timeout`` with nothing sent, send a PING (the peer
+        With nothing sent for a third of ``peer_timeout``, send a PING (the peer
         answers PONG); when nothing at all has been heard for ``peer_timeout``, the
         peer is gone even though its connection never closed (a frozen process, a
-        cable pulled, a partition)."""
-        interval = self._peer_timeout / 3
-        async with aclosing(trio_util.periodic(interval)) as ticks:
-            async for _ in ticks:
-                now = trio.current_time()
-                if now - self.last_heard >= self._peer_timeout:
-                    raise PeerSilent(f"nothing heard for {now - self.last_heard:.1f} s")
-                if now - self.last_sent >= interval:
-                    self.send([Kind.PING])
+        cable pulled, a partition).  One sweep per node, not a task and a timer per
+        connection: that is most of what an idle peer costs."""
+        if self.closed:
+            return
+        if now - self.last_heard >= self._peer_timeout:
+            log.warning("peer %r is silent: nothing heard for %.1f s", self, now - self.last_heard)
+            self.close()
+        elif now - self.last_sent >= self._peer_timeout / 3:
+            self.send([Kind.PING])
 
     async def flush(self, timeout: float) -> None:
         """Wait (up to ``timeout``) until the outbox has been handed to the stream."""

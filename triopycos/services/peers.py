@@ -18,10 +18,12 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
 import trio
+import trio_util
 
 from .._location import Location
 from ..protocol.codec import Codec
@@ -122,7 +124,18 @@ class PeerManager:
             for listener in listeners:
                 nursery.start_soon(self._accept_loop, listener)
             task_status.started()
-            await trio.sleep_forever()
+            await self._heartbeats()
+
+    async def _heartbeats(self) -> None:
+        """Every third of ``peer_timeout``, each connection pings if it has been idle
+        that long and ends if its peer has been silent for ``peer_timeout``
+        (``PeerConnection.heartbeat``).  A silent peer is noticed at most one
+        interval after ``peer_timeout``."""
+        async with aclosing(trio_util.periodic(self.limits.peer_timeout / 3)) as ticks:
+            async for _ in ticks:
+                now = trio.current_time()
+                for conn in list(self.by_id.values()):
+                    conn.heartbeat(now)
 
     async def _accept_loop(self, listener: trio.abc.Listener[trio.abc.Stream]) -> None:
         async with listener:

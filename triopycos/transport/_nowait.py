@@ -101,26 +101,40 @@ def _socket_receiver(sock: trio.socket.SocketType) -> Receive:
             return trio.ClosedResourceError("the socket was closed")
         return trio.BrokenResourceError(f"socket read failed: {exc}")
 
+    # After a read that emptied the socket (it returned less than asked for), the
+    # next one would almost always fail with EAGAIN: wait for readiness instead of
+    # paying for that syscall and its exception on every message of a request and
+    # reply exchange.  Readiness is level-triggered: bytes that came in between are
+    # seen at once.
+    drained = False
+
     async def receive_some(max_bytes: int) -> bytes:
-        await checkpoint_if_cancelled()
-        try:
-            data = read(fileno(), max_bytes)
-        except BlockingIOError:
-            pass
-        except OSError as exc:
-            raise fail(exc) from exc
-        else:
-            # Read without waiting: still let the others run (and never lose `data`
-            # to a cancellation: the checkpoint is shielded).
-            await cancel_shielded_checkpoint()
-            return data
+        nonlocal drained
+        if not drained:
+            await checkpoint_if_cancelled()
+            try:
+                data = read(fileno(), max_bytes)
+            except BlockingIOError:
+                pass
+            except OSError as exc:
+                raise fail(exc) from exc
+            else:
+                drained = len(data) < max_bytes
+                # Read without waiting: still let the others run (and never lose
+                # `data` to a cancellation: the checkpoint is shielded).
+                await cancel_shielded_checkpoint()
+                return data
         while True:
+            if fileno() == -1:
+                raise trio.ClosedResourceError("the socket was closed")
             await wait_readable(sock)
             try:
-                return read(fileno(), max_bytes)
+                data = read(fileno(), max_bytes)
             except BlockingIOError:
                 continue
             except OSError as exc:
                 raise fail(exc) from exc
+            drained = len(data) < max_bytes
+            return data
 
     return receive_some
