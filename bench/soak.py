@@ -4,16 +4,26 @@ Run: ``python bench/soak.py [--count 10000000] [--samples 20]``
 
 Two processes on 127.0.0.1: a server whose task counts what it receives, and a
 client that sends it ``--count`` messages (each a small tuple ``(i, "soak")``: the
-codec's hooked path, not the plain one), yielding after every 1000.  After every
-``count / samples`` messages the client also sends a ``["stats", me]`` request; the
-server answers with how many messages it has and its RSS.  The client waits for the
-answer to the request before the last one (so at most two intervals of messages
-are ever in flight: flow control, as a real sender needs against a slower
-receiver) and prints a line per answer: messages sent and received, both RSS.
+codec's hooked path, not the plain one), yielding after every 1000.
 
-"Flat memory": after the first sample (warm-up: buffers, caches, the allocator's
-first arenas), neither process's RSS may grow by more than ``--slack`` MB; the
-script says whether that held.  Only loopback; both processes have watchdogs.
+Flow control, as a real sender needs against a slower receiver: after every
+``--window`` messages the client sends a ``["sync", me]`` marker, which the server
+answers, and it never has more than two markers unanswered.  Whatever is in flight
+(at most two windows) is held by the receiver, decoded, in its task's mailbox while
+that task catches up: the RSS it costs comes and goes with the window.
+
+Samples: after every ``count / samples`` messages the client sends ``["stats", me]``
+and waits until the server has answered it, i.e. until the server has received
+everything sent so far (a quiet point: nothing in flight); the server answers with
+its count, its RSS now and the largest RSS it saw at any marker.  One line per
+sample: messages sent and received, both RSS.
+
+"Flat memory": the RSS at the quiet points may go up and down (the allocator keeps
+some of what the in-flight window used, and gives it back later), but must not
+trend up: the least-squares slope of each process's RSS over the messages sent,
+times the messages, must stay within ``--slack`` MB.  The first sample, the largest
+and the last, and the peak (in-flight window included) are reported too.  Only
+loopback; both processes have watchdogs.
 """
 
 from __future__ import annotations
@@ -45,6 +55,7 @@ if TYPE_CHECKING:
 SECRET = "bench-soak"
 SINK = "soak_sink"
 BATCH = 1000
+WINDOW = 50_000
 
 
 def serve(deadline: float) -> None:
@@ -55,12 +66,18 @@ def serve(deadline: float) -> None:
     async def sink(task: Task) -> None:
         task.register(SINK)
         received = 0
+        peak = 0
         while True:
             msg = await task.receive()
             if type(msg) is tuple:
                 received += 1
-            elif type(msg) is list and msg[0] == "stats":
-                msg[1].send(("stats", received, rss_bytes()))
+            elif type(msg) is list:
+                rss = rss_bytes()
+                peak = max(peak, rss)
+                if msg[0] == "sync":
+                    msg[1].send(("synced",))
+                elif msg[0] == "stats":
+                    msg[1].send(("stats", received, rss, peak))
             elif msg == "quit":
                 return
 
@@ -75,13 +92,13 @@ def serve(deadline: float) -> None:
     trio.run(main)
 
 
-def client(port: int, count: int, samples: int) -> dict[str, float]:
+def client(port: int, count: int, samples: int, window: int) -> dict[str, float]:
     import trio
 
     from triopycos import Location, Task, open_pycos
 
     interval = max(BATCH, count // samples)
-    rows: list[tuple[int, int, int, int, float]] = []
+    rows: list[tuple[int, int, int, int, int, float]] = []
 
     async def body(task: Task) -> None:
         target = await Task.locate(SINK, Location(HOST, port), timeout=30)
@@ -89,8 +106,17 @@ def client(port: int, count: int, samples: int) -> dict[str, float]:
             raise RuntimeError("no sink")
         send = target.send
         start = time.perf_counter()
-        asked = answered = 0
-        sent = 0
+        unanswered = 0  # markers (sync or stats) without their answer yet
+        sent = marked = sampled = 0
+
+        async def answer() -> tuple[object, ...]:
+            nonlocal unanswered
+            reply = await task.receive(timeout=120)
+            if not (type(reply) is tuple and reply[0] in ("synced", "stats")):
+                raise RuntimeError(f"no answer from the server: {reply!r}")
+            unanswered -= 1
+            return reply
+
         while sent < count:
             upto = min(count, sent + BATCH)
             for i in range(sent, upto):
@@ -98,24 +124,32 @@ def client(port: int, count: int, samples: int) -> dict[str, float]:
                     raise RuntimeError(f"message {i} refused")
             sent = upto
             await trio.lowlevel.checkpoint()
-            if sent // interval > asked or sent == count:
+            if sent // window > marked:
+                marked = sent // window
+                send(["sync", task])
+                unanswered += 1
+                while unanswered > 2:
+                    await answer()
+            if sent // interval > sampled or sent == count:
+                sampled = sent // interval
                 send(["stats", task])
-                asked += 1
-                while asked - answered > (1 if sent < count else 0):
-                    reply = await task.receive(timeout=120)
-                    if not (type(reply) is tuple and reply[0] == "stats"):
-                        raise RuntimeError(f"no stats: {reply!r}")
-                    answered += 1
-                    rows.append(
-                        (sent, reply[1], rss_bytes(), reply[2], time.perf_counter() - start)
-                    )
-                    print(
-                        f"{time.perf_counter() - start:7.1f} s  sent {sent:>11,}  received "
-                        f"{reply[1]:>11,}  RSS client {rss_bytes() / 1e6:6.1f} MB  "
-                        f"server {reply[2] / 1e6:6.1f} MB",
-                        file=sys.stderr,
-                        flush=True,
-                    )
+                unanswered += 1
+                reply: tuple[object, ...] = ()
+                while unanswered:
+                    reply = await answer()
+                assert reply[0] == "stats"
+                _, received, server_rss, server_peak = reply
+                assert isinstance(received, int) and isinstance(server_rss, int)
+                assert isinstance(server_peak, int)
+                elapsed = time.perf_counter() - start
+                rows.append((sent, received, rss_bytes(), server_rss, server_peak, elapsed))
+                print(
+                    f"{elapsed:7.1f} s  sent {sent:>11,}  received {received:>11,}  RSS "
+                    f"client {rss_bytes() / 1e6:6.1f} MB  server {server_rss / 1e6:6.1f} MB "
+                    f"(peak {server_peak / 1e6:6.1f} MB)",
+                    file=sys.stderr,
+                    flush=True,
+                )
         send("quit")
 
     async def main() -> None:
@@ -128,16 +162,30 @@ def client(port: int, count: int, samples: int) -> dict[str, float]:
     if not rows or rows[-1][1] != count:
         raise RuntimeError(f"the server got {rows[-1][1] if rows else 0} of {count} messages")
     first, last = rows[0], rows[-1]
+
+    def trend(column: int) -> float:
+        """Least-squares growth of RSS column over the whole run, in bytes."""
+        xs = [float(r[0]) for r in rows]
+        ys = [float(r[column]) for r in rows]
+        mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+        sxx = sum((x - mx) ** 2 for x in xs)
+        if sxx == 0:
+            return 0.0
+        return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx * count
+
     return {
         "count": float(count),
-        "seconds": last[4],
-        "rate": count / last[4],
+        "client_trend": trend(2),
+        "server_trend": trend(3),
+        "seconds": last[5],
+        "rate": count / last[5],
         "client_rss_first": float(first[2]),
         "client_rss_last": float(last[2]),
         "client_rss_max": float(max(r[2] for r in rows)),
         "server_rss_first": float(first[3]),
         "server_rss_last": float(last[3]),
         "server_rss_max": float(max(r[3] for r in rows)),
+        "server_rss_peak": float(max(r[4] for r in rows)),
     }
 
 
@@ -156,29 +204,33 @@ def drive(args: argparse.Namespace) -> int:
             str(args.count),
             "--samples",
             str(args.samples),
+            "--window",
+            str(args.window),
             "--deadline",
             f"{deadline:g}",
         ],
         timeout=deadline + 10,
     )
-    growth = {
-        side: (r[f"{side}_rss_max"] - r[f"{side}_rss_first"]) / 1e6 for side in ("client", "server")
-    }
+    growth = {side: r[f"{side}_trend"] / 1e6 for side in ("client", "server")}
     flat = all(g <= args.slack for g in growth.values())
     print(
         f"\nSoak: {r['count']:,.0f} messages through one peer pair on 127.0.0.1 in "
-        f"{r['seconds']:.1f} s ({r['rate']:,.0f} msg/s); trio {version('trio')}; load "
-        f"average {load_before} before, {load_average()} after"
+        f"{r['seconds']:.1f} s ({r['rate']:,.0f} msg/s), flow-control window "
+        f"{args.window:,} messages; trio {version('trio')}; load average {load_before} "
+        f"before, {load_average()} after"
     )
     for side in ("client", "server"):
         print(
             f"  {side} RSS: {r[f'{side}_rss_first'] / 1e6:.1f} MB at the first sample, "
             f"{r[f'{side}_rss_max'] / 1e6:.1f} MB at most, {r[f'{side}_rss_last'] / 1e6:.1f} MB "
-            f"at the end: grew {growth[side]:.1f} MB"
+            f"at the end (quiet points); trend over the run {growth[side]:+.1f} MB"
         )
     print(
-        f"  memory {'flat' if flat else 'NOT flat'} (allowed growth after the first sample: "
-        f"{args.slack:g} MB)"
+        f"  server RSS peak at any marker (the in-flight window held in the mailbox "
+        f"included): {r['server_rss_peak'] / 1e6:.1f} MB"
+    )
+    print(
+        f"  memory {'flat' if flat else 'NOT flat'} (allowed trend: {args.slack:g} MB over the run)"
     )
     return 0 if flat else 1
 
@@ -188,13 +240,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--count", type=int, default=10_000_000, help="messages (10,000,000)")
     parser.add_argument("--samples", type=int, default=20, help="RSS samples (20)")
     parser.add_argument("--slack", type=float, default=8.0, help="MB of growth allowed (8)")
+    parser.add_argument(
+        "--window", type=int, default=WINDOW, help=f"messages per flow-control marker ({WINDOW:,})"
+    )
     parser.add_argument("--deadline", type=float, default=1800.0, help="hard limit, s (1800)")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--client", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.count < 1 or args.samples < 1:
-        parser.error("--count and --samples must be at least 1")
+    if args.count < 1 or args.samples < 1 or args.window < 1:
+        parser.error("--count, --samples and --window must be at least 1")
     return args
 
 
@@ -206,7 +261,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.client:
         arm_watchdog(args.deadline)
-        emit_json(client(args.port, args.count, args.samples))
+        emit_json(client(args.port, args.count, args.samples, args.window))
         return 0
     return drive(args)
 
