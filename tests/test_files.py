@@ -9,7 +9,7 @@ senders speak the protocol by hand over ``open_file_connection`` (or subclass
 from __future__ import annotations
 
 import contextlib
-import hashlib
+import errno
 import logging
 import os
 import stat
@@ -44,12 +44,14 @@ from triopycos.protocol.files import (
     parse_reply,
 )
 from triopycos.protocol.framing import FrameDecoder, encode_frame
+from triopycos.services import files as files_service
 from triopycos.services.files import (
     MODE_MASK,
     FileChanged,
     FileReceiver,
     FileSender,
-    _read_frame,
+    _pread_nowait,
+    _read_fully,
 )
 from triopycos.testing import VirtualNetwork
 
@@ -423,7 +425,7 @@ async def test_more_transfers_than_the_limit_are_refused(tmp_path: Path) -> None
     class Holding(FileSender):
         """Sends one chunk, then holds its transfer slot until released."""
 
-        async def send_chunks(self, stream: trio.abc.Stream, *args: Any) -> bytes:
+        async def send_chunks(self, stream: trio.abc.Stream, *args: Any) -> None:
             await stream.send_all(encode_frame(b"x"))
             await release.wait()
             raise trio.BrokenResourceError("released")
@@ -576,27 +578,28 @@ async def test_max_file_size_by_the_bytes_that_arrive(tmp_path: Path) -> None:
             assert tree(tmp_path / "dest") == []
 
 
-async def test_a_wrong_checksum_is_refused(tmp_path: Path) -> None:
+async def test_a_bad_end_frame_is_refused_and_leaves_nothing(tmp_path: Path) -> None:
+    # ["end", digest] was the end frame of versions that checked a sha256.
     with trio.fail_after(LIMIT):
         async with two_nodes(tmp_path) as (a, b), raw_connection(b, a.location) as raw:
             await raw.send(request(size=4))
             assert isinstance(await raw.reply(), Go)
-            await raw.send(encode_frame(b"abcd") + encode_end(hashlib.sha256(b"abce").digest()))
+            await raw.send(encode_frame(b"abcd") + encode_frame(Codec().encode(["end", b"x"])))
             reply = await raw.reply()
             assert isinstance(reply, Refused)
-            assert "checksum" in reply.reason
+            assert reply.reason == "protocol error"
             await refused(a)
             assert tree(tmp_path / "dest") == []
 
 
-async def test_the_right_checksum_by_hand_is_accepted(tmp_path: Path) -> None:
+async def test_the_protocol_by_hand_is_accepted(tmp_path: Path) -> None:
     # The hand-made protocol above is the real one: the same bytes, honest, succeed.
     with trio.fail_after(LIMIT):
         async with two_nodes(tmp_path) as (a, b), raw_connection(b, a.location) as raw:
             await raw.send(request(size=4, mtime_ns=5_000_000_000))
             assert isinstance(await raw.reply(), Go)
             await raw.send(encode_frame(b"ab") + encode_frame(b"cd"))
-            await raw.send(encode_end(hashlib.sha256(b"abcd").digest()))
+            await raw.send(encode_end())
             assert isinstance(await raw.reply(), Done)
             assert (tmp_path / "dest" / "f.bin").read_bytes() == b"abcd"
             assert (tmp_path / "dest" / "f.bin").stat().st_mtime_ns == 5_000_000_000
@@ -808,10 +811,189 @@ async def test_a_bug_in_the_receiver_ends_the_transfer_not_the_node(
 def test_a_file_that_shrinks_while_it_is_read(tmp_path: Path) -> None:
     src = make_file(tmp_path / "f", b"12345")
     with open(src, "rb", buffering=0) as f:
-        frame = _read_frame(f, hashlib.sha256(), 5)
-        assert bytes(frame) == encode_frame(b"12345")
+        buf = bytearray(5)
+        _read_fully(f, memoryview(buf), 0, 0)
+        assert buf == b"12345"
+        _read_fully(f, memoryview(buf)[:2], 3, 1 << 20)  # at an offset, read-ahead asked
+        assert buf == b"45345"
         with pytest.raises(FileChanged):
-            _read_frame(f, hashlib.sha256(), 1)
+            _read_fully(f, memoryview(bytearray(1)), 5, 0)
+
+
+def test_content_is_written_in_bounded_and_possibly_partial_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sizes: list[int] = []
+    real_write = os.write
+
+    def short_write(fd: int, data: Any) -> int:
+        sizes.append(len(data))
+        return real_write(fd, data[:100_000])  # the kernel may take less
+
+    pieces = [os.urandom(n) for n in (300_000, 5, 131_072)]
+    partial = files_service._Partial(str(tmp_path), str(tmp_path), str(tmp_path), "t")
+    partial.fd = os.open(partial.path, os.O_WRONLY | os.O_CREAT, 0o600)
+    monkeypatch.setattr(os, "write", short_write)
+    try:
+        partial.write([memoryview(p) for p in pieces])
+    finally:
+        monkeypatch.undo()
+        os.close(partial.fd)
+    assert Path(partial.path).read_bytes() == b"".join(pieces)
+    assert max(sizes) == files_service._WRITE_SIZE
+
+
+def test_reading_without_waiting_takes_what_is_cached(tmp_path: Path) -> None:
+    content = os.urandom(100_000)
+    src = make_file(tmp_path / "f", content)
+    fd = os.open(src, os.O_RDONLY)
+    try:
+        buf = bytearray(50_000)
+        got = _pread_nowait(fd, memoryview(buf), 1000)
+        if got >= 0:  # -1: this file system cannot say (then the worker reads)
+            assert buf[:got] == content[1000 : 1000 + got]
+    finally:
+        os.close(fd)
+
+
+class _Reads:
+    """Counts the sender's reads by kind, and makes the non-waiting ones answer as
+    ``mode`` says: "cold" (nothing cached), "unsupported", "half" (part cached)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, mode: str) -> None:
+        self.nowait = 0
+        self.thread = 0
+        real_fully = files_service._read_fully
+        real_nowait = files_service._pread_nowait
+
+        def nowait(fd: int, view: memoryview, offset: int) -> int:
+            self.nowait += 1
+            if mode == "cold":
+                return 0
+            if mode == "unsupported":
+                return -1
+            half = memoryview(view)[: len(view) // 2]
+            return max(real_nowait(fd, half, offset), 0)
+
+        def fully(f: Any, view: memoryview, offset: int, ahead: int) -> None:
+            self.thread += 1
+            real_fully(f, view, offset, ahead)
+
+        monkeypatch.setattr(files_service, "_HAVE_NOWAIT", True)
+        monkeypatch.setattr(files_service, "_pread_nowait", nowait)
+        monkeypatch.setattr(files_service, "_read_fully", fully)
+
+
+@pytest.mark.parametrize("mode", ["cold", "unsupported", "half"])
+async def test_reads_that_would_wait_go_to_a_worker_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str
+) -> None:
+    content = os.urandom(5 * 64 * 1024 + 3)  # 6 chunks of 64 KiB
+    src = make_file(tmp_path / "src" / "r.bin", content)
+    reads = _Reads(monkeypatch, mode)
+    with trio.fail_after(LIMIT):
+        async with (
+            node("a", tmp_path / "dest") as a,
+            node("b", tmp_path / "b", limits=Limits(file_chunk_size=64 * 1024)) as b,
+        ):
+            assert await b.send_file(a.location, src) == 0
+    assert (tmp_path / "dest" / "r.bin").read_bytes() == content
+    assert reads.thread == 6
+    # A file system that cannot say is not asked again for this transfer.
+    assert reads.nowait == (1 if mode == "unsupported" else 6)
+
+
+async def test_a_file_that_shrinks_while_it_is_sent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    content = os.urandom(4 * 64 * 1024)
+    src = make_file(tmp_path / "src" / "s.bin", content)
+    real_fully = files_service._read_fully
+
+    def shrinking(f: Any, view: memoryview, offset: int, ahead: int) -> None:
+        if offset > 0:
+            os.truncate(src, offset + 10)
+        real_fully(f, view, offset, ahead)
+
+    monkeypatch.setattr(files_service, "_pread_nowait", lambda fd, view, offset: 0)
+    monkeypatch.setattr(files_service, "_read_fully", shrinking)
+    with trio.fail_after(LIMIT):
+        async with (
+            node("a", tmp_path / "dest") as a,
+            node("b", tmp_path / "b", limits=Limits(file_chunk_size=64 * 1024)) as b,
+        ):
+            assert await b.send_file(a.location, src) == -1
+            assert "shrank while it was sent" in caplog.text
+            await refused(a)
+            assert tree(tmp_path / "dest") == []
+
+
+@pytest.mark.parametrize("path", ["plain socket", "virtual network"])
+async def test_a_write_error_in_the_middle_is_refused_and_cleaned_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, path: str
+) -> None:
+    # Both receiving paths: the worker thread that reads and writes (a plain socket)
+    # and the trio reader with a writer thread (any other stream).
+    content = os.urandom(3 * 1024 * 1024)
+    src = make_file(tmp_path / "src" / "w.bin", content)
+    real_write = files_service._Partial.write
+    writes = 0
+
+    def failing(self: Any, batch: list[memoryview]) -> None:
+        nonlocal writes
+        writes += 1
+        if writes == 2:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_write(self, batch)
+
+    monkeypatch.setattr(files_service._Partial, "write", failing)
+    with trio.fail_after(LIMIT):
+        if path == "plain socket":
+            async with two_nodes(tmp_path) as (a, b):
+                assert await b.send_file(a.location, src) == -1
+                await refused(a)
+                assert await b.send_file(a.location, src) == 0  # and it goes on
+        else:
+            async with (
+                VirtualNetwork(seed=5) as net,
+                net.open_pycos(name="a", dest_path=tmp_path / "dest") as a,
+                net.open_pycos(name="b") as b,
+            ):
+                assert await b.peer(a.location) == 0
+                assert await b.send_file(a.location, src) == -1
+                await refused(a)
+                assert await b.send_file(a.location, src) == 0
+    assert writes > 2
+    assert (tmp_path / "dest" / "w.bin").read_bytes() == content
+    assert tree(tmp_path / "dest") == ["w.bin"]
+
+
+async def test_a_receiver_stopped_in_the_middle_removes_the_partial_file(
+    tmp_path: Path,
+) -> None:
+    # The worker thread reading the socket is waiting for content that will not
+    # come when the node stops: it must be stopped, and the partial file removed.
+    with trio.fail_after(LIMIT):
+        async with node("b", tmp_path / "b") as b:
+            receiving = node("a", tmp_path / "dest")
+            a = await receiving.__aenter__()
+            exited = False
+            try:
+                async with raw_connection(b, a.location) as raw:
+                    await raw.send(request(size=100))
+                    assert isinstance(await raw.reply(), Go)
+                    await raw.send(encode_frame(b"x" * 40))
+                    await wait_for(lambda: receiver_of(a).stats.active == 1)
+                    await wait_for(lambda: len(tree(tmp_path / "dest")) == 1)
+                    # The sender's side stays open: only stopping ends the wait.
+                    a.terminate()
+                    exited = True
+                    await receiving.__aexit__(None, None, None)
+                    assert tree(tmp_path / "dest") == []
+            finally:
+                if not exited:
+                    await receiving.__aexit__(None, None, None)
+            assert tree(tmp_path / "dest") == []
 
 
 async def test_from_a_generator_task(tmp_path: Path) -> None:
@@ -884,7 +1066,7 @@ def _content(machine: FileReceiving) -> tuple[bytes, list[bool], End | None]:
 
 def test_receiving_hands_out_content_byte_by_byte() -> None:
     machine = _machine(11)
-    wire = encode_frame(b"hello ") + encode_frame(b"world") + encode_end(b"d" * 32)
+    wire = encode_frame(b"hello ") + encode_frame(b"world") + encode_end()
     data = b""
     end = None
     for i in range(len(wire)):  # every split point, headers straddling pieces too
@@ -894,7 +1076,7 @@ def test_receiving_hands_out_content_byte_by_byte() -> None:
         if end is not None:
             break
     assert data == b"hello world"
-    assert end == End(b"d" * 32)
+    assert end == End()
     assert machine.done()[4:] == Codec().encode(["done"])
 
 
@@ -906,8 +1088,8 @@ def test_receiving_marks_chunk_ends_and_takes_early_bytes() -> None:
     machine.go(6, None)
     data, ends, end = _content(machine)
     assert (data, ends, end) == (b"abcdef", [True, True], None)
-    machine.receive_data(encode_end(b"\0" * 32))
-    assert machine.next_event() == End(b"\0" * 32)
+    machine.receive_data(encode_end())
+    assert machine.next_event() == End()
 
 
 @pytest.mark.parametrize(
@@ -942,8 +1124,8 @@ def test_receiving_refuses_what_is_not_a_request() -> None:
     with pytest.raises(ProtocolError):
         machine.next_event()
     machine = _machine(2)
-    machine.receive_data(encode_frame(b"ab") + encode_frame(Codec().encode(["end", b"short"])))
-    with pytest.raises(ProtocolError, match="32 bytes"):
+    machine.receive_data(encode_frame(b"ab") + encode_frame(Codec().encode(["end", b"extra"])))
+    with pytest.raises(ProtocolError, match="expected \\['end'\\]"):
         _content(machine)
     with pytest.raises(ProtocolError):
         FileReceiving(8).eof()

@@ -2,7 +2,7 @@
 virtual network implement the same interface)."""
 
 from ._base import DatagramSocket, Transport
-from ._nowait import NowaitSend, Receive, nowait_sender, receiver
+from ._nowait import NowaitSend, Receive, nowait_sender, plain_socket_fd, receiver
 from .tcp import TCPTransport
 from .tls import TLSTransport
 from .udp import UDPSocket
@@ -16,5 +16,6 @@ __all__ = [
     "Transport",
     "UDPSocket",
     "nowait_sender",
+    "plain_socket_fd",
     "receiver",
 ]

@@ -26,6 +26,12 @@ The attempt returns the number of bytes written (0 when none fit) and raises
 ``trio.BrokenResourceError`` or ``trio.ClosedResourceError`` as ``send_all`` would.
 The caller must make sure no ``send_all`` is running on the stream at the time.
 
+Reading from a worker thread
+----------------------------
+``plain_socket_fd(stream)`` gives the descriptor of a plain socket stream, or None;
+the file receiver reads a file's content on it from a worker thread
+(``services/bulk_receive.py``).
+
 Receiving
 ---------
 ``receiver(stream)`` returns a ``receive_some(max_bytes)`` for the connection's
@@ -44,7 +50,7 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
-__all__ = ["NowaitSend", "Receive", "nowait_sender", "receiver"]
+__all__ = ["NowaitSend", "Receive", "nowait_sender", "plain_socket_fd", "receiver"]
 
 NowaitSend = Callable[[bytes], int]
 Receive = Callable[[int], Awaitable[bytes | bytearray]]
@@ -79,6 +85,15 @@ def _socket_sender(sock: trio.socket.SocketType) -> NowaitSend:
             raise trio.BrokenResourceError(f"socket write failed: {exc}") from exc
 
     return send_nowait
+
+
+def plain_socket_fd(stream: trio.abc.Stream) -> int | None:
+    """The descriptor of ``stream`` when it is a plain socket on POSIX (not TLS, not
+    the virtual network), for code that reads it from a worker thread; else None."""
+    if _POSIX and type(stream) is trio.SocketStream:
+        fd = stream.socket.fileno()
+        return fd if fd >= 0 else None
+    return None
 
 
 def receiver(stream: trio.abc.Stream) -> Receive:
