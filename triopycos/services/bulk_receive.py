@@ -104,6 +104,7 @@ def _receive(
     size = 0
     deadline = time.monotonic() + step
     current_lowat = 1
+    lowat_works = _HAVE_LOWAT
     while True:
         event = proto.next_event()
         if event is None:
@@ -111,13 +112,16 @@ def _receive(
             if left <= 0:
                 raise FileRefused(STALLED)
             sock.settimeout(left)
-            if _HAVE_LOWAT:
+            if lowat_works:
                 # Woken once per MiB or so, not per segment: with both processes on
                 # one CPU, per-segment wake-ups made the two sides preempt each
                 # other all the time (a third of the throughput).
                 lowat = min(max(proto.content_to_come(), 1), _LOWAT)
                 if lowat != current_lowat:
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, lowat)
+                    try:
+                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, lowat)
+                    except OSError:  # a system that refuses it: per segment, then
+                        lowat_works = False
                     current_lowat = lowat
             try:
                 data = sock.recv(receive_size)
