@@ -14,8 +14,9 @@ import pytest
 import trio
 import trio.testing
 
-from triopycos import Location, PeerStatus, Pycos, Task
+from triopycos import Limits, Location, PeerStatus, Pycos, Task
 from triopycos.protocol.discovery import Announcement, decode, encode
+from triopycos.services import discovery as discovery_service
 from triopycos.testing import LinkConfig, VirtualNetwork
 from triopycos.testing._hosts import VirtualHost
 
@@ -431,6 +432,62 @@ async def test_many_nodes_converge(autojump_clock: trio.testing.MockClock) -> No
             took = await all_peered(group, timeout=60)
             assert took < 1
             assert all(len(n.peers()) == 19 for n in group)
+
+
+def _dropped_for_load(group: Sequence[Pycos]) -> int:
+    total = 0
+    for node in group:
+        assert node._discovery is not None
+        total += node._discovery.stats.dropped.get("too many connection attempts", 0)
+    return total
+
+
+async def test_attempts_beyond_the_pending_limit_wait_for_a_slot(
+    autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every node hears 11 announcements at once and may dial only 2 at a time: the
+    # others wait for a slot instead of for the next announcement (1 s later).
+    # (The nodes start at the same virtual instant; with links of 0.5 ms their
+    # announcements all arrive together.)
+    monkeypatch.setattr(discovery_service, "_MAX_PENDING", 2)
+    async with (
+        VirtualNetwork(seed=23, link=LinkConfig(latency=0.0005)) as net,
+        nodes(net, [f"n{i}" for i in range(12)]) as group,
+    ):
+        assert await all_peered(group, timeout=60) < 0.5
+        assert _dropped_for_load(group) == 0
+        assert all(n._discovery is not None and not n._discovery._queued for n in group)
+
+
+async def test_attempts_beyond_the_queue_are_dropped_and_come_back(
+    autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(discovery_service, "_MAX_PENDING", 1)
+    monkeypatch.setattr(discovery_service, "_MAX_QUEUED", 1)
+    async with (
+        VirtualNetwork(seed=24, link=LinkConfig(latency=0.0005)) as net,
+        nodes(net, [f"n{i}" for i in range(12)]) as group,
+    ):
+        await all_peered(group, timeout=60)
+        assert _dropped_for_load(group) > 0
+
+
+async def test_a_connection_refused_for_load_is_tried_again_soon(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # One handshake at a time per node: most of the simultaneous dials are refused,
+    # and tried again within about a second rather than at the next announcement.
+    names = [f"n{i}" for i in range(12)]
+    async with (
+        VirtualNetwork(seed=25, link=LinkConfig(latency=0.0005)) as net,
+        nodes(net, names, limits=Limits(max_handshakes=1)) as group,
+    ):
+        assert await all_peered(group, timeout=60) < 0.9
+        refused = 0
+        for node in group:
+            assert node._peers is not None
+            refused += node._peers.stats.handshakes_refused_busy
+        assert refused > 0
 
 
 async def test_a_new_incarnation_at_a_known_location_replaces_the_old_at_once(

@@ -14,12 +14,22 @@ What it does (the datagrams are described in ``protocol/discovery.py``):
 
 Nothing a datagram says is trusted beyond "try to connect there": every connection is
 authenticated by the handshake.  Datagrams that fail their checks are counted and
-dropped; at most ``_MAX_PENDING`` connection attempts run at once, more are dropped
-(the next announcement brings them back).
+dropped; at most ``_MAX_PENDING`` connection attempts run at once, and up to
+``_MAX_QUEUED`` more wait for a free slot (beyond that they are dropped, and the next
+announcement brings them back).
+
+When many nodes start together, each hears every other at once and a node lets only
+``Limits.max_handshakes`` connections be in their handshake at a time (it closes
+the rest).  A connection attempt that failed is therefore tried again a few times
+within about a second and a half, after delays spread by a hash of both node ids (so
+two nodes refused together do not come back together, and a run on the virtual
+network stays the same for the same seed), instead of waiting for the next
+announcement, which may be 16 seconds away.
 """
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import logging
 import math
@@ -49,7 +59,12 @@ log = logging.getLogger("triopycos.discovery")
 
 _BROADCAST = "255.255.255.255"
 _MAX_PENDING = 64
+#: Attempts waiting for one of the _MAX_PENDING slots (more are dropped).
+_MAX_QUEUED = 1024
 _MAX_CANDIDATES = 4  # locations tried per announced node (each up to connect_timeout)
+#: Attempts after a failed one, and the first delay (doubled each time, times 0.5-1.5).
+_RETRIES = 3
+_RETRY_DELAY = 0.1
 _FIRST_REPEAT = 1.0
 
 
@@ -98,6 +113,7 @@ class Discovery:
         self._senders: dict[str, DatagramSocket] = {}
         self._senders_lock = trio.Lock()
         self._pending: set[bytes] = set()
+        self._queued: dict[bytes, list[Location]] = {}
         self._nursery: trio.Nursery | None = None
         self._warned: set[str] = set()
         # Built now: an announcement too big for one datagram fails the start.
@@ -314,10 +330,12 @@ class Discovery:
 
     def _connect_to(self, message: Announcement, sender: tuple[str, int]) -> None:
         node_id = message.node_id
-        if node_id in self.peers.by_id or node_id in self._pending or self._nursery is None:
-            return
-        if len(self._pending) >= _MAX_PENDING:
-            self._drop("too many connection attempts", ("", 0))
+        if (
+            node_id in self.peers.by_id
+            or node_id in self._pending
+            or node_id in self._queued
+            or self._nursery is None
+        ):
             return
         families = {_family(a) for a in self.addresses}
         scope = sender[0].partition("%")[2]
@@ -329,18 +347,46 @@ class Discovery:
         if not candidates:
             self._drop("no reachable location", ("", 0))
             return
+        if len(self._pending) >= _MAX_PENDING:
+            # Many nodes announced at once: the attempt waits for a free slot.
+            if len(self._queued) >= _MAX_QUEUED:
+                self._drop("too many connection attempts", ("", 0))
+            else:
+                self._queued[node_id] = candidates
+            return
         self._pending.add(node_id)
         self._nursery.start_soon(self._connect, node_id, candidates)
 
+    def _next_queued(self) -> None:
+        """Start the oldest waiting attempt (one slot has just come free)."""
+        while self._queued and self._nursery is not None:
+            node_id = next(iter(self._queued))
+            candidates = self._queued.pop(node_id)
+            if node_id not in self.peers.by_id and node_id not in self._pending:
+                self._pending.add(node_id)
+                self._nursery.start_soon(self._connect, node_id, candidates)
+                return
+
     async def _connect(self, node_id: bytes, candidates: Iterable[Location]) -> None:
+        candidates = list(candidates)
         try:
-            for location in candidates:
-                if node_id in self.peers.by_id:
-                    return
-                if await self.peers.connect(location, node_id) is not None:
-                    return
+            for attempt in range(_RETRIES + 1):
+                if attempt:
+                    await trio.sleep(self._retry_delay(node_id, attempt))
+                for location in candidates:
+                    if node_id in self.peers.by_id:
+                        return
+                    if await self.peers.connect(location, node_id) is not None:
+                        return
         finally:
             self._pending.discard(node_id)
+            self._next_queued()
+
+    def _retry_delay(self, node_id: bytes, attempt: int) -> float:
+        """Seconds before attempt ``attempt`` (1, 2, ...) to reach ``node_id``."""
+        digest = hashlib.sha256(self.peers.node_id + node_id + bytes([attempt])).digest()
+        spread = 0.5 + int.from_bytes(digest[:4], "big") / 2**32
+        return float(_RETRY_DELAY * 2 ** (attempt - 1) * spread)
 
 
 def _is_ip(text: str) -> bool:
