@@ -620,6 +620,29 @@ async def test_a_stalling_sender_is_cut_off_after_its_own_timeout(tmp_path: Path
             assert tree(tmp_path / "dest") == []  # also the folders it made
 
 
+async def test_each_chunk_has_its_own_deadline_even_below_the_wake_up_mark(
+    tmp_path: Path,
+) -> None:
+    # The receiver waits for about a MiB at a time (SO_RCVLOWAT).  The end of chunk 1
+    # arrives in time but is less than that: chunk 2, later than the first deadline
+    # and within its own, must still be taken.
+    half = 300_000
+    chunk1 = os.urandom(2 * half)
+    chunk2 = os.urandom(1000)
+    with trio.fail_after(LIMIT):
+        async with two_nodes(tmp_path) as (a, b), raw_connection(b, a.location) as raw:
+            await raw.send(request(size=len(chunk1) + len(chunk2), timeout=2.0))
+            assert isinstance(await raw.reply(), Go)
+            start = trio.current_time()
+            await raw.send(encode_frame(chunk1)[: 4 + half])
+            await trio.sleep(0.5)
+            await raw.send(chunk1[half:])  # chunk 1 ends: its deadline was start + 2
+            await trio.sleep_until(start + 2.25)  # past the first, within the second
+            await raw.send(encode_frame(chunk2) + encode_end())
+            assert isinstance(await raw.reply(), Done)
+    assert (tmp_path / "dest" / "f.bin").read_bytes() == chunk1 + chunk2
+
+
 async def test_a_silent_connection_is_cut_off_after_file_idle_timeout(tmp_path: Path) -> None:
     limits = Limits(file_idle_timeout=0.3)
     with trio.fail_after(LIMIT):

@@ -124,8 +124,15 @@ def _receive(
                         lowat_works = False
                     current_lowat = lowat
             try:
-                data = sock.recv(receive_size)
-            except TimeoutError:
+                try:
+                    data = sock.recv(receive_size)
+                except TimeoutError:
+                    # Bytes below the wake-up mark may have ended a chunk in time
+                    # (then the next chunk has a deadline of its own): look once
+                    # more, without waiting.
+                    sock.settimeout(0)
+                    data = sock.recv(receive_size)
+            except (TimeoutError, BlockingIOError):
                 raise FileRefused(STALLED) from None
             except OSError as exc:
                 raise trio.BrokenResourceError(f"socket read failed: {exc}") from exc
