@@ -490,6 +490,59 @@ async def test_a_connection_refused_for_load_is_tried_again_soon(
         assert refused > 0
 
 
+def _ghost(i: int, addr: str) -> Announcement:
+    """An announcement of a node that is not there."""
+    node_id = bytes([7]) * 12 + i.to_bytes(4, "big")
+    return Announcement("announce", node_id, f"ghost{i}", ((addr, 9000),), "", False, False)
+
+
+async def test_an_unanswering_node_is_not_tried_again(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # Retries are for quick failures: a node that does not answer holds its slot
+    # for connect_timeout once, not once per retry.
+    async with (
+        VirtualNetwork(seed=26, link=LinkConfig(latency=0.0005)) as net,
+        nodes(net, ["a"], limits=Limits(connect_timeout=10.0)) as (a,),
+    ):
+        assert a._discovery is not None
+        silent = net.add_host("silent")
+        net.partition(a, silent)
+        start = trio.current_time()
+        a._discovery._connect_to(_ghost(1, silent.ipv4), (silent.ipv4, 9705))
+        assert a._discovery._pending
+        while a._discovery._pending:  # noqa: ASYNC110 (no event to wait on)
+            await trio.sleep(0.05)
+        assert 10 <= trio.current_time() - start < 12
+
+
+async def test_a_stopping_node_starts_none_of_its_queued_attempts(
+    autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(discovery_service, "_MAX_PENDING", 1)
+    async with VirtualNetwork(seed=27, link=LinkConfig(latency=0.0005)) as net:
+        silent = net.add_host("silent")
+        async with nodes(net, ["a"]) as (a,):
+            discovery = a._discovery
+            assert discovery is not None and a._peers is not None
+            net.partition(a, silent)
+            for i in range(50):
+                discovery._connect_to(_ghost(i, silent.ipv4), (silent.ipv4, 9705))
+            await trio.sleep(0.01)
+            assert len(discovery._pending) == 1
+            assert len(discovery._queued) == 49
+            started: list[bytes] = []
+            real_connect = a._peers.connect
+
+            async def spy(location: Location, node_id: bytes | None = None) -> Any:
+                started.append(b"" if node_id is None else node_id)
+                return await real_connect(location, node_id)
+
+            monkeypatch.setattr(a._peers, "connect", spy)
+        assert started == []
+        assert not discovery._queued
+
+
 async def test_a_new_incarnation_at_a_known_location_replaces_the_old_at_once(
     autojump_clock: trio.testing.MockClock,
 ) -> None:

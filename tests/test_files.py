@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
+import math
 import os
 import stat
 from collections.abc import AsyncIterator, Callable, Generator
@@ -641,6 +642,20 @@ async def test_each_chunk_has_its_own_deadline_even_below_the_wake_up_mark(
             await raw.send(encode_frame(chunk2) + encode_end())
             assert isinstance(await raw.reply(), Done)
     assert (tmp_path / "dest" / "f.bin").read_bytes() == chunk1 + chunk2
+
+
+@pytest.mark.parametrize("idle", [math.inf, 1e10])
+@pytest.mark.parametrize("path", ["plain socket", "general"])
+async def test_no_idle_bound_at_all_is_allowed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, idle: float, path: str
+) -> None:
+    if path == "general":
+        monkeypatch.setattr(files_service, "plain_socket_fd", lambda stream: None)
+    src = make_file(tmp_path / "src" / "f", b"hello")
+    with trio.fail_after(LIMIT):
+        async with two_nodes(tmp_path, limits=Limits(file_idle_timeout=idle)) as (a, b):
+            assert await b.send_file(a.location, src) == 0
+    assert tree(tmp_path / "dest") == ["f"]
 
 
 async def test_a_silent_connection_is_cut_off_after_file_idle_timeout(tmp_path: Path) -> None:

@@ -73,7 +73,25 @@ async def test_an_error_comes_out_at_its_get_and_later_jobs_do_not_run() -> None
             assert await stage.get() == 1
             with pytest.raises(OSError, match="No space"):
                 await stage.get()
+            # The jobs behind it are not run, and say so (never a get() that hangs).
+            for _ in (3, 4):
+                with pytest.raises(RuntimeError, match="earlier job"):
+                    await stage.get()
+            assert stage.pending == 0
     assert ran == [1, 2]
+
+
+async def test_none_is_a_job_like_any_other() -> None:
+    stage: ThreadStage[int | None, bool]
+    with trio.fail_after(LIMIT):
+        async with thread_stage(_is_none, 2) as stage:
+            stage.submit_nowait(None)
+            stage.submit_nowait(1)
+            assert [await stage.get(), await stage.get()] == [True, False]
+
+
+def _is_none(x: int | None) -> bool:
+    return x is None
 
 
 async def test_leaving_by_cancellation_waits_for_the_running_job_and_drops_the_rest() -> None:

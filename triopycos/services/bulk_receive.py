@@ -37,6 +37,8 @@ __all__ = ["STALLED", "receive_in_thread"]
 #: Bytes the worker waits for before it is woken (SO_RCVLOWAT; Linux, BSDs, macOS).
 _LOWAT = 1024 * 1024
 _HAVE_LOWAT = hasattr(socket, "SO_RCVLOWAT")
+#: Longest single wait on the socket, seconds (the deadline is checked after each).
+_MAX_WAIT = 3600.0
 
 #: The refusal when a chunk did not arrive in time.
 STALLED = "timed out: the sender stalled"
@@ -111,7 +113,8 @@ def _receive(
             left = deadline - time.monotonic()
             if left <= 0:
                 raise FileRefused(STALLED)
-            sock.settimeout(left)
+            # Capped: an infinite step (file_idle_timeout=inf) is no socket timeout.
+            sock.settimeout(min(left, _MAX_WAIT))
             if lowat_works:
                 # Woken once per MiB or so, not per segment: with both processes on
                 # one CPU, per-segment wake-ups made the two sides preempt each
@@ -133,7 +136,7 @@ def _receive(
                     sock.settimeout(0)
                     data = sock.recv(receive_size)
             except (TimeoutError, BlockingIOError):
-                raise FileRefused(STALLED) from None
+                continue  # the deadline, at the top, says whether this is a stall
             except OSError as exc:
                 raise trio.BrokenResourceError(f"socket read failed: {exc}") from exc
             if stop.is_set():

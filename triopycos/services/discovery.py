@@ -20,8 +20,8 @@ announcement brings them back).
 
 When many nodes start together, each hears every other at once and a node lets only
 ``Limits.max_handshakes`` connections be in their handshake at a time (it closes
-the rest).  A connection attempt that failed is therefore tried again a few times
-within about a second and a half, after delays spread by a hash of both node ids (so
+the rest).  A connection attempt that failed quickly is therefore tried again a few
+times within about a second and a half, after delays spread by a hash of both node ids (so
 two nodes refused together do not come back together, and a run on the virtual
 network stays the same for the same seed), instead of waiting for the next
 announcement, which may be 16 seconds away.
@@ -65,6 +65,8 @@ _MAX_CANDIDATES = 4  # locations tried per announced node (each up to connect_ti
 #: Attempts after a failed one, and the first delay (doubled each time, times 0.5-1.5).
 _RETRIES = 3
 _RETRY_DELAY = 0.1
+#: No retry starts later than this many seconds after the first attempt began.
+_RETRY_WINDOW = 1.5
 _FIRST_REPEAT = 1.0
 
 
@@ -369,18 +371,31 @@ class Discovery:
 
     async def _connect(self, node_id: bytes, candidates: Iterable[Location]) -> None:
         candidates = list(candidates)
+        start = trio.current_time()
+        stopping = False
         try:
             for attempt in range(_RETRIES + 1):
                 if attempt:
+                    # Only quick failures (a node busy with handshakes closes at
+                    # once) are tried again: a node that does not answer keeps its
+                    # slot for connect_timeout, not for every retry too.
+                    if trio.current_time() - start > _RETRY_WINDOW:
+                        return
                     await trio.sleep(self._retry_delay(node_id, attempt))
                 for location in candidates:
                     if node_id in self.peers.by_id:
                         return
                     if await self.peers.connect(location, node_id) is not None:
                         return
+        except trio.Cancelled:
+            # The service is stopping: nothing queued may start now.
+            stopping = True
+            self._queued.clear()
+            raise
         finally:
             self._pending.discard(node_id)
-            self._next_queued()
+            if not stopping:
+                self._next_queued()
 
     def _retry_delay(self, node_id: bytes, attempt: int) -> float:
         """Seconds before attempt ``attempt`` (1, 2, ...) to reach ``node_id``."""

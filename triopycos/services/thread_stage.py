@@ -10,7 +10,8 @@ overlap with the work instead of separating it.
 
 At most ``depth`` jobs are submitted and not yet collected (queued, running, or done
 with their result waiting), which bounds the memory a transfer holds.  Results come
-back in submission order.  Leaving the ``thread_stage`` block stops the worker after
+back in submission order; after a job fails, the later ones are not run and their
+results are errors.  Leaving the ``thread_stage`` block stops the worker after
 the job it is running (the rest of the queue is dropped) and waits for it, so nothing
 touches a file after the block, also when it is left by cancellation.
 """
@@ -22,7 +23,7 @@ import queue
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Generic, TypeVar
+from typing import Generic, TypeVar, cast
 
 import outcome
 import trio
@@ -31,6 +32,9 @@ __all__ = ["ThreadStage", "thread_stage"]
 
 A = TypeVar("A")
 R = TypeVar("R")
+
+#: Tells the worker to stop (any other item, None included, is a job).
+_STOP = object()
 
 
 class ThreadStage(Generic[A, R]):
@@ -43,7 +47,7 @@ class ThreadStage(Generic[A, R]):
         self.depth = depth
         #: Jobs submitted and not yet collected by ``get``.
         self.pending = 0
-        self._jobs: queue.SimpleQueue[A | None] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._stopping = threading.Event()
         self._token = trio.lowlevel.current_trio_token()
         self._results_send, self._results = trio.open_memory_channel[outcome.Outcome[R]](math.inf)
@@ -64,16 +68,25 @@ class ThreadStage(Generic[A, R]):
 
     def _work(self) -> None:
         """The worker thread: run jobs until told to stop."""
-        while (item := self._jobs.get()) is not None and not self._stopping.is_set():
-            result = outcome.capture(self._fn, item)
-            self._token.run_sync_soon(self._results_send.send_nowait, result)
-            if isinstance(result, outcome.Error):
-                # Later jobs build on this one (the next bytes of the same file).
+        failed = False
+        while True:
+            item = self._jobs.get()
+            if item is _STOP or self._stopping.is_set():
                 return
+            if failed:
+                # Later jobs build on the failed one (the next bytes of the same
+                # file): they are not run, and say so rather than never answer.
+                result: outcome.Outcome[R] = outcome.Error(
+                    RuntimeError("not run: an earlier job of this stage failed")
+                )
+            else:
+                result = outcome.capture(self._fn, cast(A, item))
+                failed = isinstance(result, outcome.Error)
+            self._token.run_sync_soon(self._results_send.send_nowait, result)
 
     def _stop(self) -> None:
         self._stopping.set()
-        self._jobs.put(None)
+        self._jobs.put(_STOP)
 
 
 @asynccontextmanager
