@@ -632,13 +632,14 @@ async def test_each_chunk_has_its_own_deadline_even_below_the_wake_up_mark(
     chunk2 = os.urandom(1000)
     with trio.fail_after(LIMIT):
         async with two_nodes(tmp_path) as (a, b), raw_connection(b, a.location) as raw:
-            await raw.send(request(size=len(chunk1) + len(chunk2), timeout=2.0))
+            await raw.send(request(size=len(chunk1) + len(chunk2), timeout=4.0))
             assert isinstance(await raw.reply(), Go)
             start = trio.current_time()
             await raw.send(encode_frame(chunk1)[: 4 + half])
-            await trio.sleep(0.5)
-            await raw.send(chunk1[half:])  # chunk 1 ends: its deadline was start + 2
-            await trio.sleep_until(start + 2.25)  # past the first, within the second
+            await trio.sleep(1.0)
+            await raw.send(chunk1[half:])  # chunk 1 ends: its deadline was start + 4
+            # Past the first deadline, within the second (start + 5), by 0.5 s each.
+            await trio.sleep_until(start + 4.5)
             await raw.send(encode_frame(chunk2) + encode_end())
             assert isinstance(await raw.reply(), Done)
     assert (tmp_path / "dest" / "f.bin").read_bytes() == chunk1 + chunk2
