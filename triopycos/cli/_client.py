@@ -20,6 +20,7 @@ import logging
 import os
 import ssl
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 from .._errors import ServiceError
 from .._location import Location
@@ -75,30 +76,39 @@ async def open_client_node(args: argparse.Namespace) -> AsyncIterator[Pycos]:
         raise CommandFailed(ExitCode.USAGE, f"--timeout must be > 0, not {args.timeout}")
     limits = Limits(connect_timeout=args.timeout, handshake_timeout=args.timeout)
     certfile, keyfile, cafile = tls_files(args)
+    async with open_cli_node(
+        "the CLI's node",
+        name=f"triopycos-cli-{os.getpid()}",
+        node=args.node,
+        tcp_port=0,
+        discover_peers=False,
+        secret=read_secret(args),
+        limits=limits,
+        certfile=certfile,
+        keyfile=keyfile,
+        cafile=cafile,
+    ) as pycos:
+        yield pycos
+
+
+@contextlib.asynccontextmanager
+async def open_cli_node(what: str, **options: Any) -> AsyncIterator[Pycos]:
+    """``open_pycos(**options)``, with a failure to start (not one later) as a
+    ``CommandFailed`` that says so: bad options (``--node``, ``--cert``...) are a usage
+    error, a service that cannot start (a port taken...) a failure."""
     started = False
     try:
-        async with open_pycos(
-            name=f"triopycos-cli-{os.getpid()}",
-            node=args.node,
-            tcp_port=0,
-            discover_peers=False,
-            secret=read_secret(args),
-            limits=limits,
-            certfile=certfile,
-            keyfile=keyfile,
-            cafile=cafile,
-        ) as pycos:
+        async with open_pycos(**options) as pycos:
             started = True
             yield pycos
     except (OSError, ssl.SSLError, ValueError, TypeError) as exc:
         if started:
             raise
-        # Bad --node, --cert, --key or --ca.
-        raise CommandFailed(ExitCode.USAGE, f"cannot start the CLI's node: {exc}") from None
+        raise CommandFailed(ExitCode.USAGE, f"cannot start {what}: {exc}") from None
     except ServiceError as exc:
         if started:
             raise
-        raise CommandFailed(ExitCode.FAILED, f"cannot start the CLI's node: {exc}") from None
+        raise CommandFailed(ExitCode.FAILED, f"cannot start {what}: {exc}") from None
 
 
 @contextlib.contextmanager

@@ -11,17 +11,15 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import signal
-import ssl
 import time
 from typing import Any, TextIO
 
 import trio
 
-from .._errors import ServiceError
-from .._node import Pycos, open_pycos
+from .._node import Pycos
 from .._status import PeerStatus
 from .._task import Task
-from ._client import last, recorded_warnings
+from ._client import last, open_cli_node, recorded_warnings
 from ._exit import CommandFailed, ExitCode
 from ._options import (
     DEFAULT_NODE,
@@ -168,45 +166,34 @@ async def run_node(args: argparse.Namespace, out: TextIO) -> int:
             ExitCode.USAGE, "--discover needs --node with an address on the network to search"
         )
     log = _Log(out)
-    started = False
     # Signals are caught from before the node starts, so Ctrl-C at any moment ends
     # in the same clean exit.
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        try:
-            async with open_pycos(
-                name=args.name,
-                node=nodes,
-                tcp_port=args.tcp_port,
-                udp_port=args.udp_port,
-                discover_peers=args.discover,
-                secret=secret,
-                certfile=certfile,
-                keyfile=keyfile,
-                cafile=cafile,
-                dest_path=args.dest_path,
-                max_file_size=max_file_size,
-            ) as pycos:
-                started = True
-                here = await pycos.status()
-                assert here is not None  # this node's own status needs no network
-                serving = ", ".join(str(loc) for loc in here.locations)
-                log(f"node {pycos.name!r} serving at {serving}")
-                log(_describe(pycos, secret, args))
-                pycos.peer_status(pycos.spawn(_report_peers, log))
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(_peer_with, pycos, wanted, log)
-                    async for signum in signals:
-                        log(f"stopping ({signal.Signals(signum).name})")
-                        nursery.cancel_scope.cancel()
-                        break
-        except (OSError, ssl.SSLError, ValueError, TypeError) as exc:
-            if started:
-                raise
-            raise CommandFailed(ExitCode.USAGE, f"cannot start the node: {exc}") from None
-        except ServiceError as exc:
-            if started:
-                raise
-            # The port is taken, the address is not this machine's, ...
-            raise CommandFailed(ExitCode.FAILED, f"cannot start the node: {exc}") from None
+        async with open_cli_node(
+            "the node",
+            name=args.name,
+            node=nodes,
+            tcp_port=args.tcp_port,
+            udp_port=args.udp_port,
+            discover_peers=args.discover,
+            secret=secret,
+            certfile=certfile,
+            keyfile=keyfile,
+            cafile=cafile,
+            dest_path=args.dest_path,
+            max_file_size=max_file_size,
+        ) as pycos:
+            here = await pycos.status()
+            assert here is not None  # this node's own status needs no network
+            serving = ", ".join(str(loc) for loc in here.locations)
+            log(f"node {pycos.name!r} serving at {serving}")
+            log(_describe(pycos, secret, args))
+            pycos.peer_status(pycos.spawn(_report_peers, log))
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_peer_with, pycos, wanted, log)
+                async for signum in signals:
+                    log(f"stopping ({signal.Signals(signum).name})")
+                    nursery.cancel_scope.cancel()
+                    break
     log("stopped")
     return ExitCode.OK
