@@ -39,7 +39,6 @@ import sys
 from collections import defaultdict
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -55,6 +54,7 @@ from bench._common import (
     format_value,
     quiet_gc,
     run_worker,
+    version,
 )
 
 if TYPE_CHECKING:
@@ -333,13 +333,6 @@ WORKERS: dict[str, Callable[[Sizes, bool], dict[str, float]]] = {
 # -- driver -------------------------------------------------------------------------
 
 
-def _version(dist: str) -> str:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return "not installed"
-
-
 def table_rows(
     collected: dict[str, dict[str, list[float]]],
 ) -> list[tuple[Metric, list[float], list[float]]]:
@@ -401,8 +394,8 @@ def drive(args: argparse.Namespace) -> int:
 
     print(
         f"Local benchmarks: median of {args.rounds} rounds, one process per system and round\n"
-        f"python {platform.python_version()}, trio {_version('trio')}, "
-        f"pycos {_version('pycos')}; messages={args.messages:,}, "
+        f"python {platform.python_version()}, trio {version('trio')}, "
+        f"pycos {version('pycos')}; messages={args.messages:,}, "
         f"round trips={args.round_trips:,}, tasks={args.tasks:,} in waves of {args.wave:,}\n"
         "pycos always runs generator tasks; triopycos [gen] runs the same generator "
         "functions, [async] async def tasks.\n"
