@@ -130,6 +130,10 @@ class Channel(Entity):
     @from_any_thread
     def send(self, message: Any) -> int:
         """Send ``message`` to every current subscriber: 0, or -1 if closed."""
+        return self._send(message)
+
+    def _send(self, message: Any) -> int:
+        """``send`` in the node's own thread (the library's internal callers are)."""
         if not self._local:
             return self._node._remote.channel_send(self, message)
         if self._closed:
@@ -140,8 +144,8 @@ class Channel(Entity):
         # Remote subscribers first: a message that cannot be encoded fails at the
         # first of them, before anyone has it (no encoding just to check).
         subscribers = self._subscribers
-        gone = [s for s in subscribers if not s._local and s.send(message) < 0]
-        gone += [s for s in subscribers if s._local and s.send(message) < 0]
+        gone = [s for s in subscribers if not s._local and s._send(message) < 0]
+        gone += [s for s in subscribers if s._local and s._send(message) < 0]
         for subscriber in gone:
             self._drop(subscriber)
         return 0
@@ -174,7 +178,7 @@ class Channel(Entity):
         slow: list[Subscriber] = []
         for subscriber in list(self._subscribers):
             if isinstance(subscriber, Task) and subscriber._local:
-                if subscriber.send(message) == 0:
+                if subscriber._send(message) == 0:
                     count += 1
                 else:
                     self._drop(subscriber)

@@ -371,11 +371,11 @@ class RemoteOps:
         peers = self.node._peers
         if peers is not None:
             for conn in peers.by_id.values():
-                task.send(PeerStatus(conn.location, conn.name, PeerStatus.Online))
+                task._send(PeerStatus(conn.location, conn.name, PeerStatus.Online))
 
     def _tell_status(self, conn: PeerConnection, status: int) -> None:
         note = PeerStatus(conn.location, conn.name, status)
-        self._status_tasks = [t for t in self._status_tasks if t.send(note) == 0]
+        self._status_tasks = [t for t in self._status_tasks if t._send(note) == 0]
 
     def on_online(self, conn: PeerConnection) -> None:
         log.info("peer %r online", conn)
@@ -398,7 +398,7 @@ class RemoteOps:
             lost = Task._reference(self.node, ref)
             reason = f"peer {conn.name!r} at {conn.location} was lost"
             for monitor in monitors:
-                monitor.send(MonitorStatus(lost, PeerLost, reason))
+                monitor._send(MonitorStatus(lost, PeerLost, reason))
             self._told_lost[(conn.node_id, task_id)] = monitors
         while len(self._told_lost) > _TOLD_LOST_KEPT:
             self._told_lost.popitem(last=False)
@@ -448,7 +448,7 @@ class RemoteOps:
                 told.remove(task)  # it already heard PeerLost for this task
                 return
             self._unwatch(conn.node_id, payload.info, task)
-        task.send(payload)
+        task._send(payload)
 
     def _unwatch(self, node_id: bytes, observed: Task, monitor: Task) -> None:
         by_task = self._watches.get(node_id)
@@ -462,7 +462,7 @@ class RemoteOps:
     def _on_task_deliver(self, conn: PeerConnection, message: list[Any]) -> None:
         _, rid, task_id, payload = message
         task = self.node._tasks.get(task_id)
-        conn.reply(rid, 1 if task is not None and task.send(payload) == 0 else 0)
+        conn.reply(rid, 1 if task is not None and task._send(payload) == 0 else 0)
 
     def _on_task_terminate(self, conn: PeerConnection, message: list[Any]) -> None:
         _, task_id = message
@@ -538,7 +538,7 @@ class RemoteOps:
         if channel is None:
             conn.log_once("no-channel", "message for unknown channel %r dropped", name)
         else:
-            channel.send(payload)
+            channel._send(payload)
 
     def _on_channel_deliver(self, conn: PeerConnection, message: list[Any]) -> None:
         _, rid, name, payload, timeout, n = message

@@ -274,9 +274,13 @@ class Task(Entity):
         node = self._node
         if node._thread_id != get_ident():
             try:
-                return node._call_in_loop(Task.send, self, message)
+                return node._call_in_loop(Task._send, self, message)
             except PycosError:
                 return -1
+        return self._send(message)
+
+    def _send(self, message: Any) -> int:
+        """``send`` in the node's own thread (the library's internal callers are)."""
         if not self._local:
             return self._node._remote.task_send(self, message)
         if not self._alive:
