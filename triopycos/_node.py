@@ -141,9 +141,10 @@ class Pycos:
         self._discovery: Discovery | None = None
         self._stream_send: dict[Location, bool] = {}
         self._channels: weakref.WeakSet[Channel] = weakref.WeakSet()
-        # The trio thread running the node (see _threads.py); set when it starts.
+        # Made inside the trio run (by open_pycos): the trio thread running the node
+        # and its token are this one's (see _threads.py).
         self._thread_id = get_ident()
-        self._token: trio.lowlevel.TrioToken | None = None
+        self._token = trio.lowlevel.current_trio_token()
 
     # -- public -------------------------------------------------------------------
 
@@ -352,7 +353,7 @@ class Pycos:
 
     def _call_in_loop(self, fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> R:
         """``fn(*args, **kwargs)`` run in the node's trio thread (from another one)."""
-        if self._token is None or self._closed:
+        if self._closed:
             raise PycosError(f"node {self._name!r} is not running")
         try:
             return trio.from_thread.run_sync(
@@ -365,8 +366,6 @@ class Pycos:
         """Block this (non-trio) thread until ``await fn(*args)`` is done in the node."""
         if self._thread_id == get_ident():
             raise PycosError("this blocks its thread: inside a task, await the coroutine")
-        if self._token is None:
-            raise PycosError(f"node {self._name!r} is not running")
         try:
             return trio.from_thread.run(fn, *args, trio_token=self._token)
         except trio.RunFinishedError:
@@ -835,8 +834,6 @@ async def open_pycos(
         max_file_size=max_file_size or None,
         announce_interval=interval,
     )
-    pycos._thread_id = get_ident()
-    pycos._token = trio.lowlevel.current_trio_token()
     try:
         async with trio.open_nursery() as root:
             pycos._root_scope = root.cancel_scope
