@@ -636,10 +636,10 @@ async def test_each_chunk_has_its_own_deadline_even_below_the_wake_up_mark(
             assert isinstance(await raw.reply(), Go)
             start = trio.current_time()
             await raw.send(encode_frame(chunk1)[: 4 + half])
-            await trio.sleep(1.0)
+            await trio.sleep(2.0)
             await raw.send(chunk1[half:])  # chunk 1 ends: its deadline was start + 4
-            # Past the first deadline, within the second (start + 5), by 0.5 s each.
-            await trio.sleep_until(start + 4.5)
+            # Past the first deadline, within the second (start + 6), by 1 s each.
+            await trio.sleep_until(start + 5.0)
             await raw.send(encode_frame(chunk2) + encode_end())
             assert isinstance(await raw.reply(), Done)
     assert (tmp_path / "dest" / "f.bin").read_bytes() == chunk1 + chunk2

@@ -50,12 +50,11 @@ async def receive_in_thread(
     write: Callable[[list[memoryview]], None],
     *,
     step: float,
-    receive_size: int,
-    batch_size: int,
+    batch: int,
 ) -> End:
     """Receive the content from the socket ``fd`` (not closed here) until the end
-    frame, handing batches of about ``batch_size`` bytes to ``write``, in a worker
-    thread.  ``write``'s errors come out as they are; a stalled sender is a
+    frame, in reads of up to ``batch`` bytes, handing batches of about that many
+    bytes to ``write``, in a worker thread.  ``write``'s errors come out as they are; a stalled sender is a
     ``FileRefused(STALLED)``; a closed connection is a ``trio.BrokenResourceError``."""
     sock = socket.socket(fileno=os.dup(fd))
     stop = threading.Event()
@@ -65,7 +64,7 @@ async def receive_in_thread(
 
     def work() -> End:
         try:
-            return _receive(sock, proto, write, stop, step, receive_size, batch_size)
+            return _receive(sock, proto, write, stop, step, batch)
         finally:
             if _HAVE_LOWAT:
                 # The descriptor is shared with trio's: leave it as we found it.
@@ -99,7 +98,6 @@ def _receive(
     write: Callable[[list[memoryview]], None],
     stop: threading.Event,
     step: float,
-    receive_size: int,
     batch_size: int,
 ) -> End:
     batch: list[memoryview] = []
@@ -128,13 +126,13 @@ def _receive(
                     current_lowat = lowat
             try:
                 try:
-                    data = sock.recv(receive_size)
+                    data = sock.recv(batch_size)
                 except TimeoutError:
                     # Bytes below the wake-up mark may have ended a chunk in time
                     # (then the next chunk has a deadline of its own): look once
                     # more, without waiting.
                     sock.settimeout(0)
-                    data = sock.recv(receive_size)
+                    data = sock.recv(batch_size)
             except (TimeoutError, BlockingIOError):
                 continue  # the deadline, at the top, says whether this is a stall
             except OSError as exc:

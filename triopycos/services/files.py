@@ -39,10 +39,10 @@ import math
 import os
 import secrets
 import stat
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Iterator
 from contextlib import aclosing
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar, TypeVarTuple, Unpack
+from typing import Protocol, TypeVar, TypeVarTuple, Unpack
 
 import trio
 
@@ -262,17 +262,8 @@ class FileReceiver:
             else:
                 # The worker thread keeps the per-chunk bound itself.
                 idle.deadline = math.inf
-                try:
-                    await receive_in_thread(
-                        fd,
-                        proto,
-                        partial.write,
-                        step=step,
-                        receive_size=_BATCH,
-                        batch_size=_BATCH,
-                    )
-                except (OSError, ValueError, OverflowError) as exc:
-                    raise _refusal(exc) from exc
+                with _as_refusal():
+                    await receive_in_thread(fd, proto, partial.write, step=step, batch=_BATCH)
                 idle.deadline = trio.current_time() + step
             await _fs(partial.commit, request)
             partial = None
@@ -338,34 +329,35 @@ async def _pipeline(batches: AsyncGenerator[list[memoryview] | End], partial: _P
         async for item in batches:
             if isinstance(item, End):
                 while writer.pending:
-                    await _fs_result(writer)
+                    await _written(writer)
                 return item
             if writer.pending >= writer.depth:
-                await _fs_result(writer)
+                await _written(writer)
             writer.submit_nowait(item)
     raise AssertionError("the content ended without its End")  # pragma: no cover
 
 
-async def _fs_result(stage: ThreadStage[Any, T]) -> T:
-    """The next result of a file-system stage; its errors become refusals."""
-    try:
-        return await stage.get()
-    except (OSError, ValueError, OverflowError) as exc:
-        raise _refusal(exc) from exc
+async def _written(writer: ThreadStage[list[memoryview], None]) -> None:
+    """Wait for the oldest batch handed to ``writer`` to be written."""
+    with _as_refusal():
+        await writer.get()
 
 
 async def _fs(fn: Callable[[Unpack[Ts]], T], *args: *Ts) -> T:
-    """Run blocking file-system work in a thread; its errors become refusals (the
-    sender learns the reason, not our paths)."""
-    try:
+    """Run blocking file-system work in a thread; its errors become refusals."""
+    with _as_refusal():
         return await trio.to_thread.run_sync(fn, *args)
+
+
+@contextlib.contextmanager
+def _as_refusal() -> Iterator[None]:
+    """File-system errors become refusals (the sender learns the reason, not our
+    paths)."""
+    try:
+        yield
     except (OSError, ValueError, OverflowError) as exc:
-        raise _refusal(exc) from exc
-
-
-def _refusal(exc: OSError | ValueError | OverflowError) -> FileRefused:
-    detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-    return FileRefused(f"file system error: {detail}")
+        detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise FileRefused(f"file system error: {detail}") from exc
 
 
 def _describe(what: str, name: str, dir: str | None) -> str:
