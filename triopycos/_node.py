@@ -351,6 +351,12 @@ class Pycos:
 
     # -- threads ------------------------------------------------------------------
 
+    def _in_node_thread(self, fn: Callable[..., R], /, *args: Any) -> R:
+        """``fn(*args)`` here if this is the node's thread, else run there."""
+        if self._thread_id == get_ident():
+            return fn(*args)
+        return self._call_in_loop(fn, *args)
+
     def _call_in_loop(self, fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> R:
         """``fn(*args, **kwargs)`` run in the node's trio thread (from another one)."""
         if self._closed:

@@ -317,10 +317,7 @@ class Pycos:
         return self.node.dest_path
 
     def _in_node(self, fn: Callable[..., Any], *args: Any) -> Any:
-        node = self.node
-        if node._thread_id == threading.get_ident():
-            return fn(*args)
-        return node._call_in_loop(fn, *args)
+        return self.node._in_node_thread(fn, *args)
 
 
 def _default_node() -> _node.Pycos:

@@ -27,12 +27,10 @@ def _limit(timeout: float | None) -> float:
 
 
 def _in_scheduler(fn: Callable[..., R], *args: Any) -> R:
-    """``fn(*args)`` in a trio thread: here if this is one, else the scheduler's."""
-    if trio.lowlevel.in_trio_run():
-        return fn(*args)
+    """``fn(*args)`` in the scheduler's thread (here, if this is it)."""
     from ._scheduler import Pycos
 
-    return Pycos.instance().node._call_in_loop(fn, *args)
+    return Pycos.instance().node._in_node_thread(fn, *args)
 
 
 class _Waiters:

@@ -54,8 +54,9 @@ async def receive_in_thread(
 ) -> End:
     """Receive the content from the socket ``fd`` (not closed here) until the end
     frame, in reads of up to ``batch`` bytes, handing batches of about that many
-    bytes to ``write``, in a worker thread.  ``write``'s errors come out as they are; a stalled sender is a
-    ``FileRefused(STALLED)``; a closed connection is a ``trio.BrokenResourceError``."""
+    bytes to ``write``, in a worker thread.  ``write``'s errors come out as they
+    are; a stalled sender is a ``FileRefused(STALLED)``; a closed connection is a
+    ``trio.BrokenResourceError``."""
     sock = socket.socket(fileno=os.dup(fd))
     stop = threading.Event()
     token = trio.lowlevel.current_trio_token()
