@@ -199,7 +199,6 @@ class Mesh:
 
 def run_round(mesh: Mesh, messages: int) -> tuple[float, float, list[float]]:
     """(convergence s, exchange s, per-pair msg/s) of one round."""
-    n = len(mesh.procs)
     ports = " ".join(map(str, mesh.ports))
     start = time.monotonic()
     mesh.tell_all(f"peers {messages} {ports}")
@@ -211,7 +210,7 @@ def run_round(mesh: Mesh, messages: int) -> tuple[float, float, list[float]]:
     for receiver in mesh.procs:
         words = [float(w) for w in mesh.expect(receiver, "received")]
         last = max(last, words[0])
-        rates += [messages / (t - go) for k, t in enumerate(words[1:]) if t >= 0 and k < n]
+        rates += [messages / (t - go) for t in words[1:] if t >= 0]
     return converged - start, last - go, rates
 
 

@@ -1118,11 +1118,6 @@ def raw_client(port: int, sizes: Sizes) -> dict[str, Outcome]:
 # -- process plumbing ---------------------------------------------------------------
 
 
-def run_pair(system: str, args: argparse.Namespace) -> dict[str, float]:
-    """One round of one system: start its server, run its client, stop the server."""
-    return run_round(system, quick=args.quick, window=args.window, deadline=args.deadline)
-
-
 def run_round(system: str, *, quick: bool, window: int, deadline: float) -> dict[str, float]:
     """One round of one system (also what ``bench/run.py`` calls): the client's
     results, ``"<metric>"`` and ``"<metric>.failed"`` for each metric."""
@@ -1293,7 +1288,9 @@ def drive(args: argparse.Namespace) -> int:
         shift = rnd % len(systems)
         for system in systems[shift:] + systems[:shift]:
             try:
-                data = run_pair(system, args)
+                data = run_round(
+                    system, quick=args.quick, window=args.window, deadline=args.deadline
+                )
             except (WorkerError, subprocess.TimeoutExpired) as exc:
                 errors += 1
                 failed_rounds[system] += 1

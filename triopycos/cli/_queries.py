@@ -73,8 +73,8 @@ def add_query_parsers(commands: Any) -> None:
     ping.set_defaults(run=run_ping)
 
 
-async def _ask_status(args: argparse.Namespace) -> tuple[NodeStatus, tuple[PeerInfo, ...]]:
-    """The status of LOCATION, and its peers without the CLI's own node."""
+async def _ask_status(args: argparse.Namespace) -> NodeStatus:
+    """The status of LOCATION, its peers without the CLI's own node."""
     location = await target(args.location)
     async with open_client_node(args) as pycos:
         await reach(pycos, location)
@@ -82,7 +82,7 @@ async def _ask_status(args: argparse.Namespace) -> tuple[NodeStatus, tuple[PeerI
         if status is None:
             raise CommandFailed(ExitCode.FAILED, f"{location} gave no status (it went away?)")
         others = tuple(p for p in status.peers if p.location != pycos.location)
-        return dataclasses.replace(status, peers=others), others
+        return dataclasses.replace(status, peers=others)
 
 
 def _peer_lines(peers: tuple[PeerInfo, ...]) -> list[str]:
@@ -91,7 +91,8 @@ def _peer_lines(peers: tuple[PeerInfo, ...]) -> list[str]:
 
 
 async def run_peers(args: argparse.Namespace, out: TextIO) -> int:
-    status, peers = await _ask_status(args)
+    status = await _ask_status(args)
+    peers = status.peers
     if args.json:
         shown = status.as_json()
         json.dump(
@@ -113,7 +114,8 @@ def _names(what: str, names: tuple[str, ...]) -> str:
 
 
 async def run_status(args: argparse.Namespace, out: TextIO) -> int:
-    status, peers = await _ask_status(args)
+    status = await _ask_status(args)
+    peers = status.peers
     if args.json:
         json.dump(status.as_json(), out, indent=2)
         out.write("\n")

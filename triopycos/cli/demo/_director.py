@@ -143,7 +143,7 @@ async def run_script(out: TextIO, folder: Path, lifetime: float) -> None:
     say.line("alpha left; beta and gamma have exited: no process left behind")
 
 
-async def _start(say: Narrator, inbox: Inbox, workers: Workers, role: str, **kwargs: Any) -> Worker:
+async def _start(inbox: Inbox, workers: Workers, role: str, **kwargs: Any) -> Worker:
     worker = await workers.start(role, **kwargs)
     ready = await inbox.expect(report("ready", role), f"{role} to start")
     worker.location = ready[2]
@@ -155,13 +155,13 @@ async def _peering(
 ) -> None:
     say.title("peering")
     say.line(f"alpha (this process, pid {os.getpid()}) listens at {alpha.location}")
-    beta = await _start(say, inbox, workers, "beta")
+    beta = await _start(inbox, workers, "beta")
     say.line(f"beta started (pid {beta.pid}) at {beta.location}; it peered with alpha")
     await inbox.expect(peer_note("beta", PeerStatus.Online), "alpha to see beta")
     say.line("alpha sees beta online")
     assert beta.location is not None
     gamma = await _start(
-        say, inbox, workers, "gamma", peers=[beta.location.port], dest_path=folder / "gamma"
+        inbox, workers, "gamma", peers=[beta.location.port], dest_path=folder / "gamma"
     )
     say.line(f"gamma started (pid {gamma.pid}) at {gamma.location}; it peered with alpha and beta")
     await inbox.expect(peer_note("gamma", PeerStatus.Online), "alpha to see gamma")
