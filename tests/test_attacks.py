@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import trio
-from test_remote import LIMIT, _zombie, loopback_node
+from nodes import loopback_node
+from test_remote import LIMIT, _zombie
 
 from triopycos import Limits, Pycos, Task
 from triopycos.protocol.framing import encode_frame

@@ -19,22 +19,16 @@ import pytest
 import trio
 import trustme
 from cli_runs import LIMIT, cli_node, lines_with, run_cli, wait_for_line
+from nodes import loopback_node, wait_for
 
-from triopycos import RPS, Channel, Location, PeerStatus, Pycos, ServiceError, Task, open_pycos
+from triopycos import RPS, Channel, Location, PeerStatus, Pycos, ServiceError, Task
 from triopycos.cli._exit import ExitCode
 
 SECRET = "cli-secret"
 
 
 def here(name: str, **kwargs: Any) -> contextlib.AbstractAsyncContextManager[Pycos]:
-    args: dict[str, Any] = {
-        "name": name,
-        "node": "127.0.0.1",
-        "tcp_port": 0,
-        "discover_peers": False,
-        "secret": SECRET,
-    }
-    return open_pycos(**(args | kwargs))
+    return loopback_node(name, **({"secret": SECRET} | kwargs))
 
 
 async def idle(task: Task) -> None:
@@ -70,10 +64,8 @@ async def watched(pycos: Pycos) -> AsyncIterator[list[PeerStatus]]:
 
 
 async def until(predicate: Any) -> None:
-    # Polling: the notes come from another process's doing, with no event to wait on.
-    with trio.fail_after(LIMIT):
-        while not predicate():  # noqa: ASYNC110
-            await trio.sleep(0.01)
+    # The notes come from another process's doing, with no event to wait on.
+    await wait_for(predicate, LIMIT)
 
 
 # -- status, peers, ping ---------------------------------------------------------------

@@ -14,15 +14,16 @@ import logging
 import math
 import os
 import stat
-from collections.abc import AsyncIterator, Callable, Generator
+from collections.abc import AsyncIterator, Generator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
 import trustme
+from nodes import loopback_node, wait_for
 
-from triopycos import Limits, Location, Pycos, ServiceError, Task, open_pycos
+from triopycos import Limits, Location, Pycos, ServiceError, Task
 from triopycos.protocol.codec import Codec
 from triopycos.protocol.errors import ProtocolError
 from triopycos.protocol.files import (
@@ -63,16 +64,10 @@ SECRET = "s"
 def node(
     name: str, dest: Path | None, **kwargs: Any
 ) -> contextlib.AbstractAsyncContextManager[Pycos]:
-    args: dict[str, Any] = {
-        "name": name,
-        "node": "127.0.0.1",
-        "tcp_port": 0,
-        "discover_peers": False,
-        "secret": SECRET,
-    }
+    args: dict[str, Any] = {"secret": SECRET}
     if dest is not None:
         args["dest_path"] = dest
-    return open_pycos(**(args | kwargs))
+    return loopback_node(name, **(args | kwargs))
 
 
 @contextlib.asynccontextmanager
@@ -105,13 +100,6 @@ def tree(root: Path) -> list[str]:
     if not root.exists():
         return []
     return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
-
-
-async def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    # Polling: the file system and another node's counters have no event to wait on.
-    with trio.fail_after(timeout):
-        while not predicate():  # noqa: ASYNC110
-            await trio.sleep(0.005)
 
 
 async def refused(receiver: Pycos, count: int = 1) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import trio
 from conftest import Cluster
+from nodes import loopback_node
 
 from triopycos import (
     Channel,
@@ -24,22 +25,10 @@ from triopycos import (
     PeerStatus,
     Pycos,
     Task,
-    open_pycos,
 )
 from triopycos.services.peers import Limits
 
 LIMIT = 10  # seconds any one test may take
-
-
-def loopback_node(name: str, **kwargs: Any) -> contextlib.AbstractAsyncContextManager[Pycos]:
-    args: dict[str, Any] = {
-        "name": name,
-        "node": "127.0.0.1",
-        "tcp_port": 0,
-        "discover_peers": False,
-        "secret": "test-secret",
-    }
-    return open_pycos(**(args | kwargs))
 
 
 @contextlib.asynccontextmanager
