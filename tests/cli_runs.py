@@ -68,12 +68,6 @@ def lines_with(text: str, part: str) -> list[str]:
 
 
 async def wait_for_line(proc: NodeProcess, part: str, *, count: int = 1) -> None:
-    """Until ``count`` lines of the process's stdout contain ``part``."""
+    """Until ``part`` has appeared ``count`` times on the process's stdout."""
     with trio.fail_after(LIMIT):
-        while True:
-            exited = proc.returncode is not None
-            if len(lines_with(proc.stdout, part)) >= count:
-                return
-            if exited:
-                raise EOFError(f"process exited before {count} x {part!r}:\n{proc.describe()}")
-            await trio.sleep(0.01)
+        await proc.wait_for_output(part, count=count)

@@ -143,9 +143,10 @@ class NodeProcess:
         return await self.process.wait()
 
     async def wait_for_output(
-        self, text: str, *, stream: str = "stdout", poll_interval: float = 0.01
+        self, text: str, *, stream: str = "stdout", count: int = 1, poll_interval: float = 0.01
     ) -> None:
-        """Wait until ``text`` appears in ``stream`` ("stdout" or "stderr").
+        """Wait until ``text`` appears ``count`` times in ``stream`` ("stdout" or
+        "stderr").
 
         Raises :class:`EOFError` if the process exits without writing it.  Bound
         the wait with ``trio.fail_after`` if the test needs a limit tighter than
@@ -153,10 +154,12 @@ class NodeProcess:
         """
         while True:
             exited = self.process.poll() is not None
-            if text in self._read(stream):
+            if self._read(stream).count(text) >= count:
                 return
             if exited:
-                raise EOFError(f"process exited before {text!r} appeared on {stream}")
+                raise EOFError(
+                    f"process exited before {count} x {text!r} on {stream}:\n{self.describe()}"
+                )
             await trio.sleep(poll_interval)
 
     def describe(self) -> str:
