@@ -13,14 +13,14 @@ import fcntl
 import ipaddress
 import socket
 import struct
-from pathlib import Path
 
 import trio
+
+from .transport.udp import ipv6_addresses
 
 __all__ = ["default_host"]
 
 _SIOCGIFADDR = 0x8915
-_IF_INET6 = Path("/proc/net/if_inet6")
 
 
 async def default_host(family: int | None) -> str:
@@ -73,15 +73,7 @@ def _interface_address(family: int) -> str | None:
 
 
 def _ipv6_interface_address() -> str | None:
-    try:
-        lines = _IF_INET6.read_text().splitlines()
-    except OSError:
-        return None
-    for line in lines:
-        fields = line.split()
-        if len(fields) < 6:
-            continue
-        addr = ipaddress.IPv6Address(int(fields[0], 16))
+    for addr, _ in ipv6_addresses():
         if not (addr.is_loopback or addr.is_link_local):
             return str(addr)
     return None

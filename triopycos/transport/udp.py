@@ -9,7 +9,7 @@ from pathlib import Path
 
 import trio
 
-__all__ = ["UDPSocket", "interface_index"]
+__all__ = ["UDPSocket", "interface_index", "ipv6_addresses"]
 
 _IF_INET6 = Path("/proc/net/if_inet6")
 
@@ -24,15 +24,31 @@ def interface_index(address: str) -> int:
         except OSError:
             return 0
     try:
-        wanted = ipaddress.IPv6Address(addr).exploded.replace(":", "")
-        lines = _IF_INET6.read_text().splitlines()
-    except (ValueError, OSError):
+        wanted = ipaddress.IPv6Address(addr)
+    except ValueError:
         return 0
+    for held, index in ipv6_addresses():
+        if held == wanted:
+            return index
+    return 0
+
+
+def ipv6_addresses() -> list[tuple[ipaddress.IPv6Address, int]]:
+    """This host's IPv6 addresses with their interface's index (Linux; elsewhere,
+    or when it cannot be read, none)."""
+    try:
+        lines = _IF_INET6.read_text().splitlines()
+    except OSError:
+        return []
+    found = []
     for line in lines:
         fields = line.split()
-        if len(fields) >= 2 and fields[0] == wanted:
-            return int(fields[1], 16)
-    return 0
+        if len(fields) >= 2:
+            try:
+                found.append((ipaddress.IPv6Address(int(fields[0], 16)), int(fields[1], 16)))
+            except ValueError:
+                continue
+    return found
 
 
 class UDPSocket:
