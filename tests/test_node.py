@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pytest
@@ -9,7 +10,7 @@ import trio
 import trio.testing
 
 from triopycos import Location, NodeStatistics, PycosError, Task, open_pycos
-from triopycos._node import current_node
+from triopycos._node import LEAVE_GRACE, current_node
 
 
 async def test_open_pycos_yields_a_named_node() -> None:
@@ -67,6 +68,63 @@ async def test_exit_waits_for_non_daemon_tasks(autojump_clock: trio.testing.Mock
     assert trio.current_time() - start == pytest.approx(10)
     assert not d.is_alive()
     assert pycos.statistics().tasks == 0
+
+
+async def test_leaving_warns_about_the_tasks_it_waits_for(
+    caplog: pytest.LogCaptureFixture, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A task that never ends keeps the block open: after the grace period, and
+    again at growing intervals, a warning names it and says how to end it."""
+    caplog.set_level(logging.WARNING, logger="triopycos")
+
+    async def stuck() -> None:
+        await trio.sleep_forever()
+
+    async def quiet(task: Task) -> None:
+        task.set_daemon()
+        await trio.sleep_forever()
+
+    def warnings() -> list[logging.LogRecord]:
+        return [r for r in caplog.records if "waits for" in r.getMessage()]
+
+    async def end_later(tasks: list[Task]) -> None:
+        await trio.sleep(LEAVE_GRACE * 10)
+        for task in tasks:
+            task.terminate()
+
+    start = trio.current_time()
+    async with trio.open_nursery() as outside:
+        async with open_pycos(name="n", node="127.0.0.1", tcp_port=0, discover_peers=False):
+            first = Task(stuck)
+            second = Task(stuck)
+            Task(quiet)
+            outside.start_soon(end_later, [first, second])
+    assert trio.current_time() - start == pytest.approx(LEAVE_GRACE * 10)
+    records = warnings()
+    # After the grace period, then after 2x, 4x... as long: at 1, 3 and 7 grace periods.
+    assert len(records) == 3
+    for record in records:
+        assert record.levelno == logging.WARNING
+        assert record.name.split(".")[0] == "triopycos"
+        text = record.getMessage()
+        assert "2 non-daemon task(s)" in text
+        assert repr(first) in text and repr(second) in text
+        assert "quiet" not in text
+        for advice in ("set_daemon()", "terminate()", "return"):
+            assert advice in text
+    assert "after 10 s" in records[0].getMessage()
+    assert "after 30 s" in records[1].getMessage()
+
+
+async def test_leaving_in_time_says_nothing(
+    caplog: pytest.LogCaptureFixture, autojump_clock: trio.testing.MockClock
+) -> None:
+    async def brief() -> None:
+        await trio.sleep(LEAVE_GRACE / 2)
+
+    async with open_pycos(node="127.0.0.1", tcp_port=0, discover_peers=False):
+        Task(brief)
+    assert not [r for r in caplog.records if "waits for" in r.getMessage()]
 
 
 async def test_terminate_cancels_everything(autojump_clock: trio.testing.MockClock) -> None:

@@ -318,6 +318,35 @@ class Pycos:
             self._idle = trio.Event()
         await self._idle.wait()
 
+    async def _finish_on_leaving(self) -> None:
+        """``finish()`` for the end of the ``async with`` block.  A task that never
+        ends keeps the block open forever, silently (under an autojump clock the
+        heartbeats keep the clock jumping: a test spins instead of hanging), so
+        after a grace period, and again at growing intervals, say who is waited for
+        and how to end them."""
+        waited = 0.0
+        interval = LEAVE_GRACE
+        while self._nondaemon:
+            with trio.move_on_after(interval):
+                await self.finish()
+                return
+            waited += interval
+            running = [t for t in self._tasks.values() if not t._daemon]
+            shown = ", ".join(repr(t) for t in running[:_LEAVE_NAMED])
+            if len(running) > _LEAVE_NAMED:
+                shown += f" and {len(running) - _LEAVE_NAMED} more"
+            log.warning(
+                "leaving open_pycos of node %r waits for %d non-daemon task(s) still "
+                "running after %g s: %s; each must return, be ended with terminate(), "
+                "or be marked with set_daemon() so that leaving does not wait for it",
+                self._name,
+                len(running),
+                waited,
+                shown,
+            )
+            interval = min(interval * 2, _LEAVE_WARN_MAX)
+        await trio.lowlevel.checkpoint()
+
     def terminate(self) -> None:
         """Stop the node now: every task is cancelled and the ``async with`` ends."""
         self._closed = True
@@ -643,6 +672,13 @@ class Pycos:
 
 
 _ENDED_KEPT = 4096
+#: Seconds (trio time) that leaving ``open_pycos`` waits for non-daemon tasks before
+#: it warns; the warning repeats after twice as long each time, up to
+#: ``_LEAVE_WARN_MAX``.
+LEAVE_GRACE = 10.0
+_LEAVE_WARN_MAX = 600.0
+#: Tasks named in one such warning (a node may run thousands).
+_LEAVE_NAMED = 100
 
 
 async def _listen(
@@ -759,8 +795,10 @@ async def open_pycos(
 
     Arguments are the spec's ``Pycos`` constructor's (``dest_path_prefix`` is accepted
     as an alias of ``dest_path``).  Leaving the block normally waits for the node's
-    non-daemon tasks; an exception in the block cancels every task and comes out as
-    itself; ``pycos.terminate()`` cancels everything at once.
+    non-daemon tasks (a warning on the ``triopycos`` logger names those still running
+    after 10 s of trio time, and again at growing intervals), then cancels its daemon
+    tasks; an exception in the block cancels every task and comes out as itself;
+    ``pycos.terminate()`` cancels everything at once.
 
     Keyword-only extras: ``limits`` (a ``Limits``), ``peer_timeout`` (seconds of
     silence after which a peer is taken for gone; default 15, heartbeats go out every
@@ -850,7 +888,7 @@ async def open_pycos(
             token = _current_node.set(pycos)
             try:
                 yield pycos
-                await pycos.finish()
+                await pycos._finish_on_leaving()
             finally:
                 _current_node.reset(token)
                 await pycos._close()
