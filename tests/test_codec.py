@@ -6,8 +6,11 @@ import collections
 import contextlib
 import dataclasses
 import enum
+import io
 import math
+import os
 import socket
+import threading
 import uuid
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
@@ -15,6 +18,7 @@ from typing import Any, NamedTuple, cast
 
 import cbor2
 import pytest
+import trio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -547,6 +551,54 @@ def test_unsupported_type_named_in_type_error() -> None:
 def test_unsupported_values(value: object, name: str) -> None:
     with pytest.raises(TypeError, match=f"type '{name}'"):
         encode(value)
+
+
+def _method_of_a_list() -> object:
+    return [].append
+
+
+class _Plain:
+    def __init__(self) -> None:
+        self.x = 1
+
+
+@pytest.mark.parametrize(
+    ("make", "kind"),
+    [
+        (lambda: lambda: None, "functions"),
+        (lambda: test_unsupported_values, "functions"),
+        (_method_of_a_list, "functions"),
+        (lambda: len, "functions"),
+        (lambda: open(os.devnull), "open files"),  # noqa: SIM115 (closed by the test)
+        (lambda: io.BytesIO(b"x"), "open files"),
+        (lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM), "sockets"),
+        (threading.Lock, "locks"),
+        (threading.RLock, "locks"),
+        (threading.Condition, "locks"),
+        (trio.Lock, "locks"),
+        (trio.Event, "locks"),
+    ],
+    ids=lambda v: v if isinstance(v, str) else None,
+)
+def test_what_can_never_be_sent_says_so(make: Any, kind: str) -> None:
+    """No registration makes these travel: the error says they cannot be sent, and
+    does not suggest register_type."""
+    value = make()
+    try:
+        with pytest.raises(TypeError) as raised:
+            encode({"x": [value]})
+    finally:
+        close = getattr(value, "close", None)
+        if close is not None:
+            close()
+    text = str(raised.value)
+    assert f"{kind} " in text and "cannot be sent" in text, text
+    assert "register_type" not in text
+
+
+def test_a_plain_class_is_told_to_register() -> None:
+    with pytest.raises(TypeError, match=r"plain data class.*register_type\(\)"):
+        encode(_Plain())
 
 
 def test_lone_surrogate_is_a_value_error() -> None:

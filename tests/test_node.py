@@ -93,12 +93,14 @@ async def test_leaving_warns_about_the_tasks_it_waits_for(
             task.terminate()
 
     start = trio.current_time()
-    async with trio.open_nursery() as outside:
-        async with open_pycos(name="n", node="127.0.0.1", tcp_port=0, discover_peers=False):
-            first = Task(stuck)
-            second = Task(stuck)
-            Task(quiet)
-            outside.start_soon(end_later, [first, second])
+    async with (
+        trio.open_nursery() as outside,
+        open_pycos(name="n", node="127.0.0.1", tcp_port=0, discover_peers=False),
+    ):
+        first = Task(stuck)
+        second = Task(stuck)
+        Task(quiet)
+        outside.start_soon(end_later, [first, second])
     assert trio.current_time() - start == pytest.approx(LEAVE_GRACE * 10)
     records = warnings()
     # After the grace period, then after 2x, 4x... as long: at 1, 3 and 7 grace periods.

@@ -38,6 +38,7 @@ from triopycos.testing import (
 )
 from triopycos.testing.pytest_plugin import (  # noqa: F401 (fixtures)
     virtual_network,
+    virtual_network_encode_local,
     virtual_network_seed,
 )
 

@@ -99,6 +99,7 @@ class Pycos:
         dest_path: str,
         max_file_size: int | None,
         announce_interval: float | None = None,
+        encode_local: bool = False,
     ) -> None:
         self._node_id = node_id if node_id is not None else secrets.token_bytes(16)
         self._location = location
@@ -133,6 +134,8 @@ class Pycos:
         self._closed = False
         self._terminated = False
         self._codec = Codec(resolve_ref=self._resolve_ref)
+        # Tests: local messages go through the codec as a peer's would (_wire_copy).
+        self._encode_local = encode_local
         # Timeouts of receive/deliver/finish... (services/timer.py); its task runs
         # in the task nursery, so it lives as long as the tasks that wait.
         self._timer = Timer()
@@ -540,6 +543,11 @@ class Pycos:
                 found = names.get(name)
         return found
 
+    def _wire_copy(self, message: R) -> R:
+        """What a peer would receive for ``message`` (``encode_local``): what cannot
+        be sent fails here, at the send, exactly as it would for a remote task."""
+        return self._codec.decode(self._codec.encode(message))  # type: ignore[return-value]
+
     def _resolve_ref(self, ref: Ref) -> object:
         """Turn a decoded reference into the object it names on this node."""
         if ref.kind == "task":
@@ -790,6 +798,7 @@ async def open_pycos(
     node_id: bytes | None = None,
     cafile: str | os.PathLike[str] | None = None,
     announce_interval: float | None = 30.0,
+    encode_local: bool = False,
 ) -> AsyncIterator[Pycos]:
     """Run a node for the duration of the block; yields its ``Pycos``.
 
@@ -810,6 +819,13 @@ async def open_pycos(
     in TLS that authenticates both sides.  ``announce_interval``: with discovery, the
     node announces itself when it starts, again after 1, 2, 4... seconds and then
     every ``announce_interval`` seconds (None or 0: only once).
+
+    Messages between tasks of one node are handed over by reference, never encoded,
+    so a message that cannot cross the wire (a function, an open file, a lock) works
+    locally and fails only once the program is distributed.  ``encode_local=True``
+    (for tests) sends every local message, and the arguments of local RPS calls,
+    through the codec as a peer would get them: what cannot travel raises
+    ``TypeError``/``ValueError`` at the send, and receivers get copies.
     """
     _check_port("udp_port", udp_port, optional=False)
     _check_port("tcp_port", tcp_port, optional=True)
@@ -877,6 +893,7 @@ async def open_pycos(
         dest_path=folder,
         max_file_size=max_file_size or None,
         announce_interval=interval,
+        encode_local=bool(encode_local),
     )
     try:
         async with trio.open_nursery() as root:

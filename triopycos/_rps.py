@@ -125,6 +125,8 @@ class RPS(Entity):
             return None
         if self._local:
             await trio.lowlevel.checkpoint()
+            if self._node._encode_local:
+                args, kwargs = self._node._wire_copy((args, kwargs))
             return self._start(args, kwargs, self._monitors)
         result = await self._node._remote.rps_call(self, args, kwargs, list(self._monitors))
         if isinstance(result, Task):

@@ -285,6 +285,8 @@ class Task(Entity):
             return self._node._remote.task_send(self, message)
         if not self._alive:
             return -1
+        if self._node._encode_local:
+            message = self._node._wire_copy(message)
         waiter = self._waiter
         if waiter is not None:
             # Parked in receive, so the mailbox is empty: the message rides on the

@@ -50,7 +50,11 @@ from __future__ import annotations
 import builtins
 import dataclasses
 import enum
+import functools
+import io
+import socket
 import traceback
+import types
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from datetime import date, datetime, timedelta, timezone
@@ -375,11 +379,72 @@ def _is_ref_type(kind: type) -> bool:
 def _unsupported_message(obj: object) -> str:
     kind = type(obj)
     where = "" if kind.__module__ == "builtins" else f" ({_qualified_name(kind)})"
-    if kind in (bytearray, memoryview):
-        hint = "send bytes instead"
-    else:
-        hint = "register it with triopycos.register_type()"
+    hint = _never_sent(obj)
+    if hint is None:
+        if kind in (bytearray, memoryview):
+            hint = "send bytes instead"
+        else:
+            hint = (
+                "if it is a plain data class (its fields are values that can be sent), "
+                "register it with triopycos.register_type(); else send plain values"
+            )
     return f"cannot encode object of type {kind.__qualname__!r}{where}: {hint}"
+
+
+# What no registration can make travel: it exists only in this process.  Told apart
+# so the error does not suggest register_type() for them (a registered lock or file
+# would "travel" as a dead copy of its __dict__).
+_CODE_TYPES: Final = (
+    types.FunctionType,
+    types.BuiltinFunctionType,
+    types.MethodType,
+    types.MethodWrapperType,
+    types.WrapperDescriptorType,
+    types.MethodDescriptorType,
+    functools.partial,
+)
+_RUNNING_TYPES: Final = (types.GeneratorType, types.CoroutineType, types.AsyncGeneratorType)
+# Checked by name along the class's MRO, so trio's, asyncio's and multiprocessing's
+# primitives are recognised without importing them here.
+_SYNC_MODULES: Final = frozenset({"threading", "_thread", "trio", "asyncio", "multiprocessing"})
+_SYNC_NAMES: Final = frozenset(
+    {"lock", "rlock", "strictfifolock", "condition", "semaphore", "boundedsemaphore"}
+    | {"capacitylimiter", "event", "barrier"}
+)
+_SOCKET_NAMES: Final = frozenset({"sockettype", "socketstream", "sslstream", "socketlistener"})
+
+
+def _never_sent(obj: object) -> str | None:
+    """Why ``obj`` can never be sent, for the kinds of object that never can."""
+    if isinstance(obj, _CODE_TYPES):
+        return (
+            "functions cannot be sent (a message carries data, not code); to run code "
+            "on another node, register it there as an RPS and call that, or send a "
+            "value the receiver maps to a function"
+        )
+    if isinstance(obj, _RUNNING_TYPES):
+        return "running code (a generator or coroutine) cannot be sent; start it as a task"
+    if isinstance(obj, types.ModuleType):
+        return "modules cannot be sent; send the name of what the receiver should use"
+    if isinstance(obj, io.IOBase) or type(obj).__name__ == "AsyncIOWrapper":
+        return (
+            "open files cannot be sent (they belong to this process); send their "
+            "content as bytes, or the file itself with pycos.send_file()"
+        )
+    if isinstance(obj, socket.socket):
+        return "sockets cannot be sent (they belong to this process); peers talk by messages"
+    for cls in type(obj).__mro__:
+        module = cls.__module__.partition(".")[0]
+        name = cls.__name__.lstrip("_").lower()
+        if module == "trio" and name in _SOCKET_NAMES:
+            return "sockets cannot be sent (they belong to this process); peers talk by messages"
+        if (module in _SYNC_MODULES or module == "triopycos") and name in _SYNC_NAMES:
+            return (
+                "locks and other synchronization objects cannot be sent (they work only "
+                "inside one process); coordinate nodes with messages, e.g. a task that "
+                "hands out the lock"
+            )
+    return None
 
 
 def _class_name(cls: type) -> str:

@@ -56,7 +56,10 @@ class VirtualNetwork:
     otherwise).  ``stream_buffer`` bounds the bytes in flight plus unread per stream
     direction; ``udp_queue`` the datagrams waiting in one UDP socket.  With
     ``seed_scheduler`` (the default) trio's scheduler is seeded with ``seed`` while the
-    network runs, so the same seed gives the same ``events``.
+    network runs, so the same seed gives the same ``events``.  ``encode_local``
+    is the default of ``open_pycos(encode_local=...)`` for the nodes opened on it:
+    with True, messages between tasks of one node go through the codec as a peer's
+    would, so a test of one node catches what cannot cross the wire.
     """
 
     def __init__(
@@ -67,10 +70,12 @@ class VirtualNetwork:
         stream_buffer: int = 256 * 1024,
         udp_queue: int = 1024,
         seed_scheduler: bool = True,
+        encode_local: bool = False,
     ) -> None:
         if stream_buffer < 1 or udp_queue < 1:
             raise ValueError("stream_buffer and udp_queue must be >= 1")
         self.seed = seed
+        self.encode_local = encode_local
         self.rng = random.Random(seed)
         self.default_link = link if link is not None else LinkConfig()
         self.stream_buffer = stream_buffer
@@ -321,6 +326,7 @@ class VirtualNetwork:
             peer_timeout=peer_timeout,
             transport=transport,
             node_id=kwargs.pop("node_id", None) or self.rng.randbytes(16),
+            encode_local=kwargs.pop("encode_local", self.encode_local),
             **kwargs,
         ) as pycos:
             self._node_transports[pycos] = transport

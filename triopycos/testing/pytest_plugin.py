@@ -12,7 +12,9 @@ virtual_network, virtual_network_seed``).  Then::
         async with virtual_network.open_pycos(name="a") as a, ...
 
 Override ``virtual_network_seed`` (a fixture, or
-``@pytest.mark.parametrize("virtual_network_seed", [1, 2, 3])``) to change the seed.
+``@pytest.mark.parametrize("virtual_network_seed", [1, 2, 3])``) to change the seed,
+and ``virtual_network_encode_local`` (False unless overridden) to make the nodes
+encode local messages too (``VirtualNetwork(encode_local=...)``).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import pytest
 
 from ._network import VirtualNetwork
 
-__all__ = ["virtual_network", "virtual_network_seed"]
+__all__ = ["virtual_network", "virtual_network_encode_local", "virtual_network_seed"]
 
 
 @pytest.fixture
@@ -33,7 +35,17 @@ def virtual_network_seed() -> int:
 
 
 @pytest.fixture
-async def virtual_network(virtual_network_seed: int) -> AsyncIterator[VirtualNetwork]:
+def virtual_network_encode_local() -> bool:
+    """``encode_local`` of the ``virtual_network`` fixture (False unless overridden)."""
+    return False
+
+
+@pytest.fixture
+async def virtual_network(
+    virtual_network_seed: int, virtual_network_encode_local: bool
+) -> AsyncIterator[VirtualNetwork]:
     """A running ``VirtualNetwork`` seeded with ``virtual_network_seed``."""
-    async with VirtualNetwork(seed=virtual_network_seed) as net:
+    async with VirtualNetwork(
+        seed=virtual_network_seed, encode_local=virtual_network_encode_local
+    ) as net:
         yield net
