@@ -392,4 +392,8 @@ async def test_node_on_a_taken_port_fails_to_start() -> None:
     async with here("holder") as holder:
         ran = await run_cli("node", "--tcp-port", str(holder.location.port))
         assert ran.code == ExitCode.FAILED, ran
-        assert "cannot start the node" in ran.stderr and "in use" in ran.stderr
+        # Where, and why, in words: not the service's name nor an OSError's repr.
+        expected = (
+            f"cannot start the node: cannot listen on {holder.location}: address already in use"
+        )
+        assert expected in ran.stderr, ran

@@ -13,7 +13,10 @@ class ServiceError(PycosError):
     """One of a node's own services failed; the message names the service and why."""
 
     def __init__(self, service: str, cause: BaseException) -> None:
-        super().__init__(f"triopycos service {service!r} failed: {cause!r}")
+        # Our own errors are sentences already ("cannot listen on ..."); anything
+        # else is shown with its type.
+        detail = str(cause) if isinstance(cause, PycosError) else repr(cause)
+        super().__init__(f"triopycos service {service!r} failed: {detail}")
         self.service = service
         self.__cause__ = cause
 

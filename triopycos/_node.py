@@ -47,7 +47,7 @@ from .services.discovery import Discovery, announce_interval_ok
 from .services.files import FileReceiver, del_file, send_file
 from .services.peers import Limits, PeerManager
 from .services.timer import Timer
-from .transport import TCPTransport, TLSTransport, Transport
+from .transport import TCPTransport, TLSTransport, Transport, os_error_reason
 
 __all__ = ["NodeStatistics", "Pycos", "current_node", "open_pycos"]
 
@@ -698,9 +698,9 @@ async def _listen(
         try:
             listeners = await transport.open_listeners(host, 9705)
         except OSError:
-            listeners = await transport.open_listeners(host, 0)
+            listeners = await _open_listeners(transport, host, 0)
     else:
-        listeners = await transport.open_listeners(host, tcp_port)
+        listeners = await _open_listeners(transport, host, tcp_port)
     if family is None:
         return listeners
     kept = []
@@ -711,6 +711,18 @@ async def _listen(
         else:
             await trio.aclose_forcefully(listener)
     return kept
+
+
+async def _open_listeners(
+    transport: Transport, host: str, port: int
+) -> list[trio.abc.Listener[trio.abc.Stream]]:
+    """The transport's listeners; its failure says where, in words (the OSError,
+    with its errno, is the cause)."""
+    try:
+        return await transport.open_listeners(host, port)
+    except OSError as exc:
+        where = Location(host.partition("%")[0], port)
+        raise PycosError(f"cannot listen on {where}: {os_error_reason(exc)}") from exc
 
 
 def _as_list(value: str | Sequence[str] | None) -> list[str]:
@@ -911,4 +923,7 @@ async def open_pycos(
                 await pycos._close()
                 root.cancel_scope.cancel()
     except BaseExceptionGroup as group:
-        raise _surface(group) from None
+        surfaced = _surface(group)
+        # Without the group as context, but with the exception's own cause (a
+        # ServiceError's is the service's failure).
+        raise surfaced from surfaced.__cause__

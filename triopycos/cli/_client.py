@@ -22,7 +22,7 @@ import ssl
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-from .._errors import ServiceError
+from .._errors import PycosError, ServiceError
 from .._location import Location
 from .._node import Pycos, open_pycos
 from ..services.peers import Limits
@@ -108,7 +108,11 @@ async def open_cli_node(what: str, **options: Any) -> AsyncIterator[Pycos]:
     except ServiceError as exc:
         if started:
             raise
-        raise CommandFailed(ExitCode.FAILED, f"cannot start {what}: {exc}") from None
+        # The library's own sentence ("cannot listen on 127.0.0.1:9705: address
+        # already in use") says it all; the service's name adds nothing here.
+        cause = exc.__cause__
+        why = cause if isinstance(cause, PycosError) else exc
+        raise CommandFailed(ExitCode.FAILED, f"cannot start {what}: {why}") from None
 
 
 @contextlib.contextmanager

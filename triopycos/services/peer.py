@@ -138,6 +138,7 @@ class PeerConnection:
         self.closed = False
         self.leaving = False  # the peer said BYE
         self.closed_here = False  # this node closed it on purpose
+        self.end_reason = "closed"  # why it ended, for the reconnect log lines
         self.stats = stats
         self._logged: set[str] = set()
         self._peer_timeout = peer_timeout
@@ -264,12 +265,16 @@ class PeerConnection:
                     await trio.aclose_forcefully(self.stream)
                 nursery.cancel_scope.cancel()
         except* (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as group:
-            log.info("connection to %r lost: %s", self, group.exceptions[0])
+            lost = group.exceptions[0]
+            self.end_reason = f"connection lost: {lost or type(lost).__name__}"
+            log.info("connection to %r lost: %s", self, lost)
         except* ProtocolError as group:
             self.stats.protocol_errors += 1
+            self.end_reason = f"closed for a protocol error: {group.exceptions[0]}"
             log.warning("closing connection to %r: %s", self, group.exceptions[0])
         except* Exception:
             # A bug must end this connection, never the node.
+            self.end_reason = "failed (a bug, logged with its traceback)"
             log.exception("connection to %r failed", self)
         finally:
             self.close()
@@ -296,6 +301,7 @@ class PeerConnection:
                     return
             data = await receive(65536)
             if not data:
+                self.end_reason = "the peer closed the connection"
                 decoder.eof()
                 return
             self.last_heard = _now()
@@ -340,6 +346,7 @@ class PeerConnection:
         if self.closed:
             return
         if now - self.last_heard >= self._peer_timeout:
+            self.end_reason = f"silent: nothing heard for {now - self.last_heard:.1f} s"
             log.warning("peer %r is silent: nothing heard for %.1f s", self, now - self.last_heard)
             self.close()
         elif now - self.last_sent >= self._peer_timeout / 3:

@@ -28,7 +28,8 @@ import trio_util
 from .._location import Location
 from ..protocol.codec import Codec
 from ..protocol.handshake import Authenticated, Handshake, HandshakeFailed
-from ..transport import Transport
+from ..protocol.printable import escape
+from ..transport import Transport, os_error_reason
 from .peer import PeerConnection, PeerStatistics
 from .timer import Timer
 
@@ -87,6 +88,9 @@ class PeerManager:
         self.locations: list[Location] = []
         self.by_id: dict[bytes, PeerConnection] = {}
         self._connecting: dict[Location, trio.Event] = {}
+        # Locations being reconnected to: their failed dials are reported by the
+        # reconnect loop's own line (with the attempt number), not one line each.
+        self._reconnecting: dict[Location, str] = {}
         self._handshaking = 0
         self._nursery: trio.Nursery | None = None
         self.changed = trio.Event()  # set (and replaced) whenever a peer comes online
@@ -216,9 +220,16 @@ class PeerManager:
             with trio.fail_after(self.limits.connect_timeout):
                 return await self.transport.open_stream(location.addr, location.port)
         except trio.TooSlowError:
-            log.warning("cannot connect to %s: timed out", location)
-        except (OSError, UnicodeError, ValueError) as exc:  # bad host text included
-            log.warning("cannot connect to %s: %s", location, exc)
+            detail = reason = "timed out"
+        except OSError as exc:
+            detail, reason = str(exc), os_error_reason(exc)
+        except (UnicodeError, ValueError) as exc:  # bad host text
+            detail = reason = str(exc)
+        if location in self._reconnecting:
+            self._reconnecting[location] = f"cannot connect: {reason}"
+            log.debug("cannot connect to %s: %s", location, detail)
+        else:
+            log.warning("cannot connect to %s: %s", location, detail)
         return None
 
     def _replace_at(self, location: Location, node_id: bytes) -> None:
@@ -371,19 +382,35 @@ class PeerManager:
                     and not self._leaving
                     and self._nursery is not None
                 ):
-                    self._nursery.start_soon(self._reconnect, conn.location)
+                    self._nursery.start_soon(self._reconnect, conn)
 
-    async def _reconnect(self, location: Location) -> None:
+    async def _reconnect(self, lost: PeerConnection) -> None:
+        """Try to get a connection lost to a fault back: ``reconnect_attempts``
+        tries, ``reconnect_delay`` apart at first and twice as long each time (at
+        most 30 s), each logged with why the one before failed."""
+        location = lost.location
+        # The name and addresses are the peer's own words: escaped, bounded.
+        where = f"{escape(lost.name)} at {escape(str(location))}"
+        reason = lost.end_reason
+        attempts = self.limits.reconnect_attempts
         delay = self.limits.reconnect_delay
-        for _ in range(self.limits.reconnect_attempts):
+        for attempt in range(1, attempts + 1):
             await trio.sleep(delay)
             if self._leaving or self.find(location) is not None:
                 return
-            if await self.connect(location) is not None:
-                log.info("peer at %s is back", location)
+            log.warning(
+                "reconnecting to %s (attempt %d of %d): %s", where, attempt, attempts, reason
+            )
+            self._reconnecting[location] = "the handshake failed"
+            try:
+                conn = await self.connect(location)
+            finally:
+                reason = self._reconnecting.pop(location, reason)
+            if conn is not None:
+                log.warning("reconnected to %s (attempt %d of %d)", where, attempt, attempts)
                 return
             delay = min(delay * 2, 30.0)
-        log.warning("gave up reconnecting to %s", location)
+        log.warning("gave up reconnecting to %s after %d attempts: %s", where, attempts, reason)
 
     async def goodbye(self, bye: list[Any]) -> None:
         """Tell every peer we are leaving, so they see Offline at once."""

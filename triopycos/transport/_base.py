@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
+import os
 from typing import Protocol
 
 import trio
 
-__all__ = ["DatagramSocket", "Transport"]
+__all__ = ["DatagramSocket", "Transport", "os_error_reason"]
+
+
+def os_error_reason(exc: OSError) -> str:
+    """Why a socket call failed, for a sentence: "address already in use", from the
+    error number when there is one (the same words on every transport, without
+    "[Errno 98]"), else the error's own text."""
+    if exc.errno is not None:
+        try:
+            text = os.strerror(exc.errno)
+        except ValueError:
+            text = ""
+        if text and not text.startswith("Unknown error"):
+            return text[:1].lower() + text[1:]
+    return str(exc) or type(exc).__name__
 
 
 class DatagramSocket(Protocol):
