@@ -5,12 +5,24 @@ from __future__ import annotations
 
 import logging
 import socket
+import traceback
 
 import pytest
 import trio
 import trio.testing
 
-from triopycos import Limits, ServiceError, open_pycos
+import triopycos
+import triopycos.testing
+from triopycos import (
+    Limits,
+    MonitorStatus,
+    PeerLost,
+    PycosError,
+    ServiceError,
+    Task,
+    open_pycos,
+)
+from triopycos.protocol import encode
 from triopycos.testing import VirtualNetwork
 
 
@@ -106,3 +118,67 @@ async def test_the_same_words_on_the_virtual_network(
         ):
             async with net.open_pycos(node=where.addr, tcp_port=where.port):
                 pass  # pragma: no cover - it does not start
+
+
+# -- names ------------------------------------------------------------------------------
+
+
+async def test_a_task_lost_with_its_peer_keeps_its_name(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async def worker(task: Task) -> None:
+        task.register("worker")
+        task.set_daemon()
+        await trio.sleep_forever()
+
+    async def watch(task: Task, observed: Task) -> MonitorStatus:
+        assert await task.monitor(observed) == 0
+        status: MonitorStatus = await task.receive()
+        return status
+
+    async with (
+        VirtualNetwork(seed=5) as net,
+        net.open_pycos(name="a") as a,
+        net.open_pycos(name="b", peer_timeout=6) as b,
+    ):
+        a.spawn(worker)
+        assert await b.peer(a.location) == 0
+        remote = await Task.locate("worker", a.location, timeout=5)
+        assert remote is not None
+        watcher = b.spawn(watch, remote)
+        await trio.testing.wait_all_tasks_blocked()
+        net.partition(a, b)  # b hears nothing more: PeerLost after peer_timeout
+        status = await watcher.finish(timeout=60)
+    assert isinstance(status, MonitorStatus) and status.type is PeerLost
+    assert isinstance(status.info, Task) and status.info == remote
+    assert status.info.name == "worker"
+    assert repr(status.info) == repr(remote) and repr(remote).startswith("worker/")
+
+
+def test_public_types_print_with_their_public_paths() -> None:
+    for package in (triopycos, triopycos.testing):
+        for name in package.__all__:
+            obj = getattr(package, name)
+            if isinstance(obj, type):
+                assert repr(obj) == f"<class '{package.__name__}.{name}'>"
+            elif callable(obj):
+                assert f"{obj.__module__}.{obj.__qualname__}" == f"{package.__name__}.{name}"
+    assert traceback.format_exception_only(PeerLost("gone")) == ["triopycos.PeerLost: gone\n"]
+    try:
+        raise ServiceError("network", PycosError("cannot listen"))
+    except ServiceError as exc:
+        text = "".join(traceback.format_exception(exc))
+    assert "triopycos.PycosError: cannot listen" in text
+    assert "triopycos.ServiceError: triopycos service 'network' failed" in text
+    assert "_errors" not in text.replace("_errors.py", "")
+
+
+def test_the_wire_names_of_library_errors_did_not_move() -> None:
+    """Printing paths are not wire names: a node of an earlier version still
+    rebuilds our errors (and we theirs)."""
+    for cls, wire in [
+        (PycosError, "triopycos._errors.PycosError"),
+        (ServiceError, "triopycos._errors.ServiceError"),
+        (PeerLost, "triopycos.PeerLost"),
+    ]:
+        assert wire.encode() in encode(cls)

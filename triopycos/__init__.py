@@ -31,3 +31,17 @@ __all__ = [
     "open_pycos",
     "register_type",
 ]
+
+
+def _public_paths(namespace: dict[str, object], module: str) -> None:
+    """Public classes and functions print with the path users import them from
+    (``triopycos.PeerLost``, not ``triopycos._errors.PeerLost``): in reprs and in
+    tracebacks.  Wire names are not derived from this: the codec registered the
+    library's exception types under their names before this runs."""
+    for name in namespace["__all__"]:  # type: ignore[attr-defined]
+        obj = namespace[name]
+        if isinstance(obj, type) or callable(obj):
+            obj.__module__ = module
+
+
+_public_paths(globals(), __name__)

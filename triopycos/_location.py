@@ -1,7 +1,8 @@
 """``Location``: where a node's network services are (host address and TCP port)."""
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: the class prints as triopycos.Location
+# (its __module__ is the package's), where `Final` is not a name, so only evaluated
+# annotations keep typing.get_type_hints(Location) working.
 from typing import Final
 
 __all__ = ["Location"]

@@ -49,6 +49,8 @@ class RemoteOps:
         # Local tasks monitoring tasks on peers: peer id -> task id -> monitors, so a
         # lost peer can tell them at once.
         self._watches: dict[bytes, dict[int, list[Task]]] = {}
+        # Names of the watched tasks, so the PeerLost status of one still names it.
+        self._watched_names: dict[tuple[bytes, int], str] = {}
         self._status_tasks: list[Task] = []
         self._handlers: dict[int, Callable[[PeerConnection, list[Any]], None]] = {
             Kind.TASK_DELIVER: self._on_task_deliver,
@@ -200,7 +202,9 @@ class RemoteOps:
             return -1
         # Watch before asking: the status of a task that has already ended can come
         # back ahead of the reply, and must find (and end) the watch.
-        watching = monitor._local and self._watch(conn.node_id, observe._task_id, monitor)
+        watching = monitor._local and self._watch(
+            conn.node_id, observe._task_id, monitor, observe._name
+        )
         told = self._told_lost.get((conn.node_id, observe._task_id))
         if told is not None and monitor in told:
             told.remove(monitor)  # monitoring again: this monitor wants the real status
@@ -211,7 +215,9 @@ class RemoteOps:
             return -1
         return 0
 
-    def _watch(self, node_id: bytes, task_id: int, monitor: Task) -> bool:
+    def _watch(self, node_id: bytes, task_id: int, monitor: Task, name: str = "?") -> bool:
+        if name != "?":
+            self._watched_names[(node_id, task_id)] = name
         watchers = self._watches.setdefault(node_id, {}).setdefault(task_id, [])
         if monitor in watchers:
             return False
@@ -394,7 +400,8 @@ class RemoteOps:
             channel._drop_node(conn.node_id)
         watched = self._watches.pop(conn.node_id, {})
         for task_id, monitors in watched.items():
-            ref = Ref("task", conn.node_id, task_id, "?", conn.location)
+            name = self._watched_names.pop((conn.node_id, task_id), "?")
+            ref = Ref("task", conn.node_id, task_id, name, conn.location)
             lost = Task._reference(self.node, ref)
             reason = f"peer {conn.name!r} at {conn.location} was lost"
             for monitor in monitors:
@@ -458,6 +465,7 @@ class RemoteOps:
                 monitors.remove(monitor)
                 if not monitors:
                     del by_task[observed._task_id]
+                    self._watched_names.pop((node_id, observed._task_id), None)
 
     def _on_task_deliver(self, conn: PeerConnection, message: list[Any]) -> None:
         _, rid, task_id, payload = message

@@ -6,6 +6,7 @@ Pytest fixtures live in ``triopycos.testing.pytest_plugin`` (it imports pytest, 
 it is not imported here).
 """
 
+from .. import _public_paths
 from ._common import LinkConfig, NetEvent
 from ._hosts import Subnet, VirtualHost
 from ._network import NodeRef, VirtualNetwork
@@ -27,3 +28,5 @@ __all__ = [
     "VirtualUDPSocket",
     "deterministic_scheduling",
 ]
+
+_public_paths(globals(), __name__)
