@@ -8,12 +8,24 @@ broadcast or join multicast groups, unless the test is marked
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 from netguard import NetGuardPlugin
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(NetGuardPlugin(), "triopycos-netguard")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _data_home_of_the_suite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """A node opened without ``dest_path`` makes its default folder under
+    ``$XDG_DATA_HOME``: the suite's own folder (child processes inherit it), never
+    the home of whoever runs the tests."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_DATA_HOME", str(tmp_path_factory.mktemp("data-home")))
+        yield
 
 
 # -- clusters of nodes on either transport ------------------------------------------

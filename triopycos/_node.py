@@ -20,7 +20,6 @@ import math
 import os
 import secrets
 import socket
-import tempfile
 import weakref
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -31,6 +30,7 @@ import trio
 
 from ._channel import Channel
 from ._context import current_node_var
+from ._dest_path import default_dest_path, make_private
 from ._errors import PycosError, ServiceError, exception_leaves
 from ._hostaddr import default_host
 from ._location import Location
@@ -855,11 +855,7 @@ async def open_pycos(
     if dest_path is not None and dest_path_prefix is not None:
         raise TypeError("give dest_path or its alias dest_path_prefix, not both")
     chosen = dest_path if dest_path is not None else dest_path_prefix
-    folder = (
-        os.fspath(chosen)
-        if chosen is not None
-        else os.path.join(tempfile.gettempdir(), "triopycos")
-    )
+    folder = os.fspath(chosen) if chosen is not None else default_dest_path()
     if socket_family not in (None, socket.AF_INET, socket.AF_INET6):
         raise ValueError(f"socket_family must be None, AF_INET or AF_INET6, not {socket_family!r}")
     interval = announce_interval_ok(announce_interval)
@@ -889,6 +885,11 @@ async def open_pycos(
         raise TypeError("keyfile and cafile need a certfile")
     if node_id is not None and (type(node_id) is not bytes or len(node_id) != 16):
         raise ValueError("node_id must be 16 bytes")
+    if chosen is None:
+        # A few system calls, made here in the trio thread: a worker thread would
+        # let an autojump clock jump meanwhile, and virtual-network runs would no
+        # longer repeat.
+        make_private(folder)
     pycos = Pycos(
         node_id=node_id,
         name=name,
