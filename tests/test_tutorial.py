@@ -1,9 +1,11 @@
 """The tutorial's programs (examples/tutorial/, shown in docs/tutorial.md) do what
-the tutorial says, as processes on loopback started through tests/procs.py."""
+the tutorial says, as processes on loopback started through tests/procs.py, and the
+page shows them exactly as they are."""
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 from pathlib import Path
 
@@ -11,12 +13,28 @@ import trio
 from cli_runs import LIMIT, run_cli, wait_for_line
 from procs import open_node_process
 
-TUTORIAL = Path(__file__).resolve().parents[1] / "examples" / "tutorial"
+ROOT = Path(__file__).resolve().parents[1]
+TUTORIAL = ROOT / "examples" / "tutorial"
 SECRET = {"TRIOPYCOS_SECRET": "tutorial-test-secret"}
 
 
 def program(name: str, *args: str) -> list[str]:
     return [str(TUTORIAL / name), *args]
+
+
+def test_the_page_shows_each_program_as_it_is() -> None:
+    """The page reads as plain markdown (no include lines that only the built site
+    expands): each program is copied into it, under its path, and the copy must be
+    the file itself, so the tested programs are what readers see."""
+    page = (ROOT / "docs" / "tutorial.md").read_text()
+    assert "--8<--" not in page
+    shown = dict(
+        re.findall(r"^`(examples/tutorial/\w+\.py)`:\n\n```python\n(.*?)^```$", page, re.M | re.S)
+    )
+    programs = sorted(str(p.relative_to(ROOT)) for p in TUTORIAL.glob("*.py"))
+    assert sorted(shown) == programs
+    for path, copy in shown.items():
+        assert copy == (ROOT / path).read_text(), f"docs/tutorial.md's copy of {path} differs"
 
 
 async def test_step_1_one_node() -> None:
