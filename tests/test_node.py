@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 import pytest
@@ -196,7 +197,9 @@ async def test_bad_constructor_arguments(kwargs: dict[str, Any], error: type[Exc
 
 async def test_dest_path_defaults_and_alias(tmp_path: Any) -> None:
     async with open_pycos(node="127.0.0.1", tcp_port=0, discover_peers=False) as pycos:
-        assert pycos.dest_path.endswith("triopycos")
+        # The default is the user's own folder (tests/test_dest_path.py); the suite
+        # keeps it under its own XDG_DATA_HOME (tests/conftest.py).
+        assert pycos.dest_path == os.path.join(os.environ["XDG_DATA_HOME"], "triopycos", "files")
     async with open_pycos(
         node="127.0.0.1", tcp_port=0, discover_peers=False, dest_path_prefix=tmp_path
     ) as pycos:
