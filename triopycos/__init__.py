@@ -33,15 +33,15 @@ __all__ = [
 ]
 
 
-def _public_paths(namespace: dict[str, object], module: str) -> None:
+def _public_paths(namespace: dict[str, object], names: list[str], module: str) -> None:
     """Public classes and functions print with the path users import them from
     (``triopycos.PeerLost``, not ``triopycos._errors.PeerLost``): in reprs and in
     tracebacks.  Wire names are not derived from this: the codec registered the
     library's exception types under their names before this runs."""
-    for name in namespace["__all__"]:  # type: ignore[attr-defined]
+    for name in names:
         obj = namespace[name]
-        if isinstance(obj, type) or callable(obj):
+        if callable(obj):
             obj.__module__ = module
 
 
-_public_paths(globals(), __name__)
+_public_paths(globals(), __all__, __name__)

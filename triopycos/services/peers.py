@@ -407,6 +407,7 @@ class PeerManager:
             finally:
                 reason = self._reconnecting.pop(location, reason)
             if conn is not None:
+                # As loud as the attempts: whoever saw those must see them end.
                 log.warning("reconnected to %s (attempt %d of %d)", where, attempt, attempts)
                 return
             delay = min(delay * 2, 30.0)

@@ -29,4 +29,4 @@ __all__ = [
     "deterministic_scheduling",
 ]
 
-_public_paths(globals(), __name__)
+_public_paths(globals(), __all__, __name__)

@@ -5,7 +5,7 @@ Enable them in a ``conftest.py``::
     pytest_plugins = ["triopycos.testing.pytest_plugin"]
 
 or import them into a test module (``from triopycos.testing.pytest_plugin import
-virtual_network, virtual_network_seed``).  Then::
+virtual_network, virtual_network_encode_local, virtual_network_seed``).  Then::
 
     async def test_two_nodes(virtual_network: VirtualNetwork,
                              autojump_clock: trio.testing.MockClock) -> None:
