@@ -2,9 +2,10 @@
 
     python -m triopycos.compat SCRIPT [ARGS...]
 
-Inside SCRIPT, ``import pycos`` gives ``triopycos.compat`` and ``import
-pycos.netpycos`` gives ``triopycos.compat.netpycos``; pycos modules that are not
-covered (asyncfile, dispycos, httpd, ...) fail to import with a message saying so.
+Inside SCRIPT, ``import pycos`` gives ``triopycos.compat``, ``import pycos.netpycos``
+``triopycos.compat.netpycos`` and ``import pycos.asyncfile``
+``triopycos.compat.asyncfile``; pycos modules that are not covered (dispycos, httpd,
+config) fail to import with a message saying so.
 SCRIPT runs as ``__main__`` with ``sys.argv = [SCRIPT, *ARGS]``, like ``python
 SCRIPT``; at its end the scheduler finishes as pycos's does (waiting for non-daemon
 tasks).
@@ -24,9 +25,12 @@ from types import ModuleType
 
 __all__ = ["install", "main"]
 
-ALIASES = {"pycos": "triopycos.compat", "pycos.netpycos": "triopycos.compat.netpycos"}
+ALIASES = {
+    "pycos": "triopycos.compat",
+    "pycos.netpycos": "triopycos.compat.netpycos",
+    "pycos.asyncfile": "triopycos.compat.asyncfile",
+}
 NOT_COVERED = {
-    "pycos.asyncfile": "asynchronous files and pipes (use trio's files and subprocesses)",
     "pycos.dispycos": "dispycos (distributed computing) is not part of triopycos",
     "pycos.dispycosnode": "dispycos (distributed computing) is not part of triopycos",
     "pycos.httpd": "pycos's HTTP monitor is not part of triopycos",
