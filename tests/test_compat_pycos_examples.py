@@ -535,7 +535,8 @@ async def test_rps_pico_service_and_client(tmp_path: Path) -> None:
                 rf"from: pico_service/\d+@{at}",
                 line,
             ), line
-        assert not [m for m in messages if "failed" in m or "invalid" in m]
+        # (the client's own warnings; pycos also logs some of its own internals)
+        assert not [m for m in messages if m.startswith(("rtask ", "invalid reply"))]
         assert printed(srv) == []
 
     await on_both(check, tmp_path)

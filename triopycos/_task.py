@@ -527,6 +527,8 @@ class Task(Entity):
             await trio.lowlevel.checkpoint()
         return self._value
 
+    __call__ = finish  # pycos's: ``yield task()`` waits for the task's end
+
     async def monitor(self, observe: Task) -> int:
         """Make this task a monitor of ``observe``: its exit status will arrive here as
         a ``MonitorStatus`` message.  0, or -1 if that is not possible.
