@@ -351,8 +351,8 @@ async def chat(
                 program(runner, ha, client, hs.ipv4, home=folder) as a,
                 program(runner, hb, client, hs.ipv4, home=folder) as b,
             ):
-                await b.send_input("hi from b\n")
-                await shown(a, f"{says}hi from b")
+                # (b speaks until a, which may connect after it, hears it)
+                await say_until_heard(b, a, f"{says}hi from b", "hi from b")
                 await a.send_input("hello from a\n")
                 await shown(b, f"{says}hello from a")
                 for proc in (a, b):
@@ -403,7 +403,8 @@ async def test_chat_sock_server_and_clients(tmp_path: Path) -> None:
         )
         out_a, out_b = printed(a), printed(b)
         id_a, id_b = (int(out[0].removeprefix("id: ")) for out in (out_a, out_b))
-        assert f"{id_b} joined" in out_a, a.stdout  # (a was there first: b spoke to it)
+        # Whoever connected second was announced to the other.
+        assert (f"{id_b} joined" in out_a) != (f"{id_a} joined" in out_b), (a.stdout, b.stdout)
         assert f"{id_b} says: hi from b" in out_a, a.stdout
         assert f"{id_a} says: hello from a" in out_b, b.stdout
         assert printed(srv)[0] == "server at ('0.0.0.0', 3456)", srv.stdout
@@ -415,9 +416,13 @@ class ClientGaveUp(Exception):
     """A chat_chan_client.py printed "Could not locate server" and ended."""
 
 
-async def say_until_heard(speaker: NodeProcess, listener: NodeProcess, text: str) -> None:
-    """``speaker`` types ``text`` until ``listener`` shows it (a client hears a channel
-    only once it has subscribed, which it does not show; bounded: 100 tries)."""
+async def say_until_heard(
+    speaker: NodeProcess, listener: NodeProcess, heard: str, text: str | None = None
+) -> None:
+    """``speaker`` types ``text`` (default: ``heard``) until ``listener`` shows
+    ``heard`` (a chat client hears others only once it is in, which it does not
+    show; bounded: 100 tries)."""
+    text = heard if text is None else text
     for _ in range(100):
         for proc in (speaker, listener):
             if proc.returncode is not None and "Could not locate server" in proc.stdout:
@@ -425,9 +430,9 @@ async def say_until_heard(speaker: NodeProcess, listener: NodeProcess, text: str
         with contextlib.suppress(trio.BrokenResourceError):  # (a client that gave up)
             await speaker.send_input(f"{text}\n")
         with trio.move_on_after(0.5):
-            await listener.wait_for_output(text)
+            await listener.wait_for_output(heard)
             return
-    raise AssertionError(f"{text!r} never heard:\n{listener.describe()}")
+    raise AssertionError(f"{heard!r} never heard:\n{listener.describe()}")
 
 
 async def test_chat_chan_server_and_clients(tmp_path: Path) -> None:
