@@ -335,17 +335,18 @@ class AsyncSocket:
         conn, address = await self._op(self._rsock.accept, readable=True)
         if not self._certfile:
             return AsyncSocket(conn), address
+        tls: socket.socket = conn
         try:
             if self.ssl_server_ctx is None:
                 self.ssl_server_ctx = self._server_context()
             conn.setblocking(False)
-            wrapped = self.ssl_server_ctx.wrap_socket(
+            tls = self.ssl_server_ctx.wrap_socket(
                 conn, server_side=True, do_handshake_on_connect=False
             )
-            result = self._with_settings(wrapped)
+            result = self._with_settings(tls)
             await result._handshake()
         except BaseException:
-            conn.close()
+            tls.close()  # (the wrapped socket owns the connection once made)
             raise
         return result, address
 
