@@ -42,8 +42,9 @@ class SwapHook(Protocol):
     def started(self, callers: Frames) -> list[BaseException]:
         """A generator task starts.  ``callers`` is its live stack of suspended
         callers (empty while it runs its top generator).  Exceptions put in the list
-        returned are thrown into the top generator at its next yield point (at once
-        if it is there, else when its sub-generators have returned)."""
+        returned are thrown into the top generator at its next yield (what it
+        yielded is dropped; inside a sub-generator: the first yield after it returns).
+        A task waiting at a yield is woken by the hook itself (``Task.throw``)."""
 
     def replacement(self, error: BaseException) -> Generator[Any, Any, Any] | None:
         """The top generator raised ``error``: the generator that takes over the
@@ -68,8 +69,6 @@ async def run_generator(gen: Generator[Any, Any, Any]) -> Any:
     inbox = swap.started(stack) if swap is not None else None
     try:
         while True:
-            if inbox and not stack and error is None:
-                error = inbox.pop(0)
             try:
                 if error is None:
                     yielded = gen.send(value)
@@ -94,6 +93,12 @@ async def run_generator(gen: Generator[Any, Any, Any]) -> Any:
                 gen, error = stack.pop(), exc
                 continue
 
+            if inbox and not stack:
+                # A swap waits for this yield point: it is raised here instead.
+                if inspect.iscoroutine(yielded) or isinstance(yielded, GeneratorType):
+                    yielded.close()
+                error = inbox.pop(0)
+                continue
             if isinstance(yielded, GeneratorType):
                 stack.append(gen)
                 gen, value = yielded, None

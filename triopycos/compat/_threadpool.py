@@ -17,8 +17,6 @@ from typing import Any
 
 import trio
 
-from ._sync import Semaphore
-
 __all__ = ["AsyncDBCursor", "AsyncThreadPool"]
 
 
@@ -112,7 +110,7 @@ class AsyncDBCursor:
     def __init__(self, thread_pool: AsyncThreadPool, cursor: Any) -> None:
         self._thread_pool = thread_pool
         self._cursor = cursor
-        self._sem = Semaphore()
+        self._turn: trio.Lock | None = None  # made in the first call's trio run
 
     def __getattr__(self, name: str) -> Any:
         if name == "_cursor":
@@ -120,11 +118,10 @@ class AsyncDBCursor:
         return getattr(self._cursor, name)
 
     async def _one_at_a_time(self, call: Callable[[], Any]) -> Any:
-        await self._sem.acquire()
-        try:
+        if self._turn is None:
+            self._turn = trio.Lock()
+        async with self._turn:
             return await self._thread_pool.async_task(call)
-        finally:
-            self._sem.release()
 
     def execute(self, query: str, args: Sequence[Any] | dict[str, Any] | None = None) -> Any:
         """``yield cursor.execute(query, args)``: the cursor's ``execute`` result."""
