@@ -8,6 +8,7 @@ use the network pass ``node`` explicitly (the default node is the host's address
 
 from __future__ import annotations
 
+import re
 import textwrap
 from pathlib import Path
 
@@ -19,11 +20,15 @@ WAIT = 30
 
 
 async def run_script(tmp_path: Path, code: str, *args: str) -> NodeProcess:
-    """Run ``code`` as a pycos script under the runner; it must exit 0."""
+    """Run ``code`` as a pycos script under the runner (``tmp_path`` is its working
+    folder and its TMPDIR); it must exit 0."""
     script = tmp_path / "script.py"
     script.write_text(textwrap.dedent(code))
     async with open_node_process(
-        ["-m", "triopycos.compat", str(script), *args], cwd=str(tmp_path), timeout=WAIT
+        ["-m", "triopycos.compat", str(script), *args],
+        cwd=str(tmp_path),
+        env={"TMPDIR": str(tmp_path)},
+        timeout=WAIT,
     ) as proc:
         with trio.fail_after(WAIT):
             code_ = await proc.wait()
@@ -292,6 +297,54 @@ async def test_scheduler_facade(tmp_path: Path) -> None:
         "atexit low",
         "finished False",
     ]
+
+
+async def test_a_failing_task_is_shown_as_pycos_shows_it(tmp_path: Path) -> None:
+    proc = await run_script(
+        tmp_path,
+        """
+        import pycos
+
+        def broken(task=None):
+            yield task.sleep(0)
+            raise ValueError("boom")
+
+        pycos.Task(broken)
+        """,
+    )
+    # On stdout, by pycos's logger, from the task's own frame; the program goes on
+    # (and exits 0), as under pycos.
+    assert re.search(
+        r"\d\d:\d\d:\d\d pycos - uncaught exception in task broken/\d+@127\.0\.0\.1:\d+:\n"
+        r"Traceback \(most recent call last\):\n"
+        rf'  File "{re.escape(str(tmp_path / "script.py"))}", line 6, in broken\n'
+        r'    raise ValueError\("boom"\)\n'
+        r"ValueError: boom\n",
+        proc.stdout,
+    ), proc.stdout
+    assert "triopycos" not in proc.stdout.partition("uncaught")[2], proc.stdout
+    assert proc.stderr == ""
+
+
+async def test_dest_path_is_settable_as_in_pycos(tmp_path: Path) -> None:
+    proc = await run_script(
+        tmp_path,
+        """
+        import os
+        import pycos
+
+        scheduler = pycos.Pycos()
+        root = scheduler.dest_path
+        print("root", root == os.path.join(os.environ["TMPDIR"], "triopycos"), os.path.isdir(root))
+        scheduler.dest_path = os.path.join(root, "inside")
+        print("inside", scheduler.dest_path == os.path.join(root, "inside"))
+        scheduler.dest_path = "/elsewhere/sub"   # taken as under the first one
+        print("elsewhere", scheduler.dest_path == os.path.join(root, "elsewhere", "sub"))
+        new = scheduler.dest_path
+        print("made", os.path.isdir(new), scheduler.node.dest_path == new)
+        """,
+    )
+    assert output(proc) == ["root True True", "inside True", "elsewhere True", "made True True"]
 
 
 async def test_uncovered_features_fail_with_a_clear_message(tmp_path: Path) -> None:
