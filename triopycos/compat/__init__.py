@@ -23,7 +23,7 @@ from .._rps import RPS
 from .._status import MonitorStatus, PeerStatus
 from .._task import Task
 from ..protocol.codec import Codec
-from . import _hotswap
+from . import _hotswap, config
 from ._categorize import CategorizeMessages
 from ._hotswap import HotSwapException
 from ._logger import Logger, logger
@@ -55,6 +55,7 @@ __all__ = [
     "Singleton",
     "Struct",
     "Task",
+    "config",
     "deserialize",
     "logger",
     "serialize",
