@@ -369,6 +369,12 @@ async def test_async_pipe_communicate_and_a_chain_of_processes() -> None:
         out, err = yield AsyncPipe(cat).communicate(b"x" * 200_000)
         return len(out), err, cat.returncode
 
+    def early_exit(task: Task) -> Body:
+        # head stops reading after 10 bytes: the rest of the input is not an error.
+        head = subprocess.Popen(["head", "-c", "10"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        out, err = yield AsyncPipe(head).communicate("y" * 10_000_000)
+        return out, err, head.returncode
+
     def chain(task: Task) -> Body:
         pipes: Any = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE}
         upper = subprocess.Popen(["tr", "a-z", "A-Z"], **pipes)
@@ -389,6 +395,7 @@ async def test_async_pipe_communicate_and_a_chain_of_processes() -> None:
 
     async with node():
         assert await run(communicate) == (200_000, b"", 0)
+        assert await run(early_exit) == (b"y" * 10, None, 0)
         assert await run(chain) == (b"3\n", [0, 0])
 
 

@@ -12,15 +12,9 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from threading import get_ident
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 import trio
-
-from .._context import current_node_var
-from .._errors import PycosError
-
-if TYPE_CHECKING:
-    from .._node import Pycos
 
 __all__ = ["HasFileno", "Watched", "wait_fd"]
 
@@ -41,36 +35,40 @@ async def wait_fd(fd: int | HasFileno, *, readable: bool) -> None:
 
 
 class Watched:
-    """Remembers the node whose trio run waited on a descriptor, so that closing it
-    (from any thread: pycos scripts close sockets in their main thread) first tells
-    that run, in its own thread, to forget the descriptor."""
+    """Remembers the trio run that waited on a descriptor, so that closing it (from
+    any thread: pycos scripts close sockets in their main thread) first tells that
+    run, in its own thread, to forget the descriptor."""
 
-    __slots__ = ("_node",)
+    __slots__ = ("_thread", "_token")
 
     def __init__(self) -> None:
-        self._node: Pycos | None = None
+        self._token: trio.lowlevel.TrioToken | None = None
+        self._thread = 0
 
     def note(self) -> None:
-        """Called in a task, before waiting: this task's node watches the descriptor."""
-        if self._node is None:
-            self._node = current_node_var.get()
+        """Called in a task, before waiting: this trio run watches the descriptor."""
+        if self._token is None:
+            self._token = trio.lowlevel.current_trio_token()
+            self._thread = get_ident()
 
     def close(self, fd: int, close: Callable[[], None]) -> None:
         """``close()`` the descriptor ``fd`` (a number, or -1 if already closed)."""
-        node = self._node
-        if node is None or fd < 0:
+        token = self._token
+        if token is None or fd < 0:
             close()
             return
 
         def forget_and_close() -> None:
-            with contextlib.suppress(RuntimeError):  # that run has already ended
-                trio.lowlevel.notify_closing(fd)
+            trio.lowlevel.notify_closing(fd)
             close()
 
-        if node._thread_id == get_ident():
-            forget_and_close()
+        if self._thread == get_ident():
+            with contextlib.suppress(RuntimeError):  # (that run has ended)
+                forget_and_close()
+                return
+            close()
             return
         try:
-            node._call_in_loop(forget_and_close)
-        except PycosError:  # the scheduler stopped: nothing watches it any more
+            trio.from_thread.run_sync(forget_and_close, trio_token=token)
+        except trio.RunFinishedError:  # nothing watches it any more
             close()

@@ -274,6 +274,14 @@ async def _drain(end: AsyncFile, name: str, outputs: dict[str, bytes]) -> None:
 
 
 async def _feed(stdin: AsyncFile, source: Any) -> None:
+    # A process that exits before reading all its input is not an error (as with
+    # Popen.communicate): what it did read, and its output, still count.
+    with contextlib.suppress(BrokenPipeError):
+        await _write_all(stdin, source)
+    stdin.close()
+
+
+async def _write_all(stdin: AsyncFile, source: Any) -> None:
     if isinstance(source, str):
         source = source.encode()
     if isinstance(source, (bytes, bytearray, memoryview)):
@@ -296,4 +304,3 @@ async def _feed(stdin: AsyncFile, source: Any) -> None:
                 raise OSError("write failed")
         with contextlib.suppress(OSError):
             file.close()
-    stdin.close()
