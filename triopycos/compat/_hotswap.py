@@ -24,6 +24,7 @@ from typing import Any
 import trio
 
 from .. import _generator
+from .._errors import PycosError
 from .._task import Task, _body_kind
 
 __all__ = ["HotSwapException", "install"]
@@ -115,10 +116,14 @@ class _HotSwapping:
                 args = (*args[:task_at], task, *args[task_at:])
             else:
                 kwargs["task"] = task
-        new = fn(*args, **kwargs)
         if not task._local:
             return -1
-        result: int = task._node._in_node_thread(self._request, task, new)
+        new = fn(*args, **kwargs)
+        try:
+            result: int = task._node._in_node_thread(self._request, task, new)
+        except PycosError:  # its node has stopped
+            new.close()
+            return -1
         return result
 
     def _request(self, task: Task, new: Generator[Any, Any, Any]) -> int:
