@@ -361,9 +361,20 @@ async def chat(
             if stop_server == "quit":
                 await srv.send_input("quit\n")
             else:
-                os.kill(srv.pid, signal.SIGINT)
+                await interrupt(srv)
             await exits_0(srv)
     return srv, a, b
+
+
+async def interrupt(proc: NodeProcess) -> None:
+    """Ctrl-C, as often as needed (5 times at most): a program whose main thread
+    blocks in ``accept()`` while other threads run may miss one (CPython's handler
+    can run in another thread, or just before the call; then nothing interrupts it)."""
+    for _ in range(5):
+        os.kill(proc.pid, signal.SIGINT)
+        with trio.move_on_after(3):
+            await proc.wait()
+            return
 
 
 async def ready_server(srv: NodeProcess, host: NetnsHost, ready: str) -> None:
