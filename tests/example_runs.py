@@ -11,24 +11,29 @@ from __future__ import annotations
 
 import importlib.util
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import trio
-from netns import NetnsHost
+from netns import NetnsHost, open_lan
 from procs import NodeProcess, open_node_process
 
 __all__ = [
     "EXAMPLES",
     "RUNNERS",
     "WAIT",
+    "a_text_file",
     "example",
+    "exits_0",
     "lines",
     "log_messages",
     "on_both",
     "printed",
     "program",
+    "run_alone",
+    "server_and_client",
+    "shown",
     "wait_listening",
 ]
 
@@ -130,3 +135,56 @@ async def wait_listening(host: NetnsHost, port: int) -> None:
             if len(fields) > 3 and (fields[1] + " ").endswith(wanted) and fields[3] == "0A":
                 return
         await trio.sleep(0.05)
+
+
+async def exits_0(proc: NodeProcess) -> None:
+    with trio.fail_after(WAIT):
+        assert await proc.wait() == 0, proc.describe()
+
+
+async def shown(proc: NodeProcess, text: str, count: int = 1) -> None:
+    with trio.fail_after(WAIT):
+        await proc.wait_for_output(text, count=count)
+
+
+async def run_alone(runner: str, folder: Path, script: str, *args: str) -> NodeProcess:
+    """A program that needs no input, in a namespace of its own, to its end (exit 0)."""
+    async with (
+        open_lan(1) as lan,
+        program(runner, lan.hosts[0], script, *args, home=folder) as proc,
+    ):
+        await exits_0(proc)
+    return proc
+
+
+async def server_and_client(
+    runner: str,
+    folder: Path,
+    server: str,
+    client: str,
+    client_args: Sequence[str] = (),
+    answers: str = "",
+) -> tuple[NodeProcess, NodeProcess, NetnsHost, NetnsHost]:
+    """netpycos server and client on two hosts: the client runs to its end, then the
+    server is told "quit" and must exit 0.  ``answers``: both programs' first input."""
+    async with open_lan(2) as lan:
+        h1, h2 = lan.hosts
+        async with program(runner, h1, server, home=folder) as srv:
+            if answers:
+                await srv.send_input(answers)
+            await shown(srv, "Enter")  # its prompt: it is serving
+            async with program(runner, h2, client, *client_args, home=folder) as cli:
+                if answers:
+                    await cli.send_input(answers)
+                await exits_0(cli)
+            await srv.send_input("quit\n")
+            await exits_0(srv)
+    return srv, cli, h1, h2
+
+
+def a_text_file(folder: Path) -> Path:
+    """Input for the file and pipe examples: lines, some with "error" in any case."""
+    path = folder / "input.txt"
+    words = ["error", "fine", "ERROR", "ok", "an Error here", "warning"]
+    path.write_text("".join(f"line {i}: {words[i % len(words)]}\n" for i in range(3000)))
+    return path
