@@ -460,6 +460,26 @@ def test_the_compat_namespace_has_pycos_names() -> None:
     assert pycos.logger.DEBUG == 10 and pycos.logger.INFO == 20
     with pytest.raises(AttributeError):
         pycos.no_such_name  # type: ignore[attr-defined]  # noqa: B018
+    assert pycos.config.MsgTimeout == 10 and pycos.config.NetPort == 9705
+
+
+def test_singleton_and_struct_as_pycos_has_them() -> None:
+    import triopycos.compat as pycos
+
+    class Only(metaclass=pycos.Singleton):
+        def __init__(self, n: int) -> None:
+            self.n = n
+
+    first, second = Only(1), Only(2)
+    assert first is second and second.n == 1
+    assert pycos.Singleton.instance(Only) is first
+    pycos.Singleton.discard(Only)
+    assert Only(3).n == 3
+
+    record = pycos.Struct(a=1)
+    record.a = 2
+    assert record.a == 2
+    assert record.missing is None  # (pycos logs a warning and gives None)
 
 
 async def test_review_fixes_pycos_semantics(tmp_path: Path) -> None:

@@ -151,6 +151,30 @@ async def test_connect_refused() -> None:
         assert await run(connect) == "refused"
 
 
+async def test_create_connection_and_the_default_timeout() -> None:
+    server = listening()
+
+    def connect(task: Task) -> Body:
+        sock = AsyncSocket(socket.socket())
+        result = yield sock.create_connection(server.getsockname(), timeout=5)
+        timeout = sock.gettimeout()
+        sock.close()
+        conn, _ = yield server.accept()
+        conn.close()
+        return result, timeout
+
+    async with node():
+        assert await run(connect) == (0, 5)
+    try:
+        server.setdefaulttimeout(2.5)  # pycos's: for every AsyncSocket made after
+        made = AsyncSocket(socket.socket())
+        assert made.gettimeout() == made.getdefaulttimeout() == 2.5
+        made.close()
+    finally:
+        AsyncSocket._default_timeout = None
+    server.close()
+
+
 @pytest.mark.parametrize("family", [socket.AF_INET, socket.AF_INET6], ids=["ipv4", "ipv6"])
 async def test_udp_sendto_and_recvfrom(family: int) -> None:
     host = "::1" if family == socket.AF_INET6 else "127.0.0.1"
