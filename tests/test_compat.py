@@ -8,6 +8,7 @@ use the network pass ``node`` explicitly (the default node is the host's address
 
 from __future__ import annotations
 
+import re
 import textwrap
 from pathlib import Path
 
@@ -19,11 +20,15 @@ WAIT = 30
 
 
 async def run_script(tmp_path: Path, code: str, *args: str) -> NodeProcess:
-    """Run ``code`` as a pycos script under the runner; it must exit 0."""
+    """Run ``code`` as a pycos script under the runner (``tmp_path`` is its working
+    folder and its TMPDIR); it must exit 0."""
     script = tmp_path / "script.py"
     script.write_text(textwrap.dedent(code))
     async with open_node_process(
-        ["-m", "triopycos.compat", str(script), *args], cwd=str(tmp_path), timeout=WAIT
+        ["-m", "triopycos.compat", str(script), *args],
+        cwd=str(tmp_path),
+        env={"TMPDIR": str(tmp_path)},
+        timeout=WAIT,
     ) as proc:
         with trio.fail_after(WAIT):
             code_ = await proc.wait()
@@ -157,10 +162,7 @@ async def test_suspend_resume_throw_and_categories(tmp_path: Path) -> None:
 
         pycos.Task(sorter).value()
         print(pycos.deserialize(pycos.serialize({"k": (1, 2.5, "x")})))
-        try:
-            s.hot_swap(lambda task=None: None)
-        except Exception as exc:
-            print("hot_swap:", exc)
+        print("hot_swap", s.hot_swap(lambda task=None: None))  # not a generator function
         """,
     )
     assert output(proc) == [
@@ -171,7 +173,7 @@ async def test_suspend_resume_throw_and_categories(tmp_path: Path) -> None:
         "thrown: bad",
         "('a', 1) ('a', 2) ('b', 1) plain none left",
         "{'k': (1, 2.5, 'x')}",
-        "hot_swap: hot swapping task bodies is not supported by triopycos",
+        "hot_swap -1",
     ]
 
 
@@ -297,30 +299,82 @@ async def test_scheduler_facade(tmp_path: Path) -> None:
     ]
 
 
+async def test_a_failing_task_is_shown_as_pycos_shows_it(tmp_path: Path) -> None:
+    proc = await run_script(
+        tmp_path,
+        """
+        import pycos
+
+        def broken(task=None):
+            yield task.sleep(0)
+            raise ValueError("boom")
+
+        pycos.Task(broken)
+        """,
+    )
+    # On stdout, by pycos's logger, from the task's own frame; the program goes on
+    # (and exits 0), as under pycos.
+    assert re.search(
+        r"\d\d:\d\d:\d\d pycos - uncaught exception in task broken/\d+@127\.0\.0\.1:\d+:\n"
+        r"Traceback \(most recent call last\):\n"
+        rf'  File "{re.escape(str(tmp_path / "script.py"))}", line 6, in broken\n'
+        r'    raise ValueError\("boom"\)\n'
+        r"ValueError: boom\n",
+        proc.stdout,
+    ), proc.stdout
+    assert "triopycos" not in proc.stdout.partition("uncaught")[2], proc.stdout
+    assert proc.stderr == ""
+
+
+async def test_dest_path_is_settable_as_in_pycos(tmp_path: Path) -> None:
+    proc = await run_script(
+        tmp_path,
+        """
+        import os
+        import pycos
+
+        scheduler = pycos.Pycos()
+        root = scheduler.dest_path
+        print("root", root == os.path.join(os.environ["TMPDIR"], "triopycos"), os.path.isdir(root))
+        scheduler.dest_path = os.path.join(root, "inside")
+        print("inside", scheduler.dest_path == os.path.join(root, "inside"))
+        scheduler.dest_path = "/elsewhere/sub"   # taken as under the first one
+        print("elsewhere", scheduler.dest_path == os.path.join(root, "elsewhere", "sub"))
+        new = scheduler.dest_path
+        print("made", os.path.isdir(new), scheduler.node.dest_path == new)
+        """,
+    )
+    assert output(proc) == ["root True True", "inside True", "elsewhere True", "made True True"]
+
+
 async def test_uncovered_features_fail_with_a_clear_message(tmp_path: Path) -> None:
     proc = await run_script(
         tmp_path,
         """
         import pycos
-        for name in ("pycos.asyncfile", "pycos.dispycos"):
+        for name in ("pycos.dispycos", "pycos.httpd"):
             try:
                 __import__(name)
             except ImportError as exc:
                 print("import:", exc)
-        try:
-            pycos.AsyncSocket
-        except ImportError as exc:
-            print("attr:", exc)
+        import pycos.asyncfile
+        from pycos.asyncfile import AsyncFile, AsyncPipe
+        print("asyncfile", AsyncPipe is pycos.asyncfile.AsyncPipe)
+        print("AsyncSocket", pycos.AsyncSocket.__name__)
         import pycos.netpycos
         print("RTI is RPS", pycos.netpycos.RTI is pycos.netpycos.RPS is pycos.RPS)
+        print("netpycos names", pycos.netpycos.AsyncSocket is pycos.AsyncSocket)
         """,
     )
     lines = output(proc)
-    assert lines[0].startswith("import: pycos.asyncfile is not provided by triopycos.compat")
-    assert lines[1].startswith("import: pycos.dispycos is not provided by triopycos.compat")
-    assert lines[2].startswith("attr: pycos.AsyncSocket is not provided by triopycos.compat")
-    assert "trio" in lines[2]
-    assert lines[3] == "RTI is RPS True"
+    assert lines[0].startswith("import: pycos.dispycos is not provided by triopycos.compat")
+    assert lines[1].startswith("import: pycos.httpd is not provided by triopycos.compat")
+    assert lines[2:] == [
+        "asyncfile True",
+        "AsyncSocket AsyncSocket",
+        "RTI is RPS True",
+        "netpycos names True",
+    ]
 
 
 SERVER = """
@@ -405,7 +459,27 @@ def test_the_compat_namespace_has_pycos_names() -> None:
     assert pycos.MonitorStatus is triopycos.MonitorStatus
     assert pycos.logger.DEBUG == 10 and pycos.logger.INFO == 20
     with pytest.raises(AttributeError):
-        pycos.no_such_name  # noqa: B018
+        pycos.no_such_name  # type: ignore[attr-defined]  # noqa: B018
+    assert pycos.config.MsgTimeout == 10 and pycos.config.NetPort == 9705
+
+
+def test_singleton_and_struct_as_pycos_has_them() -> None:
+    import triopycos.compat as pycos
+
+    class Only(metaclass=pycos.Singleton):
+        def __init__(self, n: int) -> None:
+            self.n = n
+
+    first, second = Only(1), Only(2)
+    assert first is second and second.n == 1
+    assert pycos.Singleton.instance(Only) is first
+    pycos.Singleton.discard(Only)
+    assert Only(3).n == 3
+
+    record = pycos.Struct(a=1)
+    record.a = 2
+    assert record.a == 2
+    assert record.missing is None  # (pycos logs a warning and gives None)
 
 
 async def test_review_fixes_pycos_semantics(tmp_path: Path) -> None:

@@ -12,6 +12,10 @@ A generator task talks to the scheduler by yielding. The rules (pycos's):
 When the task is cancelled (``terminate()``, or the node closing) every generator on
 the stack is closed, innermost first, so their ``finally`` blocks run, and the
 cancellation carries on up.
+
+``swap_hook`` is where the compat layer plugs in pycos's hot swapping (``Task.hot_swap``:
+a new body takes over the task at a yield point of its top generator).  It is None in
+native use, where all it costs is one test per step that finds nothing to do.
 """
 
 from __future__ import annotations
@@ -20,21 +24,49 @@ import inspect
 import logging
 from collections.abc import Generator
 from types import GeneratorType
-from typing import Any
+from typing import Any, Protocol
 
 import trio
 
-__all__ = ["run_generator"]
+__all__ = ["SwapHook", "run_generator", "swap_hook"]
 
 _checkpoint = trio.lowlevel.checkpoint
 log = logging.getLogger("triopycos.task")
 
+Frames = list[Generator[Any, Any, Any]]
+
+
+class SwapHook(Protocol):
+    """Hot swapping (pycos's ``Task.hot_swap``), which the compat layer provides."""
+
+    def started(self, callers: Frames) -> list[BaseException]:
+        """A generator task starts.  ``callers`` is its live stack of suspended
+        callers (empty while it runs its top generator).  Exceptions put in the list
+        returned are thrown into the top generator at its next yield (what it
+        yielded is dropped; inside a sub-generator: the first yield after it returns).
+        A task waiting at a yield is woken by the hook itself (``Task.throw``)."""
+
+    def replacement(self, error: BaseException) -> Generator[Any, Any, Any] | None:
+        """The top generator raised ``error``: the generator that takes over the
+        task instead (the failed one is closed), or None to let the error end it."""
+
+    def hot_swappable(self, task: Any, flag: bool) -> int:
+        """``task.hot_swappable(flag)``."""
+
+    def hot_swap(self, task: Any, fn: Any, *args: Any, **kwargs: Any) -> int:
+        """``task.hot_swap(fn, *args, **kwargs)``."""
+
+
+swap_hook: SwapHook | None = None
+
 
 async def run_generator(gen: Generator[Any, Any, Any]) -> Any:
     """Drive ``gen`` (and the sub-generators it yields) to completion; return its value."""
-    stack: list[Generator[Any, Any, Any]] = []
+    stack: Frames = []
     value: Any = None
     error: BaseException | None = None
+    swap = swap_hook
+    inbox = swap.started(stack) if swap is not None else None
     try:
         while True:
             try:
@@ -49,11 +81,24 @@ async def run_generator(gen: Generator[Any, Any, Any]) -> Any:
                 gen, value = stack.pop(), stop.value
                 continue
             except BaseException as exc:
-                if not stack or isinstance(exc, (trio.Cancelled, KeyboardInterrupt)):
+                if isinstance(exc, (trio.Cancelled, KeyboardInterrupt)):
                     raise
+                if not stack:
+                    new = swap.replacement(exc) if swap is not None else None
+                    if new is None:
+                        raise
+                    gen.close()
+                    gen, value = new, None
+                    continue
                 gen, error = stack.pop(), exc
                 continue
 
+            if inbox and not stack:
+                # A swap waits for this yield point: it is raised here instead.
+                if inspect.iscoroutine(yielded) or isinstance(yielded, GeneratorType):
+                    yielded.close()
+                error = inbox.pop(0)
+                continue
             if isinstance(yielded, GeneratorType):
                 stack.append(gen)
                 gen, value = yielded, None

@@ -28,6 +28,7 @@ import outcome
 import trio
 from outcome import Value
 
+from . import _generator
 from ._context import current_node_var as _current_node
 from ._entity import Entity
 from ._errors import PycosError
@@ -422,11 +423,18 @@ class Task(Entity):
             return self._value
         return self._node._wait_in_loop(self.finish, timeout)
 
-    def hot_swappable(self, flag: bool) -> None:
-        raise PycosError("hot swapping task bodies is not supported by triopycos")
+    # Hot swapping is pycos's, for generator tasks: the compat layer provides it.
+    def hot_swappable(self, flag: bool) -> int:
+        hook = _generator.swap_hook
+        if hook is None:
+            raise PycosError("hot swapping is provided by triopycos.compat (pycos programs)")
+        return hook.hot_swappable(self, flag)
 
-    def hot_swap(self, *args: Any, **kwargs: Any) -> int:
-        raise PycosError("hot swapping task bodies is not supported by triopycos")
+    def hot_swap(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> int:
+        hook = _generator.swap_hook
+        if hook is None:
+            raise PycosError("hot swapping is provided by triopycos.compat (pycos programs)")
+        return hook.hot_swap(self, fn, *args, **kwargs)
 
     # -- names --------------------------------------------------------------------
 
@@ -520,6 +528,8 @@ class Task(Entity):
         else:
             await trio.lowlevel.checkpoint()
         return self._value
+
+    __call__ = finish  # pycos's: ``yield task()`` waits for the task's end
 
     async def monitor(self, observe: Task) -> int:
         """Make this task a monitor of ``observe``: its exit status will arrive here as

@@ -1,13 +1,15 @@
 """pycos's names on triopycos, for pycos programs: ``import triopycos.compat as
 pycos`` (or run a script unchanged with ``python -m triopycos.compat SCRIPT``, where
-``import pycos`` and ``import pycos.netpycos`` resolve here).
+``import pycos``, ``import pycos.netpycos`` and ``import pycos.asyncfile`` resolve
+here).
 
 ``Task``, ``Channel``, ``RPS``, ``Location`` and ``MonitorStatus`` are triopycos's own
 classes: generator tasks (``task=None``, ``msg = yield task.receive()``) and ``async
 def`` tasks are the same ``Task`` and message each other.  ``Pycos`` is pycos's
-scheduler facade (a node in a background thread).  What pycos has and this does not
-(asynchronous sockets and files, thread pools, DB cursors, hot swapping, dispycos)
-fails with an error saying so; see docs/pycos-users.md.
+scheduler facade (a node in a background thread).  ``AsyncSocket``,
+``AsyncThreadPool``, ``AsyncDBCursor``, ``pycos.asyncfile`` and hot swapping are
+pycos's, on trio.  dispycos (and its HTTP monitor) is not provided; see
+docs/pycos-users.md.
 """
 
 from __future__ import annotations
@@ -21,18 +23,27 @@ from .._rps import RPS
 from .._status import MonitorStatus, PeerStatus
 from .._task import Task
 from ..protocol.codec import Codec
+from . import _hotswap, config
 from ._categorize import CategorizeMessages
+from ._hotswap import HotSwapException
 from ._logger import Logger, logger
 from ._scheduler import Pycos, _default_node
 from ._scheduler import __version__ as __version__
+from ._socket import AsyncSocket
+from ._struct import Singleton, Struct
 from ._sync import Condition, Event, Lock, RLock, Semaphore
+from ._threadpool import AsyncDBCursor, AsyncThreadPool
 
 __all__ = [
     "RPS",
+    "AsyncDBCursor",
+    "AsyncSocket",
+    "AsyncThreadPool",
     "CategorizeMessages",
     "Channel",
     "Condition",
     "Event",
+    "HotSwapException",
     "Location",
     "Lock",
     "Logger",
@@ -41,7 +52,10 @@ __all__ = [
     "Pycos",
     "RLock",
     "Semaphore",
+    "Singleton",
+    "Struct",
     "Task",
+    "config",
     "deserialize",
     "logger",
     "serialize",
@@ -52,27 +66,10 @@ __all__ = [
 # one on first use).
 _node.default_node_hook = _default_node
 
+# Generator tasks may swap their bodies (pycos's Task.hot_swap).
+_hotswap.install()
+
 _codec = Codec()
-
-NOT_COVERED = {
-    "AsyncSocket": "use trio's sockets (trio.socket, trio.open_tcp_stream) in async def tasks",
-    "AsyncThreadPool": "use trio.to_thread.run_sync in async def tasks",
-    "AsyncDBCursor": "use trio.to_thread.run_sync with your database driver",
-    "HotSwapException": "hot swapping task bodies is not supported",
-    "Singleton": "Pycos is a singleton; other classes are not",
-    "Struct": "use types.SimpleNamespace",
-}
-
-
-class NotCoveredError(ImportError):
-    """A pycos feature triopycos.compat does not provide (see docs/pycos-users.md)."""
-
-
-def __getattr__(name: str) -> Any:
-    hint = NOT_COVERED.get(name)
-    if hint is not None:
-        raise NotCoveredError(f"pycos.{name} is not provided by triopycos.compat: {hint}")
-    raise AttributeError(f"module 'pycos' (triopycos.compat) has no attribute {name!r}")
 
 
 def serialize(obj: Any) -> bytes:

@@ -2,9 +2,10 @@
 
     python -m triopycos.compat SCRIPT [ARGS...]
 
-Inside SCRIPT, ``import pycos`` gives ``triopycos.compat`` and ``import
-pycos.netpycos`` gives ``triopycos.compat.netpycos``; pycos modules that are not
-covered (asyncfile, dispycos, httpd, ...) fail to import with a message saying so.
+Inside SCRIPT, ``import pycos`` gives ``triopycos.compat``, ``import pycos.netpycos``
+``triopycos.compat.netpycos``, and so on for ``pycos.asyncfile`` and ``pycos.config``;
+dispycos's modules (``pycos.dispycos``, ``pycos.dispycosnode``, ``pycos.httpd``) fail
+to import with a message saying so.
 SCRIPT runs as ``__main__`` with ``sys.argv = [SCRIPT, *ARGS]``, like ``python
 SCRIPT``; at its end the scheduler finishes as pycos's does (waiting for non-daemon
 tasks).
@@ -24,13 +25,16 @@ from types import ModuleType
 
 __all__ = ["install", "main"]
 
-ALIASES = {"pycos": "triopycos.compat", "pycos.netpycos": "triopycos.compat.netpycos"}
+ALIASES = {
+    "pycos": "triopycos.compat",
+    "pycos.netpycos": "triopycos.compat.netpycos",
+    "pycos.asyncfile": "triopycos.compat.asyncfile",
+    "pycos.config": "triopycos.compat.config",
+}
 NOT_COVERED = {
-    "pycos.asyncfile": "asynchronous files and pipes (use trio's files and subprocesses)",
     "pycos.dispycos": "dispycos (distributed computing) is not part of triopycos",
     "pycos.dispycosnode": "dispycos (distributed computing) is not part of triopycos",
-    "pycos.httpd": "pycos's HTTP monitor is not part of triopycos",
-    "pycos.config": "pycos's configuration module (use open_pycos's arguments)",
+    "pycos.httpd": "pycos's HTTP monitor of dispycos clusters is not part of triopycos",
 }
 
 

@@ -16,6 +16,7 @@ import atexit
 import bisect
 import contextlib
 import logging
+import os
 import platform
 import threading
 from collections.abc import Awaitable, Callable
@@ -28,6 +29,7 @@ from .._errors import PycosError
 from .._location import Location
 from .._node import open_pycos
 from .._task import Task
+from . import _failures
 from ._logger import logger
 
 __all__ = ["Pycos", "network_defaults"]
@@ -165,6 +167,7 @@ class Pycos:
     _instance: ClassVar[Pycos | None] = None
     _lock: ClassVar[threading.Lock] = threading.Lock()
     _runner: _Runner
+    _dest_root: str
     _atexit: list[tuple[int, Callable[..., Any], tuple[Any, ...], dict[str, Any]]]
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Pycos:
@@ -176,7 +179,11 @@ class Pycos:
                 return current
             self = super().__new__(cls)
             self._atexit = []
+            _failures.install()
             self._runner = _Runner(_options(*args, **kwargs))
+            # pycos creates its dest_path at start (programs make folders in it).
+            self._dest_root = self.node.dest_path
+            os.makedirs(self._dest_root, exist_ok=True)
             Pycos._instance = self
         atexit.register(self._at_exit)
         return self
@@ -314,10 +321,27 @@ class Pycos:
 
     @property
     def dest_path(self) -> str:
+        """Where files sent to this node are saved.  Settable, as in pycos: a path
+        outside the first one is taken as inside it; the folder is created."""
         return self.node.dest_path
+
+    @dest_path.setter
+    def dest_path(self, path: str) -> None:
+        node = self.node
+        self._in_node(setattr, node, "dest_path", _dest_folder(self._dest_root, path))
 
     def _in_node(self, fn: Callable[..., Any], *args: Any) -> Any:
         return self.node._in_node_thread(fn, *args)
+
+
+def _dest_folder(root: str, path: str) -> str:
+    """pycos's rule for a new dest_path: under ``root`` (the first one) unless it
+    already is; created if missing."""
+    path = os.path.normpath(path)
+    if not path.startswith(root):
+        path = os.path.join(root, os.path.splitdrive(path)[1].lstrip(os.sep))
+    os.makedirs(path, exist_ok=True)
+    return path
 
 
 def _default_node() -> _node.Pycos:
