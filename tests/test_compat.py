@@ -335,7 +335,9 @@ async def test_dest_path_is_settable_as_in_pycos(tmp_path: Path) -> None:
 
         scheduler = pycos.Pycos()
         root = scheduler.dest_path
-        print("root", root == os.path.join(os.environ["TMPDIR"], "triopycos"), os.path.isdir(root))
+        # triopycos's default: the user's own folder (not pycos's shared temp dir)
+        default = os.path.join(os.environ["XDG_DATA_HOME"], "triopycos", "files")
+        print("root", root == default, os.path.isdir(root))
         scheduler.dest_path = os.path.join(root, "inside")
         print("inside", scheduler.dest_path == os.path.join(root, "inside"))
         scheduler.dest_path = "/elsewhere/sub"   # taken as under the first one
