@@ -783,8 +783,10 @@ def _task_id(value: object) -> int:
 
 def _visited(value: object) -> tuple[bytes, ...]:
     """The channels a forwarded channel message has passed (see ``_channel.py``)."""
-    if type(value) is not list or len(value) > MAX_HOPS:
+    if type(value) is not list:
         raise _Malformed(f"a channel path is {describe(value)}")
+    if len(value) > MAX_HOPS:
+        raise _Malformed(f"a channel path of {len(value)} channels (at most {MAX_HOPS})")
     if not all(type(key) is bytes for key in value):
         raise _Malformed("a channel path holds a key that is not bytes")
     return tuple(value)
