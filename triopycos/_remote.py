@@ -517,14 +517,15 @@ class RemoteOps:
         return self.node._tasks.get(ident) or self.node._ended.get(ident)
 
     def _on_task_send(self, conn: PeerConnection, message: list[Any]) -> None:
+        # The hot path of remote messages: a bad shape or id is caught, not checked.
         try:
             _, task_id, payload = message
-        except ValueError:
-            raise _Malformed("a task message is a task id and a message") from None
-        if type(task_id) is not int:
-            raise _Malformed(f"task id is {describe(task_id)}")
-        task = self.node._tasks.get(task_id)
+            task = self.node._tasks.get(task_id)
+        except (ValueError, TypeError):
+            raise _Malformed("a task message is a task id (an int) and a message") from None
         if task is None:
+            if type(task_id) is not int:
+                raise _Malformed(f"task id is {describe(task_id)}")
             ended = self.node._ended.get(task_id)
             if ended is not None and type(payload) is MonitorStatus:
                 if isinstance(payload.info, Task):
