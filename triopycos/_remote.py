@@ -575,38 +575,31 @@ class RemoteOps:
         if task is None:
             conn.reply(rid, None)
             return
+        if not task._alive or wait == 0:
+            conn.reply(rid, None if task._alive else task._value)
+            return
         replied = False
         parked = trio.CancelScope()
-
-        def reply(value: Any) -> None:
-            nonlocal replied
-            if not replied:
-                replied = True
-                conn.reply(rid, value)
-                parked.cancel()
 
         def on_end() -> None:
             # At the very moment of the end: the reply is queued ahead of anything
             # the node sends later (a goodbye included).
-            reply(task._value)
-
-        task._when_done(on_end)
-        if replied or wait == 0:
-            reply(None)  # (no-op if it had ended)
-            task._forget_when_done(on_end)
-            return
+            nonlocal replied
+            replied = True
+            conn.reply(rid, task._value)
+            parked.cancel()
 
         async def wait_for_end() -> None:
             try:
                 with parked:
                     await trio.sleep(math.inf if wait is None else wait)
-                    reply(None)
+                if not replied:
+                    conn.reply(rid, None)  # timed out
             finally:
                 task._forget_when_done(on_end)
 
-        if not self._later(conn, Kind.TASK_FINISH, rid, wait_for_end):
-            replied = True  # refused (and answered), or the connection is gone
-            task._forget_when_done(on_end)
+        if self._later(conn, Kind.TASK_FINISH, rid, wait_for_end):
+            task._when_done(on_end)
 
     def _on_task_alive(self, conn: PeerConnection, message: list[Any]) -> None:
         _, rid, task_id = _request(message, 3)
