@@ -137,6 +137,25 @@ async def test_a_cycle_of_local_channels_gives_each_subscriber_a_send_once(
         assert [sorted(inbox.got) for inbox in inboxes] == [["d", "s"]] * length
 
 
+async def test_a_cycle_with_a_shortcut_ends_and_each_path_carries_a_send_once(
+    autojump_clock: MockClock,
+) -> None:
+    """a -> b -> c -> a, and a -> c as well: c is on two paths from a, so its
+    subscriber gets a send from a twice (as in pycos), one from b or c once, and
+    nothing loops."""
+    async with local_node() as node:
+        a, b, c = Channel("a"), Channel("b"), Channel("c")
+        inbox = Inbox(node)
+        assert await c.subscribe(inbox.task) == 0
+        for source, target in ((a, b), (b, c), (c, a), (a, c)):
+            assert await source.subscribe(target) == 0
+        assert await a.deliver("from a") == 2
+        assert await b.deliver("from b") == 1
+        assert c.send("from c") == 0
+        await trio.testing.wait_all_tasks_blocked()
+        assert sorted(inbox.got) == ["from a", "from a", "from b", "from c"]
+
+
 @pytest.mark.parametrize("nodes", [2, 3])
 async def test_a_cycle_of_channels_across_nodes_gives_each_subscriber_a_send_once(
     nodes: int, autojump_clock: MockClock

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from ._channel import MAX_HOPS, Channel
-from ._errors import PeerLost
+from ._errors import PeerLost, PycosError
 from ._location import Location
 from ._node_status import NodeStatus, status_from_wire, status_to_wire
 from ._rps import RPS
@@ -709,8 +709,9 @@ class RemoteOps:
             return
         try:
             task = rps._start(args, kwargs, monitors)
-        except Exception as exc:
-            # Mostly arguments that do not fit the method: the caller's to know.
+        except (TypeError, PycosError) as exc:
+            # Arguments that do not fit the method, or a node that is stopping: the
+            # caller's to know (anything else is a bug here, for the dispatcher).
             log.warning("call of %r from %r failed: %s", rps, conn, escape(str(exc), 200))
             conn.reply(rid, exc)
             return
