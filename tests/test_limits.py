@@ -142,6 +142,35 @@ async def test_channel_fan_out_skips_a_full_subscriber_and_keeps_it(
         assert node.statistics().messages_refused == 4
 
 
+async def test_a_status_task_with_a_full_mailbox_stays_one(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with (
+        VirtualNetwork(seed=1) as net,
+        net.open_pycos(name="a", limits=Limits(max_mailbox=1)) as a,
+        net.open_pycos(name="b") as b,
+        net.open_pycos(name="c") as c,
+    ):
+        go = trio.Event()
+
+        async def statuses(task: Task) -> list[str]:
+            await go.wait()
+            return [(await task.receive()).name for _ in range(2)]
+
+        watcher = a.spawn(statuses)
+        a.peer_status(watcher)
+        assert await b.peer(a.location) == 0
+        assert await a.locate("b", timeout=5) == b.location  # its Online fills the mailbox
+        assert await c.peer(a.location) == 0
+        assert await a.locate("c", timeout=5) == c.location  # its Online is refused
+        go.set()
+        await trio.testing.wait_all_tasks_blocked()
+        assert await b.close_peer(a.location) == 0  # still told
+        with trio.fail_after(60):
+            assert await watcher.finish() == ["b", "b"]
+        assert a.statistics().messages_refused == 1
+
+
 # -- parked requests ------------------------------------------------------------------
 
 

@@ -394,7 +394,10 @@ class RemoteOps:
 
     def _tell_status(self, conn: PeerConnection, status: int) -> None:
         note = PeerStatus(conn.location, conn.name, status)
-        self._status_tasks = [t for t in self._status_tasks if t._send(note) == 0]
+        # A task that refused the note only because its mailbox is full stays.
+        self._status_tasks = [
+            t for t in self._status_tasks if t._send(note) == 0 or (t._local and t._alive)
+        ]
 
     def on_online(self, conn: PeerConnection) -> None:
         log.info("peer %r online", conn)
