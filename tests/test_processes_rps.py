@@ -18,7 +18,18 @@ import pytest
 import trio
 from procs import NodeProcess, open_node_process
 
-from triopycos import RPS, Channel, Location, MonitorStatus, Pycos, Task, open_pycos
+from triopycos import (
+    RPS,
+    Channel,
+    Limits,
+    Location,
+    MonitorStatus,
+    PeerLost,
+    PeerStatus,
+    Pycos,
+    Task,
+    open_pycos,
+)
 
 PROGRAM = str(Path(__file__).with_name("rps_node_program.py"))
 SECRET = "rps-process-secret"
@@ -226,6 +237,101 @@ async def test_killed_subscriber_process_is_dropped_by_the_channel_owner() -> No
             assert await news.deliver("after", timeout=10) == 1
             assert trio.current_time() - start < 1  # not held up by the lost subscriber
             assert await local.finish() == ["before", "after"]
+
+
+#: The watching node's peer_timeout in the loss tests: a stopped process is noticed
+#: within this and one heartbeat interval (a third of it).
+LOSS_PEER_TIMEOUT = 2.0
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGSTOP], ids=["kill-9", "sigstop"])
+async def test_rps_monitor_hears_peer_lost_when_the_serving_process_is_lost(
+    sig: signal.Signals,
+) -> None:
+    """kill -9 closes the connection (seen at once); SIGSTOP leaves it silent (seen
+    after peer_timeout).  Either way the watcher gets PeerLost once and finish()
+    returns None at once; a stopped process that goes on later does not make the
+    watcher hear of its task a second time."""
+    limits = Limits(peer_timeout=LOSS_PEER_TIMEOUT, reconnect_delay=0.2)
+    with trio.fail_after(LIMIT):
+        async with (
+            serving() as (proc, where),
+            open_pycos(
+                name="here",
+                node="127.0.0.1",
+                tcp_port=0,
+                discover_peers=False,
+                secret=SECRET,
+                limits=limits,
+            ) as here,
+        ):
+            assert await here.peer(where) == 0
+            back = trio.Event()
+
+            async def peer_watch(task: Task) -> None:
+                task.set_daemon()
+                online = 0
+                while True:
+                    status = await task.receive()
+                    if status.status == PeerStatus.Online:
+                        online += 1
+                        if online == 2:
+                            back.set()
+
+            here.peer_status(here.spawn(peer_watch))
+            statuses: list[Any] = []
+            told = trio.Event()
+
+            async def watcher(task: Task) -> None:
+                task.set_daemon()
+                while True:
+                    statuses.append(await task.receive())
+                    told.set()
+
+            watching = here.spawn(watcher)
+
+            async def client() -> tuple[Task, Any, float, float]:
+                slow = await locate_rps("slow", where)
+                assert slow.monitor(watching) == 0
+                waiting = await slow()
+                assert waiting is not None
+                lost_at = trio.current_time()
+                proc._kill_group(sig)
+                with trio.fail_after(4 * LOSS_PEER_TIMEOUT):
+                    await told.wait()
+                took = trio.current_time() - lost_at
+                start = trio.current_time()
+                value = await waiting.finish()  # no timeout: it must not wait
+                return waiting, value, took, trio.current_time() - start
+
+            try:
+                waiting, value, took, finish_took = await here.spawn(client).finish()
+            finally:
+                if sig == signal.SIGSTOP:
+                    proc._kill_group(signal.SIGCONT)
+            (status,) = statuses
+            assert isinstance(status, MonitorStatus)
+            assert status.type is PeerLost and status.info == waiting
+            assert value is None and finish_took < 0.5
+            if sig == signal.SIGKILL:
+                assert took < 1  # the closed connection is seen at once
+                return
+            assert took <= LOSS_PEER_TIMEOUT * 4 / 3 + 1
+            # Going on again, the server serves again: a second monitor of the same
+            # task, then its end.  Both statuses leave on one connection, the first
+            # watcher's first, so once the second has its status the first one's
+            # has been dispatched: dropped, since that watcher heard PeerLost.
+            await back.wait()
+
+            async def second(task: Task) -> Any:
+                assert await task.monitor(waiting) == 0
+                assert waiting.send("wake up") == 0
+                return await task.receive(timeout=10)
+
+            status = await here.spawn(second).finish()
+            assert isinstance(status, MonitorStatus)
+            assert (status.type, status.value) == (StopIteration, "wake up")
+            assert len(statuses) == 1, statuses
 
 
 @pytest.mark.skipif(not socket.has_ipv6, reason="no IPv6 on this machine")

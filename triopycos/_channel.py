@@ -1,7 +1,18 @@
-"""``Channel``: publish/subscribe to tasks and (hierarchically) other channels."""
+"""``Channel``: publish/subscribe to tasks and (hierarchically) other channels.
+
+Cycles: channels may subscribe to each other in any pattern, on any nodes, and a
+message still reaches each channel at most once per path.  A message forwarded from
+one channel to another carries the keys of the channels it has passed (``visited``,
+also on the wire), and a channel that finds its own key there drops it: so a cycle
+of subscriptions (of any length, across nodes) ends the forwarding where it closes
+instead of looping.  Refusing such subscriptions instead would need the whole graph,
+which no single node knows (and two subscribes at once on two nodes could each close
+a cycle that neither sees).
+"""
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 from collections.abc import Callable
@@ -26,6 +37,15 @@ log = logging.getLogger("triopycos.channel")
 Subscriber: TypeAlias = "Task | Channel"
 Transform = Callable[[str, Any], Any]
 
+#: Channels a forwarded message may pass through: a longer path is dropped (and is a
+#: malformed message from a peer).  No hierarchy of channels is this deep; the bound
+#: keeps a path (and a peer's message) small whatever the subscriptions.
+MAX_HOPS = 256
+
+# What ``_transformed`` gives for a message its transform dropped (None is a message).
+_DROPPED: Any = object()
+_serials = itertools.count(1)
+
 
 class Channel(Entity):
     """``Channel(name, transform=None)`` on the current node.
@@ -36,6 +56,7 @@ class Channel(Entity):
     __slots__ = (
         "__weakref__",
         "_closed",
+        "_key",
         "_registered",
         "_subscribed",
         "_subscribers",
@@ -51,6 +72,9 @@ class Channel(Entity):
             raise TypeError(f"transform must be callable, not {type(transform).__name__}")
         node = current_node()
         self._bind(node, name)
+        # Unique among all channels of all nodes (names need not be): what a
+        # forwarded message records of the channels it passed.
+        self._key = node._node_id + next(_serials).to_bytes(8, "big")
         self._transform = transform
         self._subscribers: list[Subscriber] = []
         self._subscribed = trio.Event()
@@ -65,6 +89,7 @@ class Channel(Entity):
 
     def _init_reference(self, ref: Ref) -> None:
         self._closed = False
+        self._key = b""
 
     def __eq__(self, other: object) -> bool:
         # Two local channels are the same only if they are one object (names of
@@ -81,7 +106,8 @@ class Channel(Entity):
     # -- subscribers --------------------------------------------------------------
 
     async def subscribe(self, subscriber: Subscriber, timeout: float | None = None) -> int:
-        """Add a task or channel as subscriber: 0, or -1 (closed channel)."""
+        """Add a task or channel as subscriber: 0, or -1 (closed channel, or the
+        channel itself)."""
         _check_subscriber(subscriber)
         check_timeout(timeout)
         if not self._local:
@@ -92,7 +118,8 @@ class Channel(Entity):
         if self._closed:
             return -1
         if subscriber is self:
-            raise ValueError("a channel cannot subscribe to itself")
+            log.warning("channel %r cannot subscribe to itself", self._name)
+            return -1
         if subscriber not in self._subscribers:
             self._subscribers.append(subscriber)
             self._subscribed.set()
@@ -117,15 +144,17 @@ class Channel(Entity):
     # -- messages -----------------------------------------------------------------
 
     def _transformed(self, message: Any) -> Any:
-        if self._transform is None:
-            return message
+        """The message as the transform returns it; ``_DROPPED`` if the transform
+        dropped it (returned None) or failed."""
+        assert self._transform is not None
         try:
-            return self._transform(self._name, message)
+            message = self._transform(self._name, message)
         except Exception:
             log.warning(
                 "transform of channel %r failed; message dropped", self._name, exc_info=True
             )
-            return None
+            return _DROPPED
+        return _DROPPED if message is None else message
 
     @from_any_thread
     def send(self, message: Any) -> int:
@@ -134,18 +163,28 @@ class Channel(Entity):
 
     def _send(self, message: Any) -> int:
         """``send`` in the node's own thread (the library's internal callers are)."""
+        return self._forward(message, ())
+
+    def _forward(self, message: Any, visited: tuple[bytes, ...]) -> int:
+        """Send ``message``, which has passed the channels ``visited`` on its way here."""
         if not self._local:
-            return self._node._remote.channel_send(self, message)
+            return self._node._remote.channel_send(self, message, visited)
         if self._closed:
             return -1
-        message = self._transformed(message)
-        if message is None:
+        if self._key in visited or len(visited) >= MAX_HOPS:
+            return 0  # a cycle of subscriptions closes here (see the module docstring)
+        if self._transform is not None:
+            message = self._transformed(message)
+            if message is _DROPPED:
+                return 0
+        subscribers = self._subscribers
+        if not subscribers:
             return 0
+        path = (*visited, self._key)
         # Remote subscribers first: a message that cannot be encoded fails at the
         # first of them, before anyone has it (no encoding just to check).
-        subscribers = self._subscribers
-        gone = [s for s in subscribers if not s._local and s._send(message) < 0]
-        gone += [s for s in subscribers if s._local and s._send(message) < 0]
+        gone = [s for s in subscribers if not s._local and not _offer(s, message, path)]
+        gone += [s for s in subscribers if s._local and not _offer(s, message, path)]
         for subscriber in gone:
             self._drop(subscriber)
         return 0
@@ -157,15 +196,25 @@ class Channel(Entity):
         if isinstance(n, bool) or not isinstance(n, int) or n < 0:
             raise ValueError(f"n must be an int >= 0, not {n!r}")
         check_timeout(timeout)
+        return await self._deliver(message, timeout, n, ())
+
+    async def _deliver(
+        self, message: Any, timeout: float | None, n: int, visited: tuple[bytes, ...]
+    ) -> int:
+        """``deliver`` of a message that has passed the channels ``visited``."""
         if not self._local:
-            return await self._node._remote.channel_deliver(self, message, timeout, n)
+            return await self._node._remote.channel_deliver(self, message, timeout, n, visited)
         if self._closed:
             await trio.lowlevel.checkpoint()
             return -1
-        message = self._transformed(message)
-        if message is None:
+        if self._key in visited or len(visited) >= MAX_HOPS:
             await trio.lowlevel.checkpoint()
-            return 0
+            return 0  # a cycle of subscriptions closes here: nobody new gets it
+        if self._transform is not None:
+            message = self._transformed(message)
+            if message is _DROPPED:
+                await trio.lowlevel.checkpoint()
+                return 0
         deadline = trio.current_time() + (math.inf if timeout is None else timeout)
         with trio.move_on_at(deadline):
             while len(self._subscribers) < n and not self._closed:
@@ -180,17 +229,22 @@ class Channel(Entity):
             if isinstance(subscriber, Task) and subscriber._local:
                 if subscriber._send(message) == 0:
                     count += 1
-                else:
+                elif not subscriber._alive:
                     self._drop(subscriber)
+                # (alive with a full mailbox: refused this time, still subscribed)
             else:
                 slow.append(subscriber)
         if slow:
             # Channels and remote tasks answer in their own time: ask them together,
             # all within what is left of the timeout.
             counts: list[int] = []
+            path = (*visited, self._key)
 
             async def one(subscriber: Subscriber) -> None:
-                got = await subscriber.deliver(message, timeout=remaining)
+                if isinstance(subscriber, Channel):
+                    got = await subscriber._deliver(message, remaining, 0, path)
+                else:
+                    got = await subscriber.deliver(message, timeout=remaining)
                 if got < 0:
                     self._drop(subscriber)
                 else:
@@ -262,6 +316,17 @@ class Channel(Entity):
         self._subscribers.clear()
         self._closed = True
         self._subscribed.set()
+
+
+def _offer(subscriber: Subscriber, message: Any, path: tuple[bytes, ...]) -> bool:
+    """Give ``message`` to one subscriber of a channel (``path``: the channels it has
+    passed, that one included); False if the subscriber is gone for good."""
+    if isinstance(subscriber, Channel):
+        return subscriber._forward(message, path) == 0
+    if subscriber._send(message) == 0:
+        return True
+    # A live local task refused it only because its mailbox is full: it stays.
+    return subscriber._local and subscriber._alive
 
 
 def _check_subscriber(subscriber: object) -> None:

@@ -20,6 +20,7 @@ import math
 import os
 import secrets
 import socket
+import sys
 import weakref
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -118,6 +119,10 @@ class Pycos:
         self.max_file_size = max_file_size
         self.announce_interval = announce_interval
         self._tasks: dict[int, Task] = {}
+        # Limits.max_mailbox (sys.maxsize for None: one comparison per queued message
+        # either way); _refused counts the messages refused by full mailboxes.
+        self._max_mailbox = _mailbox_bound(Limits().max_mailbox)
+        self._refused = 0
         self._task_counter = 0
         self._nondaemon = 0
         self._idle: trio.Event | None = None  # set when _nondaemon reaches 0
@@ -370,7 +375,7 @@ class Pycos:
             peers=len(peers.by_id) if peers else 0,
             handshakes_failed=peers.stats.handshakes_failed if peers else 0,
             handshakes_refused_busy=peers.stats.handshakes_refused_busy if peers else 0,
-            messages_refused=peers.stats.messages_refused if peers else 0,
+            messages_refused=self._refused + (peers.stats.messages_refused if peers else 0),
             protocol_errors=peers.stats.protocol_errors if peers else 0,
             files_received=files.stats.received if isinstance(files, FileReceiver) else 0,
             files_refused=files.stats.refused if isinstance(files, FileReceiver) else 0,
@@ -689,6 +694,10 @@ _LEAVE_WARN_MAX = 600.0
 _LEAVE_NAMED = 100
 
 
+def _mailbox_bound(max_mailbox: int | None) -> int:
+    return sys.maxsize if max_mailbox is None else max_mailbox
+
+
 async def _listen(
     transport: Transport, host: str, tcp_port: int | None, family: int | None
 ) -> list[trio.abc.Listener[trio.abc.Stream]]:
@@ -908,6 +917,7 @@ async def open_pycos(
         announce_interval=interval,
         encode_local=bool(encode_local),
     )
+    pycos._max_mailbox = _mailbox_bound(limits.max_mailbox)
     try:
         async with trio.open_nursery() as root:
             pycos._root_scope = root.cancel_scope

@@ -12,13 +12,13 @@ from __future__ import annotations
 import logging
 import math
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import trio
 
-from ._channel import Channel
-from ._errors import PeerLost
+from ._channel import MAX_HOPS, Channel
+from ._errors import PeerLost, PycosError
 from ._location import Location
 from ._node_status import NodeStatus, status_from_wire, status_to_wire
 from ._rps import RPS
@@ -26,6 +26,7 @@ from ._status import MonitorStatus, PeerStatus
 from ._task import Task
 from .protocol.codec import Ref, register_type
 from .protocol.messages import FAILURE_VALUES, REQUEST_KINDS, Kind
+from .protocol.printable import describe, escape
 from .services.peer import PeerConnection
 from .services.timer import Waiter
 
@@ -229,22 +230,30 @@ class RemoteOps:
 
     # -- channels -----------------------------------------------------------------
 
-    def channel_send(self, channel: Channel, message: Any) -> int:
+    def channel_send(self, channel: Channel, message: Any, visited: tuple[bytes, ...] = ()) -> int:
         conn = self._connected(channel._node_id)
         if conn is None:
             return -1
+        if visited:  # forwarded by our channels: the path goes with it
+            return conn.send([Kind.CHANNEL_SEND, channel._name, message, list(visited)])
         return conn.send([Kind.CHANNEL_SEND, channel._name, message])
 
     async def channel_deliver(
-        self, channel: Channel, message: Any, timeout: float | None, n: int
+        self,
+        channel: Channel,
+        message: Any,
+        timeout: float | None,
+        n: int,
+        visited: tuple[bytes, ...] = (),
     ) -> int:
         conn = await self._reach(channel._node_id, channel._location, timeout)
         if conn is None:
             return 0
-        result = await conn.request(
-            Kind.CHANNEL_DELIVER, channel._name, message, timeout, n, timeout=timeout
-        )
-        return result if isinstance(result, int) else 0
+        fields: list[Any] = [channel._name, message, timeout, n]
+        if visited:
+            fields.append(list(visited))
+        result = await conn.request(Kind.CHANNEL_DELIVER, *fields, timeout=timeout)
+        return result if type(result) is int else 0
 
     async def channel_subscribe(
         self, channel: Channel, subscriber: Task | Channel, timeout: float | None, kind: int
@@ -263,14 +272,24 @@ class RemoteOps:
         conn = await self._reach(rps._node_id, rps._location, None)
         if conn is None:
             return None
-        result = await conn.request(Kind.RPS_CALL, rps._name, list(args), kwargs, monitors)
-        if isinstance(result, Task):
-            key = (result._node_id, result._task_id)
-            # The result may have been pushed before the call's reply was read.
-            self._results.setdefault(key, _Pushed())
-            while len(self._results) > _RESULTS_KEPT:
-                self._results.popitem(last=False)
-        return result
+        node_id = conn.node_id
+        watchers = [m for m in monitors if m._local]
+
+        def on_reply(result: Any) -> None:
+            # Called as the reply is read, before anything the new task sends (its
+            # status, its pushed result) is dispatched: the watches that on_offline
+            # tells PeerLost exist before the task can end or its node be lost.
+            if isinstance(result, Task) and result._node_id == node_id:
+                for monitor in watchers:
+                    self._watch(node_id, result._task_id, monitor)
+                # Its result will be pushed here (finish() needs no request).
+                self._results.setdefault((node_id, result._task_id), _Pushed())
+                while len(self._results) > _RESULTS_KEPT:
+                    self._results.popitem(last=False)
+
+        return await conn.request(
+            Kind.RPS_CALL, rps._name, list(args), kwargs, monitors, on_reply=on_reply
+        )
 
     # -- asking a node about itself -----------------------------------------------
 
@@ -381,7 +400,10 @@ class RemoteOps:
 
     def _tell_status(self, conn: PeerConnection, status: int) -> None:
         note = PeerStatus(conn.location, conn.name, status)
-        self._status_tasks = [t for t in self._status_tasks if t._send(note) == 0]
+        # A task that refused the note only because its mailbox is full stays.
+        self._status_tasks = [
+            t for t in self._status_tasks if t._send(note) == 0 or (t._local and t._alive)
+        ]
 
     def on_online(self, conn: PeerConnection) -> None:
         log.info("peer %r online", conn)
@@ -414,40 +436,112 @@ class RemoteOps:
     # -- serving peers: the dispatcher --------------------------------------------
 
     def dispatch(self, conn: PeerConnection, message: list[Any]) -> None:
-        """Handle one message from ``conn``. Bad shapes are answered with the
-        request's failure value (or dropped) and logged once; never raised."""
+        """Handle one message from ``conn``; never raises, and every request gets a
+        reply.  Two kinds of failure, told apart:
+
+        * the peer's message is malformed (a handler raised ``_Malformed``): logged
+          once per connection and kind, with the peer's values only as ``describe``
+          shows them; a request is answered with its kind's failure value;
+        * anything else a handler raises is a bug of this node: logged as an error
+          with its traceback, every time; a request is answered with its failure
+          value too, and the session and the node go on serving.
+        """
         kind = message[0]
-        if type(kind) is not int:
-            conn.log_once("bad-kind", "message of unknown kind dropped")
-            return
         try:
+            if type(kind) is not int:
+                raise _Malformed(f"its kind is {describe(kind)}")
             if kind == _TASK_SEND:
                 self._on_task_send(conn, message)
             elif kind == _REPLY:
-                _, rid, value = message
-                conn.resolve(rid, value)
+                if len(message) != 3 or type(message[1]) is not int:
+                    raise _Malformed("a reply is a request id and a value")
+                conn.resolve(message[1], message[2])
             else:
-                self._handlers[kind](conn, message)
-        except (KeyError, TypeError, ValueError, IndexError) as exc:
-            conn.log_once(f"bad-{kind!r}"[:40], "bad message %r dropped: %r", kind, exc)
-            if kind in REQUEST_KINDS and len(message) > 1 and type(message[1]) is int:
-                conn.reply(message[1], FAILURE_VALUES[kind])
+                handler = self._handlers.get(kind)
+                if handler is None:
+                    raise _Malformed("unknown kind")
+                handler(conn, message)
+        except _Malformed as exc:
+            name = _kind_name(kind)
+            conn.log_once(f"malformed {name}"[:40], "malformed %s message dropped: %s", name, exc)
+            self._fail(conn, kind, message)
+        except Exception:
+            log.exception(
+                "%r: handling a %s message failed (a bug of this node, not the peer's); "
+                "the node goes on serving",
+                conn,
+                _kind_name(kind),
+            )
+            self._fail(conn, kind, message)
+
+    @staticmethod
+    def _fail(conn: PeerConnection, kind: object, message: list[Any]) -> None:
+        """Answer a request that could not be served with its kind's failure value."""
+        if type(kind) is int and kind in REQUEST_KINDS and len(message) > 1:
+            rid = message[1]
+            if type(rid) is int:
+                conn.reply(rid, FAILURE_VALUES[kind])
+
+    def _later(
+        self, conn: PeerConnection, kind: int, rid: int, handler: Callable[[], Awaitable[None]]
+    ) -> bool:
+        """Serve a request that must wait, in a task of the connection (it ends with
+        the connection).  At most ``Limits.max_parked_requests`` of them per peer: one
+        more is answered at once with its failure value and counted in
+        ``messages_refused``.  A handler that raises is a bug of this node: logged
+        with its traceback, and the request still gets its failure value.  False if
+        it was not started (refused, or the connection is closed)."""
+        peers = self.node._peers
+        if peers is None or conn.closed:
+            return False
+        if conn.parked >= peers.limits.max_parked_requests:
+            peers.stats.messages_refused += 1
+            conn.log_once(
+                "parked",
+                "%d requests of this peer are waiting here (Limits.max_parked_requests): "
+                "more are refused",
+                conn.parked,
+            )
+            conn.reply(rid, FAILURE_VALUES[kind])
+            return False
+        conn.parked += 1
+
+        async def serve() -> None:
+            try:
+                await handler()
+            except Exception:
+                log.exception(
+                    "%r: serving a %s request failed (a bug of this node, not the peer's)",
+                    conn,
+                    _kind_name(kind),
+                )
+                conn.reply(rid, FAILURE_VALUES[kind])
+            finally:
+                conn.parked -= 1
+
+        conn.start_soon(serve)
+        return True
 
     def _local_task(self, task_id: object) -> Task | None:
-        if type(task_id) is not int:
-            raise TypeError("task id is not an int")
-        return self.node._tasks.get(task_id) or self.node._ended.get(task_id)
+        ident = _task_id(task_id)
+        return self.node._tasks.get(ident) or self.node._ended.get(ident)
 
     def _on_task_send(self, conn: PeerConnection, message: list[Any]) -> None:
-        _, task_id, payload = message
-        task = self.node._tasks.get(task_id)
+        # The hot path of remote messages: a bad shape or id is caught, not checked.
+        try:
+            _, task_id, payload = message
+            task = self.node._tasks.get(task_id)
+        except (ValueError, TypeError):
+            raise _Malformed("a task message is a task id (an int) and a message") from None
         if task is None:
+            if type(task_id) is not int:
+                raise _Malformed(f"task id is {describe(task_id)}")
             ended = self.node._ended.get(task_id)
             if ended is not None and type(payload) is MonitorStatus:
                 if isinstance(payload.info, Task):
                     self._unwatch(conn.node_id, payload.info, ended)  # monitor gone
                 return
-            conn.log_once("no-task", "message for unknown task id %r dropped", task_id)
+            conn.log_once("no-task", "message for unknown task id %s dropped", _id_text(task_id))
             return
         if type(payload) is MonitorStatus and isinstance(payload.info, Task):
             told = self._told_lost.get((conn.node_id, payload.info._task_id))
@@ -468,61 +562,64 @@ class RemoteOps:
                     self._watched_names.pop((node_id, observed._task_id), None)
 
     def _on_task_deliver(self, conn: PeerConnection, message: list[Any]) -> None:
-        _, rid, task_id, payload = message
-        task = self.node._tasks.get(task_id)
+        _, rid, task_id, payload = _request(message, 4)
+        task = self.node._tasks.get(_task_id(task_id))
         conn.reply(rid, 1 if task is not None and task._send(payload) == 0 else 0)
 
     def _on_task_terminate(self, conn: PeerConnection, message: list[Any]) -> None:
-        _, task_id = message
-        task = self.node._tasks.get(task_id)
+        _, task_id = _fields(message, 2)
+        task = self.node._tasks.get(_task_id(task_id))
         if task is not None:
             task.terminate()
 
     def _on_task_monitor(self, conn: PeerConnection, message: list[Any]) -> None:
-        _, rid, task_id, monitor = message
+        _, rid, task_id, monitor = _request(message, 4)
+        if not isinstance(monitor, Task):
+            raise _Malformed(f"the monitor is {describe(monitor)}")
         task = self._local_task(task_id)
-        if task is None or not isinstance(monitor, Task):
-            conn.reply(rid, -1)
-        else:
-            conn.reply(rid, task._add_monitor(monitor))
+        conn.reply(rid, -1 if task is None else task._add_monitor(monitor))
 
     def _on_task_finish(self, conn: PeerConnection, message: list[Any]) -> None:
-        _, rid, task_id, timeout = message
+        _, rid, task_id, timeout = _request(message, 4)
         wait = _wire_timeout(timeout)
         task = self._local_task(task_id)
         if task is None:
             conn.reply(rid, None)
             return
+        if not task._alive or wait == 0:
+            conn.reply(rid, None if task._alive else task._value)
+            return
         replied = False
-
-        def reply(value: Any) -> None:
-            nonlocal replied
-            if not replied:
-                replied = True
-                conn.reply(rid, value)
+        parked = trio.CancelScope()
 
         def on_end() -> None:
-            reply(task._value)
+            # At the very moment of the end: the reply is queued ahead of anything
+            # the node sends later (a goodbye included).
+            nonlocal replied
+            replied = True
+            conn.reply(rid, task._value)
+            parked.cancel()
 
-        task._when_done(on_end)
-        if wait is not None and not replied:
-
-            async def give_up() -> None:
-                await trio.sleep(wait)
-                reply(None)
+        async def wait_for_end() -> None:
+            try:
+                with parked:
+                    await trio.sleep(math.inf if wait is None else wait)
+                if not replied:
+                    conn.reply(rid, None)  # timed out
+            finally:
                 task._forget_when_done(on_end)
 
-            conn.start_soon(give_up)
+        if self._later(conn, Kind.TASK_FINISH, rid, wait_for_end):
+            task._when_done(on_end)
 
     def _on_task_alive(self, conn: PeerConnection, message: list[Any]) -> None:
-        _, rid, task_id = message
-        task = self.node._tasks.get(task_id)
-        conn.reply(rid, task is not None)
+        _, rid, task_id = _request(message, 3)
+        conn.reply(rid, self.node._tasks.get(_task_id(task_id)) is not None)
 
     def _on_locate(self, conn: PeerConnection, message: list[Any]) -> None:
-        _, rid, kind, name, timeout = message
+        _, rid, kind, name, timeout = _request(message, 5)
         if kind not in ("task", "channel", "rps") or type(name) is not str:
-            raise ValueError("bad locate")
+            raise _Malformed(f"cannot locate {describe(kind)} {describe(name)}")
         timeout = _wire_timeout(timeout)
         found = self.node._registry[kind].get(name)
         if found is not None or not timeout:
@@ -532,59 +629,68 @@ class RemoteOps:
         async def wait_and_reply() -> None:
             conn.reply(rid, await self.node._locate_here(kind, name, timeout))
 
-        conn.start_soon(wait_and_reply)
+        self._later(conn, Kind.LOCATE, rid, wait_and_reply)
 
     def _channel(self, name: object) -> Channel | None:
         if type(name) is not str:
-            raise TypeError("channel name is not a str")
+            raise _Malformed(f"channel name is {describe(name)}")
         found = self.node._registry["channel"].get(name)
         return found if isinstance(found, Channel) else None
 
     def _on_channel_send(self, conn: PeerConnection, message: list[Any]) -> None:
-        _, name, payload = message
-        channel = self._channel(name)
+        if len(message) not in (3, 4):
+            raise _Malformed("a channel message is a name, a message and its path")
+        channel = self._channel(message[1])
+        visited = _visited(message[3]) if len(message) == 4 else ()
         if channel is None:
-            conn.log_once("no-channel", "message for unknown channel %r dropped", name)
+            conn.log_once(
+                "no-channel", "message for unknown channel %s dropped", describe(message[1])
+            )
         else:
-            channel._send(payload)
+            channel._forward(message[2], visited)
 
     def _on_channel_deliver(self, conn: PeerConnection, message: list[Any]) -> None:
-        _, rid, name, payload, timeout, n = message
-        timeout = _wire_timeout(timeout)
+        if len(message) not in (6, 7):
+            raise _Malformed("a channel delivery has 5 or 6 fields")
+        _, rid, name, payload, timeout, n = _request(message[:6], 6)
+        visited = _visited(message[6]) if len(message) == 7 else ()
+        wait = _wire_timeout(timeout)
         if type(n) is not int or n < 0:
-            raise ValueError("bad n")
+            raise _Malformed(f"n is {describe(n)}")
         channel = self._channel(name)
         if channel is None:
             conn.reply(rid, 0)
             return
 
         async def deliver_and_reply() -> None:
-            conn.reply(rid, await channel.deliver(payload, timeout=timeout, n=n))
+            conn.reply(rid, await channel._deliver(payload, wait, n, visited))
 
-        conn.start_soon(deliver_and_reply)
+        self._later(conn, Kind.CHANNEL_DELIVER, rid, deliver_and_reply)
 
     def _on_channel_subscribe(self, conn: PeerConnection, message: list[Any]) -> None:
-        self._subscription(conn, message, subscribe=True)
+        self._subscription(conn, message, Kind.CHANNEL_SUBSCRIBE)
 
     def _on_channel_unsubscribe(self, conn: PeerConnection, message: list[Any]) -> None:
-        self._subscription(conn, message, subscribe=False)
+        self._subscription(conn, message, Kind.CHANNEL_UNSUB)
 
-    def _subscription(self, conn: PeerConnection, message: list[Any], *, subscribe: bool) -> None:
-        _, rid, name, subscriber, timeout = message
-        timeout = _wire_timeout(timeout)
+    def _subscription(self, conn: PeerConnection, message: list[Any], kind: int) -> None:
+        _, rid, name, subscriber, timeout = _request(message, 5)
+        wait = _wire_timeout(timeout)
+        if not isinstance(subscriber, (Task, Channel)):
+            raise _Malformed(f"the subscriber is {describe(subscriber)}")
         channel = self._channel(name)
-        if channel is None or not isinstance(subscriber, (Task, Channel)):
+        if channel is None:
             conn.reply(rid, -1)
             return
         target = channel
 
         async def act_and_reply() -> None:
-            if subscribe:
-                conn.reply(rid, await target.subscribe(subscriber, timeout))
+            if kind == Kind.CHANNEL_SUBSCRIBE:
+                conn.reply(rid, await target.subscribe(subscriber, wait))
             else:
-                conn.reply(rid, await target.unsubscribe(subscriber, timeout))
+                conn.reply(rid, await target.unsubscribe(subscriber, wait))
 
-        conn.start_soon(act_and_reply)
+        self._later(conn, kind, rid, act_and_reply)
 
     def _on_ping(self, conn: PeerConnection, message: list[Any]) -> None:
         conn.send([Kind.PONG])
@@ -596,10 +702,12 @@ class RemoteOps:
         conn.leaving = True
 
     def _on_rps_call(self, conn: PeerConnection, message: list[Any]) -> None:
-        _, rid, name, args, kwargs, monitors = message
+        _, rid, name, args, kwargs, monitors = _request(message, 6)
+        if type(name) is not str:
+            raise _Malformed(f"RPS name is {describe(name)}")
         rps = self.node._registry["rps"].get(name)
         if not isinstance(rps, RPS):
-            conn.reply(rid, LookupError(f"no RPS registered as {name!r}"))
+            conn.reply(rid, LookupError(f"no RPS registered as {describe(name)}"))
             return
         if (
             type(args) is not list
@@ -608,30 +716,30 @@ class RemoteOps:
             or type(monitors) is not list
             or not all(isinstance(m, Task) for m in monitors)
         ):
-            conn.reply(rid, TypeError(f"malformed call of RPS {name!r}"))
+            conn.reply(rid, TypeError(f"malformed call of RPS {describe(name)}"))
             return
         try:
             task = rps._start(args, kwargs, monitors)
-        except Exception as exc:
-            log.warning("call of %r from %r failed: %r", rps, conn, exc)
+        except (TypeError, PycosError) as exc:
+            # Arguments that do not fit the method, or a node that is stopping: the
+            # caller's to know (anything else is a bug here, for the dispatcher).
+            log.warning("call of %r from %r failed: %s", rps, conn, escape(str(exc), 200))
             conn.reply(rid, exc)
             return
         conn.reply(rid, task)
         task._when_done(lambda: conn.push_result(task._task_id, task._value))
 
     def _on_node_status(self, conn: PeerConnection, message: list[Any]) -> None:
-        _, rid = message
+        _, rid = _request(message, 2)
         conn.reply(rid, status_to_wire(self.node._status_here()))
 
     def _on_echo(self, conn: PeerConnection, message: list[Any]) -> None:
-        _, rid = message
+        _, rid = _request(message, 2)
         conn.reply(rid, True)
 
     def _on_task_result(self, conn: PeerConnection, message: list[Any]) -> None:
-        _, task_id, value = message
-        if type(task_id) is not int:
-            raise TypeError("task id is not an int")
-        key = (conn.node_id, task_id)
+        _, task_id, value = _fields(message, 3)
+        key = (conn.node_id, _task_id(task_id))
         pushed = self._results.get(key)
         if pushed is None:
             pushed = self._results[key] = _Pushed()
@@ -640,13 +748,63 @@ class RemoteOps:
         pushed.finish(value)
 
 
+class _Malformed(Exception):
+    """A peer's message without the shape of its kind.  The text says what is wrong,
+    with the peer's values only as ``describe`` shows them (it is logged)."""
+
+
+_KIND_NAMES = {value: name for name, value in vars(Kind).items() if name.isupper()}
+
+
+def _kind_name(kind: object) -> str:
+    if type(kind) is int:
+        return _KIND_NAMES.get(kind) or f"kind {_id_text(kind)}"
+    return "unknown"
+
+
+def _id_text(value: int) -> str:
+    # A peer's int of any size: printing a huge one is slow, or refused.
+    return str(value) if -(2**63) <= value < 2**63 else "a huge int"
+
+
+def _fields(message: list[Any], count: int) -> list[Any]:
+    if len(message) != count:
+        raise _Malformed(f"{len(message) - 1} fields instead of {count - 1}")
+    return message
+
+
+def _request(message: list[Any], count: int) -> list[Any]:
+    """A request's fields (``count`` with the kind), its id checked."""
+    _fields(message, count)
+    if type(message[1]) is not int:
+        raise _Malformed(f"request id is {describe(message[1])}")
+    return message
+
+
+def _task_id(value: object) -> int:
+    if type(value) is not int:
+        raise _Malformed(f"task id is {describe(value)}")
+    return value
+
+
+def _visited(value: object) -> tuple[bytes, ...]:
+    """The channels a forwarded channel message has passed (see ``_channel.py``)."""
+    if type(value) is not list:
+        raise _Malformed(f"a channel path is {describe(value)}")
+    if len(value) > MAX_HOPS:
+        raise _Malformed(f"a channel path of {len(value)} channels (at most {MAX_HOPS})")
+    if not all(type(key) is bytes for key in value):
+        raise _Malformed("a channel path holds a key that is not bytes")
+    return tuple(value)
+
+
 def _wire_timeout(value: object) -> float | None:
-    """A timeout from a peer's message: None or seconds >= 0 (else ValueError, which
-    the dispatcher answers with the request's failure value)."""
+    """A timeout from a peer's message: None or seconds >= 0 (else ``_Malformed``,
+    which the dispatcher answers with the request's failure value)."""
     if value is None:
         return None
     if (type(value) is not int and type(value) is not float) or not value >= 0:
-        raise ValueError(f"bad timeout {value!r}")  # (`not >= 0` also refuses NaN)
+        raise _Malformed(f"timeout is {describe(value)}")  # (`not >= 0` refuses NaN)
     return float(value)
 
 

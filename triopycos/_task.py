@@ -130,6 +130,7 @@ class Task(Entity):
         "_is_generator",
         "_mailbox",
         "_monitors",
+        "_refusing",
         "_registered",
         "_scope",
         "_streak",
@@ -179,6 +180,7 @@ class Task(Entity):
         # Made when first needed (most tasks never need some of them): an idle task
         # should cost little more than its trio task.
         self._mailbox: deque[Any] | None = None
+        self._refusing = False  # its mailbox has been full (logged once)
         self._waiter: trio.lowlevel.Task | None = None
         self._timeout: _ReceiveTimeout | None = None
         self._trio_task: trio.lowlevel.Task | None = None
@@ -260,13 +262,18 @@ class Task(Entity):
             callback()
         monitors, self._monitors = self._monitors, None
         for monitor in monitors or ():
-            try:
-                code = monitor.send(MonitorStatus(self, kind, value))
-            except (TypeError, ValueError) as exc:
-                # A remote monitor, and the exit value cannot travel: say so instead.
-                code = monitor.send(MonitorStatus(self, type(exc), f"exit status not sent: {exc}"))
-            if code < 0:
+            if self._tell(monitor) < 0:
                 log.debug("monitor %r of %r is gone", monitor, self)
+
+    def _tell(self, monitor: Task) -> int:
+        """Send this ended task's exit status to ``monitor``: 0 / -1."""
+        assert self._exit is not None
+        kind, value = self._exit
+        try:
+            return monitor.send(MonitorStatus(self, kind, value))
+        except (TypeError, ValueError) as exc:
+            # A remote monitor, and the exit value cannot travel: say so instead.
+            return monitor.send(MonitorStatus(self, type(exc), f"exit status not sent: {exc}"))
 
     # -- messages -----------------------------------------------------------------
 
@@ -302,8 +309,25 @@ class Task(Entity):
         mailbox = self._mailbox
         if mailbox is None:
             mailbox = self._mailbox = deque()
+        elif len(mailbox) >= self._node._max_mailbox:
+            return self._refuse()
         mailbox.append(message)
         return 0
+
+    def _refuse(self) -> int:
+        """A message for a full mailbox (``Limits.max_mailbox``): counted, logged
+        once per task, and refused (-1)."""
+        node = self._node
+        node._refused += 1
+        if not self._refusing:
+            self._refusing = True
+            log.warning(
+                "mailbox of task %r is full (%d messages, Limits.max_mailbox): messages "
+                "to it are refused until it receives",
+                self,
+                node._max_mailbox,
+            )
+        return -1
 
     async def deliver(self, message: Any, timeout: float | None = None) -> int:
         """Put ``message`` in this task's mailbox: 1 when it is there, else 0."""
@@ -575,9 +599,7 @@ class Task(Entity):
             if monitor not in self._monitors:
                 self._monitors.append(monitor)
             return 0
-        assert self._exit is not None
-        kind, value = self._exit
-        return 0 if monitor.send(MonitorStatus(self, kind, value)) == 0 else -1
+        return 0 if self._tell(monitor) == 0 else -1
 
 
 def _exception_from(args: tuple[Any, ...]) -> BaseException:

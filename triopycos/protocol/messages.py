@@ -17,8 +17,9 @@ TASK_FINISH        request id, task id, timeout or None              the task's 
 TASK_ALIVE         request id, task id                               bool
 LOCATE             request id, "task"/"channel"/"rps", name,         a reference or None
                    timeout or None
-CHANNEL_SEND       channel name, message                             none
+CHANNEL_SEND       channel name, message[, path]                     none
 CHANNEL_DELIVER    request id, channel name, message, timeout, n     count
+                   [, path]
 CHANNEL_SUBSCRIBE  request id, channel name, subscriber, timeout     0 / -1
 CHANNEL_UNSUB      request id, channel name, subscriber, timeout     0 / -1
 PING / PONG        (nothing)                                         PONG for PING
@@ -38,10 +39,14 @@ ECHO               request id                                        True (a rou
                                                                      ``Pycos.ping``)
 =================  ===============================================  ==================
 
-A request that the receiver cannot serve (unknown task id, unknown kind, bad shape) is
-answered with the request's failure value, or, for one-way messages, dropped and
-logged; the session itself goes on. A frame that is not a list starting with a known
-kind is a protocol error of the peer, which closes the connection.
+``path`` (only on a message one channel forwards to another): the keys (bytes) of the
+channels it has passed, at most ``MAX_HOPS``; a channel on the path drops it, so a
+cycle of subscriptions cannot loop a message (see ``_channel.py``).
+
+A request that the receiver cannot serve (unknown task id, unknown kind, bad shape,
+or a failure of the receiver's own) is answered with the request's failure value, or,
+for one-way messages, dropped and logged; the session itself goes on. A frame that is
+not a non-empty list is a protocol error of the peer, which closes the connection.
 """
 
 from __future__ import annotations

@@ -72,12 +72,13 @@ class _Pending:
     rescheduled directly by ``resolve`` (no Event, no extra hop), or by the node's
     timer when its timeout comes first (an ``Expiry``: no cancel scope per request)."""
 
-    __slots__ = ("done", "task", "value")
+    __slots__ = ("done", "on_reply", "task", "value")
 
-    def __init__(self, failure: object) -> None:
+    def __init__(self, failure: object, on_reply: Callable[[Any], None] | None) -> None:
         self.done = False
         self.task: trio.lowlevel.Task | None = None
         self.value = failure
+        self.on_reply = on_reply
 
     def finish(self, value: object) -> None:
         self.value = value
@@ -132,6 +133,9 @@ class PeerConnection:
         self._inline = _INLINE_FRAMES
         self._pending: dict[int, _Pending] = {}
         self._next_request = 0
+        # Requests of the peer that wait here (a handler task each, see start_soon):
+        # the node caps them per connection (Limits.max_parked_requests).
+        self.parked = 0
         self._drained: trio.Event | None = None
         self._scope: trio.CancelScope | None = None
         self._nursery: trio.Nursery | None = None
@@ -189,16 +193,26 @@ class PeerConnection:
             _reschedule(writer)
         return 0
 
-    async def request(self, kind: int, *fields: Any, timeout: float | None = None) -> Any:
+    async def request(
+        self,
+        kind: int,
+        *fields: Any,
+        timeout: float | None = None,
+        on_reply: Callable[[Any], None] | None = None,
+    ) -> Any:
         """Send a request and wait for its reply; the kind's failure value if the
-        peer goes away, the message cannot be queued, or ``timeout`` passes."""
+        peer goes away, the message cannot be queued, or ``timeout`` passes.
+
+        ``on_reply(value)``, if given, is called with the reply by the reader, as it
+        reads it: before any later message from the peer is dispatched (the waiting
+        task itself runs only later)."""
         failure = FAILURE_VALUES[kind]
         self._next_request += 1
         rid = self._next_request
         if self.send([kind, rid, *fields]) < 0:
             await trio.lowlevel.checkpoint()
             return failure
-        slot = self._pending[rid] = _Pending(failure)
+        slot = self._pending[rid] = _Pending(failure, on_reply)
         try:
             slot.task = trio.lowlevel.current_task()
 
@@ -244,7 +258,13 @@ class PeerConnection:
     def resolve(self, rid: int, value: Any) -> None:
         slot = self._pending.pop(rid, None)
         if slot is not None:
-            slot.finish(value)
+            if slot.on_reply is None:
+                slot.finish(value)
+                return
+            try:
+                slot.on_reply(value)
+            finally:
+                slot.finish(value)  # the requester is never left waiting
 
     # -- running ------------------------------------------------------------------
 

@@ -56,6 +56,24 @@ class Limits:
     max_file_transfers: int = 4
     file_chunk_size: int = 1024 * 1024
     file_idle_timeout: float = 30.0
+    # Messages waiting in one task's mailbox (None: no bound).  A send beyond it is
+    # refused (-1; deliver gives 0; a peer's send is dropped) and counted in
+    # statistics().messages_refused.  High enough for any program that keeps up
+    # with its messages, bursts of hundreds of thousands included.
+    max_mailbox: int | None = 1_000_000
+    # Requests of one peer waiting here at once (a locate, finish, channel deliver or
+    # subscription that waits): more are answered at once with their failure value.
+    max_parked_requests: int = 4096
+
+    def __post_init__(self) -> None:
+        if self.max_mailbox is not None and (
+            type(self.max_mailbox) is not int or self.max_mailbox < 1
+        ):
+            raise ValueError(f"max_mailbox must be None or an int >= 1, not {self.max_mailbox!r}")
+        if type(self.max_parked_requests) is not int or self.max_parked_requests < 0:
+            raise ValueError(
+                f"max_parked_requests must be an int >= 0, not {self.max_parked_requests!r}"
+            )
 
 
 class PeerManager:

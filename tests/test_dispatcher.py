@@ -1,0 +1,217 @@
+"""The dispatcher of peer messages (issue 17, item 4): every request gets its reply,
+whether its handler meets a malformed message (the peer's fault: logged once, briefly,
+with the peer's values escaped and bounded) or raises by a bug of its own (logged as
+an error with its traceback); either way the session and the node go on serving.
+
+Requests are written raw with the connection's own ``request`` (as a faulty or
+hostile peer could), on the virtual network under the autojump clock."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+
+from triopycos import Channel, MonitorStatus, Pycos, Task
+from triopycos.protocol.messages import Kind
+from triopycos.services.peer import PeerConnection
+from triopycos.testing import VirtualNetwork
+
+
+@asynccontextmanager
+async def two_nodes() -> AsyncIterator[tuple[Pycos, Pycos, PeerConnection]]:
+    """Nodes ``a`` (serving) and ``b``, peered, and ``b``'s connection to ``a``."""
+    async with (
+        VirtualNetwork(seed=1) as net,
+        net.open_pycos(name="a") as a,
+        net.open_pycos(name="b") as b,
+    ):
+        assert await b.peer(a.location) == 0
+        assert b._peers is not None
+        (conn,) = b._peers.by_id.values()
+        yield a, b, conn
+
+
+async def keeper(task: Task) -> None:
+    task.set_daemon()
+    task.register("keeper")
+    await task.receive()
+
+
+async def ask(conn: PeerConnection, kind: int, *fields: Any) -> tuple[Any, float]:
+    """The reply to a raw request, and how long it took (the bound is far longer)."""
+    start = trio.current_time()
+    reply = await conn.request(kind, *fields, timeout=30)
+    return reply, trio.current_time() - start
+
+
+async def still_serving(a: Pycos, b: Pycos, conn: PeerConnection) -> None:
+    """The session is the same one, and it still serves."""
+    assert not conn.closed and b._peers is not None
+    assert list(b._peers.by_id.values()) == [conn]
+    assert await ask(conn, Kind.ECHO) == (True, 0)
+    assert a.peers() == [b.location]
+
+
+MALFORMED: list[tuple[str, int, list[Any], Any]] = [
+    # name, kind, fields after the request id, the kind's failure value
+    ("task id not an int", Kind.TASK_DELIVER, ["1", "m"], 0),
+    ("too few fields", Kind.TASK_DELIVER, [1], 0),
+    ("monitor not a task", Kind.TASK_MONITOR, [1, "me"], -1),
+    ("timeout a huge list", Kind.TASK_FINISH, [1, list(range(100_000))], None),
+    ("timeout NaN", Kind.TASK_FINISH, [1, float("nan")], None),
+    ("unhashable task id", Kind.TASK_ALIVE, [[1]], False),
+    ("what to locate", Kind.LOCATE, ["node\n\x1b[31mFORGED", "n", None], None),
+    ("channel name a huge int", Kind.CHANNEL_DELIVER, [10**5000, "m", None, 0], 0),
+    ("n below 0", Kind.CHANNEL_DELIVER, ["c", "m", None, -1], 0),
+    ("path not bytes", Kind.CHANNEL_DELIVER, ["c", "m", None, 0, ["x"]], 0),
+    ("subscriber a str", Kind.CHANNEL_SUBSCRIBE, ["c", "sub", None], -1),
+    ("extra field", Kind.ECHO, ["more"], False),
+]
+
+
+@pytest.mark.parametrize(
+    ("kind", "fields", "failure"),
+    [case[1:] for case in MALFORMED],
+    ids=[case[0] for case in MALFORMED],
+)
+async def test_a_malformed_request_gets_its_failure_value_at_once(
+    kind: int,
+    fields: list[Any],
+    failure: Any,
+    caplog: pytest.LogCaptureFixture,
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    caplog.set_level(logging.INFO)
+    async with two_nodes() as (a, b, conn):
+        with a_node(a):
+            assert Channel("c").register() == 0
+        for _ in range(3):
+            assert await ask(conn, kind, *fields) == (failure, 0)
+        await still_serving(a, b, conn)
+    said = [r for r in caplog.records if "malformed" in r.getMessage()]
+    assert len(said) == 1, [r.getMessage() for r in said]  # once, not per message
+    (record,) = said
+    assert record.levelno == logging.WARNING and record.exc_info is None
+    text = record.getMessage()
+    assert len(text) < 300 and "\n" not in text and "\x1b" not in text
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def test_malformed_one_way_messages_are_dropped_and_the_session_goes_on(
+    caplog: pytest.LogCaptureFixture, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with two_nodes() as (a, b, conn):
+        for bad in (
+            [Kind.TASK_SEND, "1", "m"],
+            [Kind.TASK_SEND, 1],
+            [Kind.CHANNEL_SEND, ["c"], "m"],
+            [Kind.CHANNEL_SEND, "c", "m", [b"x"] * 257],  # a path longer than MAX_HOPS
+            [Kind.TASK_RESULT, None, 1],
+            [Kind.REPLY, "1", None],
+            [99, 1, 2],
+            ["kind", 1],
+        ):
+            assert conn.send(bad) == 0
+        await still_serving(a, b, conn)
+    said = [r.getMessage() for r in caplog.records if "malformed" in r.getMessage()]
+    assert len(said) == 6, said  # once per kind
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def test_a_bug_in_a_handler_is_logged_with_its_traceback_and_answered(
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A handler that raises by a bug of this node (here: adding a monitor) answers
+    the request with its failure value, says so loudly, and keeps the session."""
+
+    def broken(self: Task, monitor: Task) -> int:
+        raise RuntimeError("a bug in _add_monitor")
+
+    async with two_nodes() as (a, b, conn):
+        target = a.spawn(keeper)
+        await trio.testing.wait_all_tasks_blocked()
+        monkeypatch.setattr(Task, "_add_monitor", broken)
+        watcher = b.spawn(keeper)
+        for _ in range(2):
+            assert await ask(conn, Kind.TASK_MONITOR, target._task_id, watcher) == (-1, 0)
+        await still_serving(a, b, conn)
+    bugs = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(bugs) == 2  # every time: a bug is never quiet
+    for record in bugs:
+        assert "a bug of this node" in record.getMessage() and "TASK_MONITOR" in record.getMessage()
+        assert record.exc_info is not None and isinstance(record.exc_info[1], RuntimeError)
+    assert not [r for r in caplog.records if "malformed" in r.getMessage()]
+
+
+async def test_a_bug_in_a_waiting_handler_is_answered_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A handler that waits (here: locate with a timeout) and then fails still
+    answers: the caller does not wait out its timeout."""
+
+    async def broken(*args: Any) -> Any:
+        await trio.sleep(1)
+        raise KeyError("a bug in _locate_here")
+
+    async with two_nodes() as (a, b, conn):
+        monkeypatch.setattr(a, "_locate_here", broken)
+        assert await ask(conn, Kind.LOCATE, "task", "nobody", 20) == (None, 1)
+        await still_serving(a, b, conn)
+    (bug,) = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert "a bug of this node" in bug.getMessage() and "LOCATE" in bug.getMessage()
+    assert bug.exc_info is not None and isinstance(bug.exc_info[1], KeyError)
+
+
+async def test_monitoring_an_ended_task_whose_exit_value_cannot_travel(
+    caplog: pytest.LogCaptureFixture, autojump_clock: trio.testing.MockClock
+) -> None:
+    """The issue's example of a bug of ours taken for the peer's bad message: the
+    monitor is told that the exit status could not be sent, as a monitor that was
+    there before the end is."""
+
+    async def returns_a_lock() -> Any:
+        return trio.Lock()  # cannot be encoded
+
+    async with two_nodes() as (a, b, conn):
+        ended = a.spawn(returns_a_lock)
+        await ended.finish()
+        got: list[Any] = []
+
+        async def watcher(task: Task) -> None:
+            ref = Task._reference(b, ended._triopycos_ref_())  # as a message would carry it
+            assert await task.monitor(ref) == 0
+            got.append(await task.receive(timeout=5))
+
+        await b.spawn(watcher).finish()
+        await still_serving(a, b, conn)
+    (status,) = got
+    assert isinstance(status, MonitorStatus) and status.type is TypeError
+    assert isinstance(status.value, str) and "exit status not sent" in status.value
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert not [r for r in caplog.records if "malformed" in r.getMessage()]
+
+
+class a_node:
+    """Make ``node`` the current node for constructing channels in a test body."""
+
+    def __init__(self, node: Pycos) -> None:
+        from triopycos._context import current_node_var
+
+        self._var = current_node_var
+        self._node = node
+
+    def __enter__(self) -> None:
+        self._token = self._var.set(self._node)
+
+    def __exit__(self, *exc: object) -> None:
+        self._var.reset(self._token)
