@@ -3,9 +3,14 @@ table of live peer connections (one per peer incarnation).
 
 Rules:
 
-* Nothing but the handshake runs on a new connection, under ``handshake_timeout``, and
-  at most ``max_handshakes`` connections may be in their handshake at once: more are
-  closed at once (an outsider cannot make us hold more).
+* Nothing but the handshake runs on a new connection, under ``handshake_timeout``; an
+  inbound one must also deliver its hello within ``hello_timeout``.  At most
+  ``max_handshakes`` inbound connections (``max_handshakes_per_address`` from one
+  address) are in their handshake at once: a newcomer beyond that closes one that
+  waited longest without finishing (``services.admission``), so a flood of half-open
+  connections costs bounded memory and cannot keep real peers out.
+* Nothing a peer or stranger sent is formatted into a log line except through
+  ``protocol.printable``; any error in a handshake fails that connection only.
 * One connection per peer: when a second authenticated connection to the same peer
   incarnation appears (both sides connected at once), the one opened by the node with
   the smaller id is kept on both sides and the other is closed.
@@ -17,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
@@ -26,9 +32,12 @@ import trio
 import trio_util
 
 from .._location import Location
+from ..protocol.auth import derive_key
 from ..protocol.codec import Codec
 from ..protocol.handshake import Authenticated, Handshake, HandshakeFailed
+from ..protocol.printable import escape
 from ..transport import Transport
+from .admission import Admission, Slot
 from .peer import PeerConnection, PeerStatistics
 from .timer import Timer
 
@@ -36,13 +45,21 @@ __all__ = ["Limits", "PeerManager", "PeerStatistics"]
 
 log = logging.getLogger("triopycos.peers")
 
+_READ_SIZE = 4096  # one handshake frame at most
+
 
 @dataclass(frozen=True)
 class Limits:
     """Bounds on what peers and outsiders can make a node hold or wait for."""
 
     handshake_timeout: float = 10.0
+    # An inbound connection's hello (after TLS's own handshake, with TLS) must arrive
+    # this soon: a connection that says nothing is closed early.  Room for a TLS
+    # handshake and a hello over a slow link (several round trips of 300 ms or more).
+    hello_timeout: float = 5.0
+    # Inbound connections in their handshake at once, and from one source address.
     max_handshakes: int = 64
+    max_handshakes_per_address: int = 32
     max_frame_size: int = 64 * 1024 * 1024
     max_outbox_bytes: int = 64 * 1024 * 1024
     connect_timeout: float = 10.0
@@ -55,6 +72,12 @@ class Limits:
     max_file_transfers: int = 4
     file_chunk_size: int = 1024 * 1024
     file_idle_timeout: float = 30.0
+
+    def __post_init__(self) -> None:
+        if not self.hello_timeout > 0:
+            raise ValueError(f"hello_timeout must be > 0, not {self.hello_timeout}")
+        if self.max_handshakes < 1 or self.max_handshakes_per_address < 1:
+            raise ValueError("max_handshakes and max_handshakes_per_address must be >= 1")
 
 
 class PeerManager:
@@ -78,7 +101,9 @@ class PeerManager:
         self.timer = timer
         self.node_id = node_id
         self.name = name
-        self._secret = secret
+        # Once per node (and once per secret in the process: derive_key caches), so
+        # no connection ever costs a scrypt.
+        self._key = derive_key(secret)
         self.codec = codec
         self.limits = limits
         self._dispatch = dispatch
@@ -87,7 +112,8 @@ class PeerManager:
         self.locations: list[Location] = []
         self.by_id: dict[bytes, PeerConnection] = {}
         self._connecting: dict[Location, trio.Event] = {}
-        self._handshaking = 0
+        self.admission = Admission(limits.max_handshakes, limits.max_handshakes_per_address)
+        self._inbound_log = _LogQuota()
         self._nursery: trio.Nursery | None = None
         self.changed = trio.Event()  # set (and replaced) whenever a peer comes online
         self._leaving = False
@@ -147,20 +173,32 @@ class PeerManager:
                     log.warning("accept failed: %s", exc)
                     await trio.sleep(0.1)
                     continue
-                if self._handshaking >= self.limits.max_handshakes:
-                    self.stats.handshakes_refused_busy += 1
-                    await trio.aclose_forcefully(stream)
-                    continue
                 self.stats.connections_accepted += 1
-                self._handshaking += 1
+                evicted = self.admission.evicted
+                slot = self.admission.admit(_address(stream)[0])
+                self.stats.handshakes_refused_busy += self.admission.evicted - evicted
                 assert self._nursery is not None
-                self._nursery.start_soon(self._inbound, stream)
+                self._nursery.start_soon(self._inbound, stream, slot)
 
-    async def _inbound(self, stream: trio.abc.Stream) -> None:
+    async def _inbound(self, stream: trio.abc.Stream, slot: Slot) -> None:
+        who = _describe(stream)
+        result = None
         try:
-            result = await self._handshake(stream, initiator=False)
+            with slot.scope:
+                slot.scope.deadline = trio.current_time() + self.limits.hello_timeout
+                result = await self._handshake(stream, initiator=False, slot=slot)
         finally:
-            self._handshaking -= 1
+            self.admission.release(slot)
+        if slot.scope.cancelled_caught:
+            # Evicted, or silent past hello_timeout: _handshake closed the stream.
+            self.stats.handshakes_failed += 1
+            if not slot.evicted:
+                self._warn_inbound(
+                    "handshake with %s failed: no hello within %s s",
+                    who,
+                    self.limits.hello_timeout,
+                )
+            return
         if result is not None and result.peer.purpose == "file":
             if self.file_handler is None:
                 await trio.aclose_forcefully(stream)
@@ -256,52 +294,52 @@ class PeerManager:
         initiator: bool,
         purpose: str = "peer",
         expect: bytes | None = None,
+        slot: Slot | None = None,
     ) -> Authenticated | None:
+        """Run the handshake on ``stream``: its result, or None (the stream closed,
+        the failure counted and logged) if it failed in any way.  ``slot``: the
+        admission slot of an inbound connection (its hello deadline is lifted when
+        the hello arrives)."""
         machine = Handshake(
             purpose=purpose,
             initiator=initiator,
-            secret=self._secret,
+            key=self._key,
             node_id=self.node_id,
             name=self.name,
             locations=[(loc.addr, loc.port) for loc in self.locations],
             expect=expect,
         )
+        warn = log.warning if initiator else self._warn_inbound
         try:
             with trio.fail_after(self.limits.handshake_timeout):
-                await stream.send_all(machine.data_to_send())
-                while True:
-                    try:
-                        event = machine.next_event()
-                    except HandshakeFailed:
-                        # Tell the peer why, if it still listens; our reason stands.
-                        with contextlib.suppress(
-                            trio.BrokenResourceError, trio.ClosedResourceError, OSError
-                        ):
-                            await stream.send_all(machine.data_to_send())
-                        raise
-                    out = machine.data_to_send()
-                    if out:
-                        await stream.send_all(out)
-                    if event is not None:
-                        return event
-                    data = await stream.receive_some(4096)
-                    if not data:
-                        raise HandshakeFailed("connection closed during the handshake")
-                    machine.receive_data(data)
+                return await _exchange(stream, machine, slot)
         except HandshakeFailed as exc:
-            self.stats.handshakes_failed += 1
-            log.warning("handshake with %s failed: %s", _describe(stream), exc)
+            warn("handshake with %s failed: %s", _describe(stream), exc)
         except trio.TooSlowError:
-            self.stats.handshakes_failed += 1
-            log.warning("handshake with %s timed out", _describe(stream))
+            warn("handshake with %s timed out", _describe(stream))
         except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-            self.stats.handshakes_failed += 1
-            log.warning("handshake with %s broke: %s", _describe(stream), exc)
+            # Our own transport's words (TLS alerts included), never the peer's bytes.
+            warn("handshake with %s broke: %s", _describe(stream), escape(str(exc), 200))
+        except Exception as exc:
+            # A bug must cost this connection only, never the node's nursery.
+            log.error(
+                "handshake with %s failed: internal error (%s)",
+                _describe(stream),
+                type(exc).__name__,
+                exc_info=True,
+            )
         except BaseException:
             await trio.aclose_forcefully(stream)  # cancelled: do not leave it open
             raise
+        self.stats.handshakes_failed += 1
         await trio.aclose_forcefully(stream)
         return None
+
+    def _warn_inbound(self, text: str, *args: object) -> None:
+        """A warning about an inbound connection, within the log quota (a flood of
+        strangers must not turn into a flood of log lines)."""
+        if self._inbound_log.allow(trio.current_time()):
+            log.warning(text, *args)
 
     def _adopt(
         self, stream: trio.abc.Stream, result: Authenticated, *, initiated_by_us: bool
@@ -398,15 +436,75 @@ class PeerManager:
             conn.close(deliberately=True)
 
 
-def _describe(stream: trio.abc.Stream) -> str:
+async def _exchange(
+    stream: trio.abc.Stream, machine: Handshake, slot: Slot | None
+) -> Authenticated:
+    """Shuttle the handshake's bytes until it is done; ``HandshakeFailed`` (after
+    telling the peer why, if it still listens) if it fails."""
+    await stream.send_all(machine.data_to_send())
+    while True:
+        try:
+            event = machine.next_event()
+        except HandshakeFailed:
+            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                await stream.send_all(machine.data_to_send())
+            raise
+        if slot is not None and not slot.hello and machine.hello_received:
+            # It said hello in time: from now on only handshake_timeout bounds it,
+            # and it is among the last to be evicted.
+            slot.hello = True
+            slot.scope.deadline = math.inf
+        out = machine.data_to_send()
+        if out:
+            await stream.send_all(out)
+        if event is not None:
+            return event
+        data = await stream.receive_some(_READ_SIZE)
+        if not data:
+            raise HandshakeFailed("connection closed during the handshake")
+        machine.receive_data(data)
+
+
+class _LogQuota:
+    """At most ``lines`` warnings per ``period`` seconds; the rest are counted, and
+    their number is logged when the next period lets a line through."""
+
+    def __init__(self, lines: int = 20, period: float = 10.0) -> None:
+        self._lines = lines
+        self._period = period
+        self._start = -math.inf
+        self._used = 0
+        self._dropped = 0
+
+    def allow(self, now: float) -> bool:
+        if now - self._start >= self._period:
+            if self._dropped:
+                log.warning("%d more failed inbound handshakes were not logged", self._dropped)
+            self._start, self._used, self._dropped = now, 0, 0
+        if self._used < self._lines:
+            self._used += 1
+            return True
+        self._dropped += 1
+        return False
+
+
+def _address(stream: trio.abc.Stream) -> tuple[str, int]:
+    """The peer's (host, port), or ("?", 0) if the stream cannot say."""
+    while isinstance(stream, trio.SSLStream):
+        stream = stream.transport_stream
     remote = getattr(stream, "remote_address", None)  # the virtual network's streams
     if remote is not None:
-        return str(remote)
+        return str(remote[0]), int(remote[1])
     sock = getattr(stream, "socket", None)
     if sock is not None:
         try:
             host, port = sock.getpeername()[:2]
-            return f"{host}:{port}"
+            return str(host), int(port)
         except OSError:
             pass
-    return "peer"
+    return "?", 0
+
+
+def _describe(stream: trio.abc.Stream) -> str:
+    host, port = _address(stream)
+    return "peer" if host == "?" else f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
