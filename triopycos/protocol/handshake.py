@@ -49,6 +49,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import hmac
+import re
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -89,6 +90,8 @@ PURPOSES: Final = frozenset({"peer", "file"})
 # map -> locations -> [host, port]; a hello has fewer than 64 values in all.
 _MAX_DEPTH: Final = 3
 _MAX_ITEMS: Final = 64
+# IPv4/IPv6 addresses (with a scope), host names: nothing that could forge a line.
+_HOST: Final = re.compile(r"[0-9A-Za-z.:%_-]+")
 _INITIATOR_LABEL: Final = b"triopycos/2 initiator"
 _RESPONDER_LABEL: Final = b"triopycos/2 responder"
 
@@ -133,7 +136,8 @@ class _State(enum.Enum):
 
 def parse_locations(raw: list[Any]) -> tuple[tuple[str, int], ...] | None:
     """A peer's ``[[host, port], ...]`` as tuples, or None if it is not one (too
-    many entries, a host that is not a short str, a port outside 1..65535)."""
+    many entries, a host that is not a short address or host name, a port outside
+    1..65535).  Hosts are shown in log lines, so only their characters pass."""
     if len(raw) > MAX_LOCATIONS:
         return None
     locations: list[tuple[str, int]] = []
@@ -143,6 +147,7 @@ def parse_locations(raw: list[Any]) -> tuple[tuple[str, int], ...] | None:
             or len(item) != 2
             or type(item[0]) is not str
             or not 0 < len(item[0]) <= MAX_NAME
+            or not _HOST.fullmatch(item[0])
             or type(item[1]) is not int
             or not 0 < item[1] < 65536
         ):

@@ -264,7 +264,7 @@ class PeerManager:
         (restarted, or its host crashed), even if its connection has not noticed."""
         for old in [c for c in self.by_id.values() if c.node_id != node_id]:
             if location in old.locations:
-                log.info("%s has left %s (another node is there now)", old.name, location)
+                log.info("%s has left %s (another node is there now)", escape(old.name), location)
                 del self.by_id[old.node_id]
                 old.close(deliberately=True)
                 self._on_offline(old)
