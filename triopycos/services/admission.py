@@ -13,8 +13,9 @@ Rules:
   address.  A newcomer whose address is at its cap evicts one of that address's own
   slots: one address cannot crowd out the others.  Otherwise, when all slots are
   taken, the newcomer evicts one of the address holding the most slots.
-* Within the address chosen, the oldest slot whose hello has not arrived goes first;
-  only if every one has said hello (and is waiting for its proof), the oldest.
+* Among the slots of the address (or the addresses, when several hold the most),
+  the oldest whose hello has not arrived goes first; only if every one has said hello
+  (and is waiting for its proof), the oldest.
 * A slot is released when its handshake ends, whichever way; an evicted slot is
   released at once, and its connection's cancel scope cancelled (its task closes it).
 
@@ -32,10 +33,11 @@ __all__ = ["Admission", "Slot"]
 class Slot:
     """One inbound connection in its handshake."""
 
-    __slots__ = ("address", "evicted", "hello", "scope")
+    __slots__ = ("address", "evicted", "hello", "scope", "serial")
 
-    def __init__(self, address: str) -> None:
+    def __init__(self, address: str, serial: int = 0) -> None:
         self.address = address
+        self.serial = serial  # admission order: smaller is older
         self.scope = trio.CancelScope()
         self.hello = False
         self.evicted = False
@@ -53,15 +55,25 @@ class Admission:
         self._by_address: dict[str, dict[Slot, None]] = {}
         self.pending = 0
         self.evicted = 0
+        self._serial = 0
 
     def admit(self, address: str) -> Slot:
         """A slot for a new connection from ``address``, making room if needed."""
         own = self._by_address.get(address)
         if own is not None and len(own) >= self.max_per_address:
-            self._evict(own)
+            self._evict(*own)
         elif self.pending >= self.max_pending:
-            self._evict(max(self._by_address.values(), key=len))
-        slot = Slot(address)
+            most = max(map(len, self._by_address.values()))
+            self._evict(
+                *(
+                    slot
+                    for slots in self._by_address.values()
+                    if len(slots) == most
+                    for slot in slots
+                )
+            )
+        self._serial += 1
+        slot = Slot(address, self._serial)
         self._by_address.setdefault(address, {})[slot] = None
         self.pending += 1
         return slot
@@ -79,10 +91,8 @@ class Admission:
     def per_address(self, address: str) -> int:
         return len(self._by_address.get(address, ()))
 
-    def _evict(self, slots: dict[Slot, None]) -> None:
-        victim = next((slot for slot in slots if not slot.hello), None)
-        if victim is None:
-            victim = next(iter(slots))
+    def _evict(self, *candidates: Slot) -> None:
+        victim = min(candidates, key=lambda slot: (slot.hello, slot.serial))
         self.release(victim)
         victim.evicted = True
         victim.scope.cancel()
