@@ -18,17 +18,36 @@ from triopycos.services.admission import Admission, Slot
 from triopycos.testing import VirtualNetwork
 
 
-def test_the_oldest_without_a_hello_makes_room() -> None:
-    table = Admission(max_pending=3, max_per_address=3)
-    first, second, third = (table.admit(f"10.0.0.{i}") for i in range(3))
-    first.hello = True  # it said hello: among the last to go
-    fourth = table.admit("10.0.0.9")
+def test_the_oldest_of_the_larger_class_makes_room() -> None:
+    table = Admission(max_pending=4, max_per_address=4)
+    first, second, third, fourth = (table.admit(f"10.0.0.{i}") for i in range(4))
+    first.hello = True  # the only one that said hello: the silent ones go first
+    table.admit("10.0.0.9")
     assert second.evicted and second.scope.cancel_called
     assert not first.evicted and not third.evicted and not fourth.evicted
-    assert (table.pending, table.evicted) == (3, 1)
-    third.hello = fourth.hello = True
-    table.admit("10.0.0.10")  # every one has said hello: the oldest goes
-    assert first.evicted and table.evicted == 2
+    assert (table.pending, table.evicted) == (4, 1)
+
+
+def test_a_flood_of_hellos_evicts_hellos_before_a_newcomer_is_read() -> None:
+    table = Admission(max_pending=4, max_per_address=4)
+    stalled = [table.admit("flood") for _ in range(3)]
+    for slot in stalled:
+        slot.hello = True  # they said hello and stall before the proof
+    newcomer = table.admit("flood")  # not read yet
+    table.admit("flood")
+    assert stalled[0].evicted and not newcomer.evicted
+    newcomer.hello = True  # read: it is now among the hellos, the youngest
+    for _ in range(2):
+        table.admit("flood").hello = True
+    assert not newcomer.evicted and stalled[1].evicted and stalled[2].evicted
+
+
+def test_a_silent_flood_never_evicts_a_peer_that_said_hello() -> None:
+    table = Admission(max_pending=4, max_per_address=4)
+    peer = table.admit("h")
+    peer.hello = True
+    flood = [table.admit("h") for _ in range(100)]
+    assert not peer.evicted and sum(slot.evicted for slot in flood) == 97
 
 
 def test_one_address_cannot_crowd_out_the_others() -> None:

@@ -13,9 +13,15 @@ Rules:
   address.  A newcomer whose address is at its cap evicts one of that address's own
   slots: one address cannot crowd out the others.  Otherwise, when all slots are
   taken, the newcomer evicts one of the address holding the most slots.
-* Among the slots of the address (or the addresses, when several hold the most),
-  the oldest whose hello has not arrived goes first; only if every one has said hello
-  (and is waiting for its proof), the oldest.
+* Among the slots of the address (or the addresses, when several hold the most), the
+  oldest of the larger of two classes goes: those that have not said hello, and
+  those that said hello and owe their proof (ties: the first class).  A flood sits
+  in one class and outnumbers the real peers in it, so the flood is what gets
+  evicted: silent connections go before a peer that said hello; connections that
+  say hello and stall go before a peer that has just arrived and not been read yet.
+  A real peer, which sends its hello at once and its proof one round trip later,
+  is then evicted only if as many connections as the address may hold arrive
+  within that round trip.
 * A slot is released when its handshake ends, whichever way; an evicted slot is
   released at once, and its connection's cancel scope cancelled (its task closes it).
 
@@ -61,17 +67,11 @@ class Admission:
         """A slot for a new connection from ``address``, making room if needed."""
         own = self._by_address.get(address)
         if own is not None and len(own) >= self.max_per_address:
-            self._evict(*own)
+            self._evict(own)
         elif self.pending >= self.max_pending:
             most = max(map(len, self._by_address.values()))
-            self._evict(
-                *(
-                    slot
-                    for slots in self._by_address.values()
-                    if len(slots) == most
-                    for slot in slots
-                )
-            )
+            crowded = [slots for slots in self._by_address.values() if len(slots) == most]
+            self._evict(*crowded)
         self._serial += 1
         slot = Slot(address, self._serial)
         self._by_address.setdefault(address, {})[slot] = None
@@ -91,8 +91,14 @@ class Admission:
     def per_address(self, address: str) -> int:
         return len(self._by_address.get(address, ()))
 
-    def _evict(self, *candidates: Slot) -> None:
-        victim = min(candidates, key=lambda slot: (slot.hello, slot.serial))
+    def _evict(self, *groups: dict[Slot, None]) -> None:
+        silent: list[Slot] = []
+        spoke: list[Slot] = []
+        for slots in groups:
+            for slot in slots:
+                (spoke if slot.hello else silent).append(slot)
+        # Each list is oldest first within a group, not across groups: min by serial.
+        victim = min(silent if len(silent) >= len(spoke) else spoke, key=lambda s: s.serial)
         self.release(victim)
         victim.evicted = True
         victim.scope.cancel()
