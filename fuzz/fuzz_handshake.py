@@ -28,20 +28,19 @@ with atheris.instrument_imports(include=["triopycos.protocol"]):
     from triopycos.protocol.strict_cbor import CBORRefused, loads
 
 KEY = bytes(range(32))  # no scrypt per input: the key is an input of the machine
-SIDES = {
-    "responder": {"node_id": b"R" * 16, "nonce": b"r" * 32, "name": "responder"},
-    "initiator": {"node_id": b"I" * 16, "nonce": b"i" * 32, "name": "initiator"},
-}
+# (node id, nonce, name) of each side: fixed, so a recorded exchange replays.
+RESPONDER = (b"R" * 16, b"r" * 32, "responder")
+INITIATOR = (b"I" * 16, b"i" * 32, "initiator")
 
 
 def machine(initiator: bool) -> Handshake:
-    side = SIDES["initiator" if initiator else "responder"]
+    node_id, nonce, name = INITIATOR if initiator else RESPONDER
     return Handshake(
         initiator=initiator,
         key=KEY,
-        node_id=side["node_id"],  # type: ignore[arg-type]
-        nonce=side["nonce"],  # type: ignore[arg-type]
-        name=side["name"],  # type: ignore[arg-type]
+        node_id=node_id,
+        nonce=nonce,
+        name=name,
         locations=[("127.0.0.1", 9705)],
     )
 
