@@ -259,7 +259,7 @@ def test_raw_bytes_in_a_frame(initiator: bool, payload: bytes, read: int) -> Non
         shared_graph(5, 40),
         _head(4, 2**64 - 1),  # an array that claims 2**64 items
         _head(2, 2**32),  # a byte string that claims 4 GiB
-        _head(5, 1000) + b"\x61a\x00" * 1000,  # a map with 1000 repeats of one key
+        _head(5, 1000) + b"\x61a\x00" * 1000,  # 1000 entries of one key (over the count)
         b"\xc2\x59\x0f\xa0" + b"\xff" * 4000,  # a 32000-bit bignum
     ],
 )
