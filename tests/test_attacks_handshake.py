@@ -338,10 +338,16 @@ async def test_a_shared_reference_graph_hello_costs_little() -> None:
 )
 async def test_tags_are_refused_before_authentication(tagged: cbor2.CBORTag) -> None:
     async with guarded() as state:
-        # Otherwise a valid hello: the tag is in a field the old decoder ignored.
-        frames = await send_and_read(state.a.location, cbor2.dumps(hello(extra=tagged)))
-        assert "CBOR tag" in refusal(frames)
+
+        async def attack() -> None:
+            # Otherwise a valid hello: the tag is in a field the old decoder ignored.
+            frames = await send_and_read(state.a.location, cbor2.dumps(hello(extra=tagged)))
+            assert "CBOR tag" in refusal(frames)
+
+        with quiet_logs():
+            cost = await cost_of(attack, rounds=5)
         await still_serves(state)
+        assert cost.kept < 256 * 1024
 
 
 # -- 4. no proof to a party that has not proven itself --------------------------------
