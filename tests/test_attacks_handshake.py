@@ -30,7 +30,12 @@ from nodes import loopback_node, wait_for
 from triopycos import Limits, Location, PeerStatus, Pycos, Task
 from triopycos.protocol.auth import derive_key
 from triopycos.protocol.framing import FrameDecoder, encode_frame
-from triopycos.protocol.handshake import MAX_HANDSHAKE_FRAME, PROTOCOL_VERSION, Handshake
+from triopycos.protocol.handshake import (
+    BUSY_REFUSAL,
+    MAX_HANDSHAKE_FRAME,
+    PROTOCOL_VERSION,
+    Handshake,
+)
 
 LIMIT = 30
 BIGNUM = 1 << 16000  # cbor2 writes it as tag 2; str() of it raises ValueError
@@ -545,3 +550,36 @@ async def test_a_slowloris_flood_cannot_keep_a_new_peer_or_a_file_out(tmp_path: 
         assert (dest / "payload.bin").read_bytes() == payload.read_bytes()
         assert evicted > 400 and flood.opened < flood.budget
         assert kept < 1024 * 1024
+
+
+async def test_a_dialler_closed_to_make_room_tries_again() -> None:
+    # An evicted connection is told BUSY (tests/test_remote.py: the capped slots);
+    # the dialler then dials again, so peer() succeeds through a flood's churn.
+    attempts: list[int] = []
+
+    async def busy_once(stream: trio.abc.Stream) -> None:
+        attempts.append(len(attempts))
+        if len(attempts) == 1:
+            await stream.send_all(BUSY_REFUSAL)
+            return
+        responder = Handshake(
+            initiator=False,
+            key=derive_key("test-secret"),
+            node_id=secrets.token_bytes(16),
+            name="busy-once",
+            locations=[("127.0.0.1", 1)],
+        )
+        await stream.send_all(responder.data_to_send())
+        while (event := responder.next_event()) is None:
+            responder.receive_data(await stream.receive_some(4096))
+        await stream.send_all(responder.data_to_send())
+        assert event.peer.name == "b"
+        await trio.sleep_forever()  # a peer now, until the test ends
+
+    async with guarded() as state:
+        async with trio.open_nursery() as nursery:
+            where = await fake_server(busy_once, nursery)
+            assert await state.b.peer(where) == 0
+            assert attempts == [0, 1]
+            nursery.cancel_scope.cancel()
+        await still_serves(state)

@@ -50,7 +50,7 @@ from triopycos import (
     Task,
 )
 from triopycos.protocol.auth import derive_key
-from triopycos.protocol.handshake import Handshake
+from triopycos.protocol.handshake import BUSY_REFUSAL, Handshake
 from triopycos.testing import VirtualNetwork
 
 # -- helpers --------------------------------------------------------------------------
@@ -781,8 +781,9 @@ async def test_connections_in_handshake_are_capped(autojump_clock: trio.testing.
         for stream in silent:
             assert await stream.receive_some(4096)  # its challenge
         extra = await outsider.open_stream(host, port)
-        # The oldest makes room: closed at once; the newcomer is served.
+        # The oldest makes room: told so and closed at once; the newcomer is served.
         with trio.fail_after(1):
+            assert await silent[0].receive_some(4096) == BUSY_REFUSAL
             assert await silent[0].receive_some(4096) == b""
             assert await extra.receive_some(4096)
         assert a.statistics().handshakes_refused_busy == 1

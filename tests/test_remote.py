@@ -26,6 +26,7 @@ from triopycos import (
     Pycos,
     Task,
 )
+from triopycos.protocol.handshake import BUSY_REFUSAL
 from triopycos.services.peers import Limits
 
 LIMIT = 10  # seconds any one test may take
@@ -471,8 +472,9 @@ async def test_connections_in_handshake_are_capped() -> None:
             for stream in silent:
                 assert await stream.receive_some(4096)  # its challenge
             extra = await trio.open_tcp_stream(host, port)
-            # The oldest makes room: closed at once; the newcomer is served.
+            # The oldest makes room: told so and closed at once; the newcomer is served.
             with trio.fail_after(2):
+                assert await silent[0].receive_some(4096) == BUSY_REFUSAL
                 assert await silent[0].receive_some(4096) == b""
                 assert await extra.receive_some(4096)
             assert a.statistics().handshakes_refused_busy == 1

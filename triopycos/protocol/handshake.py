@@ -42,6 +42,8 @@ Rules:
   ``leftover``.
 * Any error while reading or checking, even a bug of ours, is ``HandshakeFailed``
   (after queueing a REFUSE that says why): it ends this connection, nothing more.
+* A responder that closes a connection to make room for another sends ``BUSY``
+  first (outside this machine: ``BUSY_REFUSAL``); the initiator may dial again.
 """
 
 from __future__ import annotations
@@ -63,6 +65,8 @@ from .printable import escape
 from .strict_cbor import Value, loads
 
 __all__ = [
+    "BUSY",
+    "BUSY_REFUSAL",
     "MAX_HANDSHAKE_FRAME",
     "MAX_LOCATIONS",
     "MAX_NAME",
@@ -104,6 +108,17 @@ class HandshakeFailed(ProtocolError):
         super().__init__(("peer refused: " if by_peer else "") + reason)
         self.reason = reason
         self.by_peer = by_peer
+
+    @property
+    def busy(self) -> bool:
+        """The peer closed this attempt to make room for another: try again."""
+        return self.by_peer and self.reason == BUSY
+
+
+#: The reason a node gives a connection it closes to make room for a newer one
+#: (``services.admission``); a dialler that reads it tries again.
+BUSY: Final = "busy: too many connections in their handshake, try again"
+BUSY_REFUSAL: Final = encode_frame(cbor2.dumps({"refuse": BUSY}))
 
 
 @dataclass(frozen=True, slots=True)

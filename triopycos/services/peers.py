@@ -7,8 +7,9 @@ Rules:
   inbound one must also deliver its hello within ``hello_timeout``.  At most
   ``max_handshakes`` inbound connections (``max_handshakes_per_address`` from one
   address) are in their handshake at once: a newcomer beyond that closes one that
-  waited longest without finishing (``services.admission``), so a flood of half-open
-  connections costs bounded memory and cannot keep real peers out.
+  waited longest without finishing (``services.admission``) and tells it so (BUSY),
+  so a flood of half-open connections costs bounded memory and cannot keep real
+  peers out.  A dial refused as BUSY is tried again, a few times within 0.2 s.
 * Nothing a peer or stranger sent is formatted into a log line except through
   ``protocol.printable``; any error in a handshake fails that connection only.
 * One connection per peer: when a second authenticated connection to the same peer
@@ -20,9 +21,8 @@ Rules:
 
 from __future__ import annotations
 
-import contextlib
+import enum
 import logging
-import math
 from collections.abc import Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
@@ -38,6 +38,7 @@ from ..protocol.handshake import Authenticated, Handshake, HandshakeFailed
 from ..protocol.printable import escape
 from ..transport import Transport
 from .admission import Admission, Slot
+from .handshakes import LogQuota, address, describe, exchange, tell_busy
 from .peer import PeerConnection, PeerStatistics
 from .timer import Timer
 
@@ -45,7 +46,11 @@ __all__ = ["Limits", "PeerManager", "PeerStatistics"]
 
 log = logging.getLogger("triopycos.peers")
 
-_READ_SIZE = 4096  # one handshake frame at most
+# A dial refused as busy (closed to make room for a newer connection) is tried again
+# this many times, after these delays (seconds): a flood cycles through the node's
+# slots in milliseconds, so a second try is almost always enough.
+_BUSY_RETRIES = 3
+_BUSY_DELAY = 0.025
 
 
 @dataclass(frozen=True)
@@ -78,6 +83,13 @@ class Limits:
             raise ValueError(f"hello_timeout must be > 0, not {self.hello_timeout}")
         if self.max_handshakes < 1 or self.max_handshakes_per_address < 1:
             raise ValueError("max_handshakes and max_handshakes_per_address must be >= 1")
+
+
+class _Refused(enum.Enum):
+    """Why a handshake did not authenticate, as far as trying again goes."""
+
+    FAILED = "failed"
+    BUSY = "busy"  # the node closed us to make room: worth another try
 
 
 class PeerManager:
@@ -113,7 +125,7 @@ class PeerManager:
         self.by_id: dict[bytes, PeerConnection] = {}
         self._connecting: dict[Location, trio.Event] = {}
         self.admission = Admission(limits.max_handshakes, limits.max_handshakes_per_address)
-        self._inbound_log = _LogQuota()
+        self._inbound_log = LogQuota()
         self._nursery: trio.Nursery | None = None
         self.changed = trio.Event()  # set (and replaced) whenever a peer comes online
         self._leaving = False
@@ -175,14 +187,14 @@ class PeerManager:
                     continue
                 self.stats.connections_accepted += 1
                 evicted = self.admission.evicted
-                slot = self.admission.admit(_address(stream)[0])
+                slot = self.admission.admit(address(stream)[0])
                 self.stats.handshakes_refused_busy += self.admission.evicted - evicted
                 assert self._nursery is not None
                 self._nursery.start_soon(self._inbound, stream, slot)
 
     async def _inbound(self, stream: trio.abc.Stream, slot: Slot) -> None:
-        who = _describe(stream)
-        result = None
+        who = describe(stream)
+        result: Authenticated | _Refused = _Refused.FAILED
         try:
             with slot.scope:
                 slot.scope.deadline = trio.current_time() + self.limits.hello_timeout
@@ -199,12 +211,14 @@ class PeerManager:
                     self.limits.hello_timeout,
                 )
             return
-        if result is not None and result.peer.purpose == "file":
+        if not isinstance(result, Authenticated):
+            return
+        if result.peer.purpose == "file":
             if self.file_handler is None:
                 await trio.aclose_forcefully(stream)
             else:
                 await self.file_handler(stream, result)
-        elif result is not None:
+        else:
             await self._run(self._adopt(stream, result, initiated_by_us=False))
 
     async def connect(
@@ -235,13 +249,10 @@ class PeerManager:
     async def _dial(self, location: Location, expect: bytes | None) -> PeerConnection | None:
         """A new authenticated connection to ``location`` (to node ``expect`` only,
         if given), adopted and running; None if that fails."""
-        stream = await self._open(location)
-        if stream is None:
+        opened = await self._authenticate(location, expect=expect)
+        if opened is None:
             return None
-        self.stats.connections_opened += 1
-        result = await self._handshake(stream, initiator=True, expect=expect)
-        if result is None:
-            return None
+        stream, result = opened
         self._replace_at(location, result.peer.node_id)
         conn = self._adopt(stream, result, initiated_by_us=True)
         assert self._nursery is not None
@@ -281,11 +292,32 @@ class PeerManager:
     ) -> tuple[trio.abc.Stream, Authenticated] | None:
         """A fresh authenticated connection to ``location`` for one file transfer
         (never a peer session: it carries no messages).  None if that fails."""
-        stream = await self._open(location)
-        if stream is None:
-            return None
-        result = await self._handshake(stream, initiator=True, purpose="file")
-        return None if result is None else (stream, result)
+        return await self._authenticate(location, purpose="file")
+
+    async def _authenticate(
+        self, location: Location, *, purpose: str = "peer", expect: bytes | None = None
+    ) -> tuple[trio.abc.Stream, Authenticated] | None:
+        """Connect to ``location`` and run the handshake, again if the node was busy
+        (it closed us to make room for another connection); None if that fails."""
+        for attempt in range(_BUSY_RETRIES + 1):
+            if attempt:
+                await trio.sleep(_BUSY_DELAY * 2 ** (attempt - 1))
+            stream = await self._open(location)
+            if stream is None:
+                return None
+            if purpose == "peer":
+                self.stats.connections_opened += 1
+            result = await self._handshake(stream, initiator=True, purpose=purpose, expect=expect)
+            if isinstance(result, Authenticated):
+                return stream, result
+            if result is not _Refused.BUSY:
+                return None
+        log.warning(
+            "handshake with %s failed: %d attempts, each closed to make room (busy)",
+            location,
+            _BUSY_RETRIES + 1,
+        )
+        return None
 
     async def _handshake(
         self,
@@ -295,11 +327,11 @@ class PeerManager:
         purpose: str = "peer",
         expect: bytes | None = None,
         slot: Slot | None = None,
-    ) -> Authenticated | None:
-        """Run the handshake on ``stream``: its result, or None (the stream closed,
-        the failure counted and logged) if it failed in any way.  ``slot``: the
-        admission slot of an inbound connection (its hello deadline is lifted when
-        the hello arrives)."""
+    ) -> Authenticated | _Refused:
+        """Run the handshake on ``stream``: its result, or why not (the stream
+        closed, the failure counted and logged) if it failed in any way.  ``slot``:
+        the admission slot of an inbound connection (its hello deadline is lifted
+        when the hello arrives; if it is evicted, the peer is told it was busy)."""
         machine = Handshake(
             purpose=purpose,
             initiator=initiator,
@@ -310,30 +342,37 @@ class PeerManager:
             expect=expect,
         )
         warn = log.warning if initiator else self._warn_inbound
+        outcome = _Refused.FAILED
         try:
             with trio.fail_after(self.limits.handshake_timeout):
-                return await _exchange(stream, machine, slot)
+                return await exchange(stream, machine, slot)
         except HandshakeFailed as exc:
-            warn("handshake with %s failed: %s", _describe(stream), exc)
+            if exc.busy:
+                outcome = _Refused.BUSY
+                log.info("handshake with %s: the node was busy; trying again", describe(stream))
+            else:
+                warn("handshake with %s failed: %s", describe(stream), exc)
         except trio.TooSlowError:
-            warn("handshake with %s timed out", _describe(stream))
+            warn("handshake with %s timed out", describe(stream))
         except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             # Our own transport's words (TLS alerts included), never the peer's bytes.
-            warn("handshake with %s broke: %s", _describe(stream), escape(str(exc), 200))
+            warn("handshake with %s broke: %s", describe(stream), escape(str(exc), 200))
         except Exception as exc:
             # A bug must cost this connection only, never the node's nursery.
             log.error(
                 "handshake with %s failed: internal error (%s)",
-                _describe(stream),
+                describe(stream),
                 type(exc).__name__,
                 exc_info=True,
             )
         except BaseException:
+            if slot is not None and slot.evicted:
+                tell_busy(stream)
             await trio.aclose_forcefully(stream)  # cancelled: do not leave it open
             raise
         self.stats.handshakes_failed += 1
         await trio.aclose_forcefully(stream)
-        return None
+        return outcome
 
     def _warn_inbound(self, text: str, *args: object) -> None:
         """A warning about an inbound connection, within the log quota (a flood of
@@ -434,77 +473,3 @@ class PeerManager:
                         nursery.start_soon(conn.flush, self.limits.goodbye_timeout)
         for conn in conns:
             conn.close(deliberately=True)
-
-
-async def _exchange(
-    stream: trio.abc.Stream, machine: Handshake, slot: Slot | None
-) -> Authenticated:
-    """Shuttle the handshake's bytes until it is done; ``HandshakeFailed`` (after
-    telling the peer why, if it still listens) if it fails."""
-    await stream.send_all(machine.data_to_send())
-    while True:
-        try:
-            event = machine.next_event()
-        except HandshakeFailed:
-            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-                await stream.send_all(machine.data_to_send())
-            raise
-        if slot is not None and not slot.hello and machine.hello_received:
-            # It said hello in time: from now on only handshake_timeout bounds it,
-            # and it is among the last to be evicted.
-            slot.hello = True
-            slot.scope.deadline = math.inf
-        out = machine.data_to_send()
-        if out:
-            await stream.send_all(out)
-        if event is not None:
-            return event
-        data = await stream.receive_some(_READ_SIZE)
-        if not data:
-            raise HandshakeFailed("connection closed during the handshake")
-        machine.receive_data(data)
-
-
-class _LogQuota:
-    """At most ``lines`` warnings per ``period`` seconds; the rest are counted, and
-    their number is logged when the next period lets a line through."""
-
-    def __init__(self, lines: int = 20, period: float = 10.0) -> None:
-        self._lines = lines
-        self._period = period
-        self._start = -math.inf
-        self._used = 0
-        self._dropped = 0
-
-    def allow(self, now: float) -> bool:
-        if now - self._start >= self._period:
-            if self._dropped:
-                log.warning("%d more failed inbound handshakes were not logged", self._dropped)
-            self._start, self._used, self._dropped = now, 0, 0
-        if self._used < self._lines:
-            self._used += 1
-            return True
-        self._dropped += 1
-        return False
-
-
-def _address(stream: trio.abc.Stream) -> tuple[str, int]:
-    """The peer's (host, port), or ("?", 0) if the stream cannot say."""
-    while isinstance(stream, trio.SSLStream):
-        stream = stream.transport_stream
-    remote = getattr(stream, "remote_address", None)  # the virtual network's streams
-    if remote is not None:
-        return str(remote[0]), int(remote[1])
-    sock = getattr(stream, "socket", None)
-    if sock is not None:
-        try:
-            host, port = sock.getpeername()[:2]
-            return str(host), int(port)
-        except OSError:
-            pass
-    return "?", 0
-
-
-def _describe(stream: trio.abc.Stream) -> str:
-    host, port = _address(stream)
-    return "peer" if host == "?" else f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
