@@ -49,7 +49,8 @@ from triopycos import (
     Pycos,
     Task,
 )
-from triopycos.protocol.handshake import Handshake
+from triopycos.protocol.auth import derive_key
+from triopycos.protocol.handshake import BUSY_REFUSAL, Handshake
 from triopycos.testing import VirtualNetwork
 
 # -- helpers --------------------------------------------------------------------------
@@ -777,11 +778,16 @@ async def test_connections_in_handshake_are_capped(autojump_clock: trio.testing.
         outsider = net.add_host().transport()
         host, port = a.location.addr, a.location.port
         silent = [await outsider.open_stream(host, port) for _ in range(2)]
-        await trio.testing.wait_all_tasks_blocked()
+        for stream in silent:
+            assert await stream.receive_some(4096)  # its challenge
         extra = await outsider.open_stream(host, port)
+        # The oldest makes room: told so and closed at once; the newcomer is served.
         with trio.fail_after(1):
-            assert await extra.receive_some(4096) == b""  # closed at once, no hello
+            assert await silent[0].receive_some(4096) == BUSY_REFUSAL
+            assert await silent[0].receive_some(4096) == b""
+            assert await extra.receive_some(4096)
         assert a.statistics().handshakes_refused_busy == 1
+        assert a.statistics().handshakes_pending == 2
         for stream in [*silent, extra]:
             await stream.aclose()
 
@@ -852,7 +858,7 @@ async def zombie(net: VirtualNetwork, location: Location) -> trio.abc.Stream:
     stream = await net.add_host().transport().open_stream(location.addr, location.port)
     machine = Handshake(
         initiator=True,
-        secret="",
+        key=derive_key(""),
         node_id=secrets.token_bytes(16),
         name="zombie",
         locations=[("10.0.0.99", 1)],

@@ -26,6 +26,7 @@ from triopycos import (
     Pycos,
     Task,
 )
+from triopycos.protocol.handshake import BUSY_REFUSAL
 from triopycos.services.peers import Limits
 
 LIMIT = 10  # seconds any one test may take
@@ -468,11 +469,16 @@ async def test_connections_in_handshake_are_capped() -> None:
         async with loopback_node("a", limits=limits) as a:
             host, port = a.location.addr, a.location.port
             silent = [await trio.open_tcp_stream(host, port) for _ in range(2)]
-            await trio.testing.wait_all_tasks_blocked()
+            for stream in silent:
+                assert await stream.receive_some(4096)  # its challenge
             extra = await trio.open_tcp_stream(host, port)
+            # The oldest makes room: told so and closed at once; the newcomer is served.
             with trio.fail_after(2):
-                assert await extra.receive_some(4096) == b""  # closed at once, no hello
+                assert await silent[0].receive_some(4096) == BUSY_REFUSAL
+                assert await silent[0].receive_some(4096) == b""
+                assert await extra.receive_some(4096)
             assert a.statistics().handshakes_refused_busy == 1
+            assert a.statistics().handshakes_pending == 2
             for stream in [*silent, extra]:
                 await stream.aclose()
 
@@ -531,12 +537,13 @@ async def _zombie(location: Location, secret: str = "test-secret") -> trio.abc.S
     """Connect and authenticate like a peer, then never speak or read again."""
     import secrets as _secrets
 
+    from triopycos.protocol.auth import derive_key
     from triopycos.protocol.handshake import Handshake
 
     stream = await trio.open_tcp_stream(location.addr, location.port)
     machine = Handshake(
         initiator=True,
-        secret=secret,
+        key=derive_key(secret),
         node_id=_secrets.token_bytes(16),
         name="zombie",
         locations=[("127.0.0.1", 1)],

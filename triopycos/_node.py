@@ -375,6 +375,7 @@ class Pycos:
             peers=len(peers.by_id) if peers else 0,
             handshakes_failed=peers.stats.handshakes_failed if peers else 0,
             handshakes_refused_busy=peers.stats.handshakes_refused_busy if peers else 0,
+            handshakes_pending=peers.admission.pending if peers else 0,
             messages_refused=self._refused + (peers.stats.messages_refused if peers else 0),
             protocol_errors=peers.stats.protocol_errors if peers else 0,
             files_received=files.stats.received if isinstance(files, FileReceiver) else 0,

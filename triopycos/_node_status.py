@@ -31,6 +31,7 @@ class NodeStatistics:
     peers: int
     handshakes_failed: int
     handshakes_refused_busy: int
+    handshakes_pending: int
     messages_refused: int
     protocol_errors: int
     files_received: int

@@ -19,6 +19,7 @@ from ._demo import add_demo_parser
 from ._exit import CommandFailed, ExitCode
 from ._node_command import add_node_parser
 from ._queries import add_query_parsers
+from ._secret import add_secret_parser
 from ._send_file import add_send_file_parser
 
 __all__ = ["build_parser", "main"]
@@ -42,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_node_parser(commands)
     add_query_parsers(commands)
     add_send_file_parser(commands)
+    add_secret_parser(commands)
     return parser
 
 

@@ -40,6 +40,7 @@ from ..protocol.errors import DecodeError, ProtocolError
 from ..protocol.framing import FrameDecoder, encode_frame_header
 from ..protocol.handshake import PeerHello
 from ..protocol.messages import FAILURE_VALUES, Kind
+from ..protocol.printable import describe
 from ..transport import nowait_sender, receiver
 from .timer import Timer
 
@@ -149,7 +150,7 @@ class PeerConnection:
         self.last_heard = self.last_sent = trio.current_time()
 
     def __repr__(self) -> str:
-        return f"<peer {self.name!r} at {self.location}>"
+        return f"<peer {describe(self.name)} at {self.location}>"
 
     # -- sending ------------------------------------------------------------------
 

@@ -3,9 +3,15 @@ table of live peer connections (one per peer incarnation).
 
 Rules:
 
-* Nothing but the handshake runs on a new connection, under ``handshake_timeout``, and
-  at most ``max_handshakes`` connections may be in their handshake at once: more are
-  closed at once (an outsider cannot make us hold more).
+* Nothing but the handshake runs on a new connection, under ``handshake_timeout``; an
+  inbound one must also deliver its hello within ``hello_timeout``.  At most
+  ``max_handshakes`` inbound connections (``max_handshakes_per_address`` from one
+  address) are in their handshake at once: a newcomer beyond that closes one that
+  waited longest without finishing (``services.admission``) and tells it so (BUSY),
+  so a flood of half-open connections costs bounded memory and cannot keep real
+  peers out.  A dial refused as BUSY is tried again, a few times within 0.2 s.
+* Nothing a peer or stranger sent is formatted into a log line except through
+  ``protocol.printable``; any error in a handshake fails that connection only.
 * One connection per peer: when a second authenticated connection to the same peer
   incarnation appears (both sides connected at once), the one opened by the node with
   the smaller id is kept on both sides and the other is closed.
@@ -15,7 +21,7 @@ Rules:
 
 from __future__ import annotations
 
-import contextlib
+import enum
 import logging
 from collections.abc import Awaitable, Callable
 from contextlib import aclosing
@@ -26,10 +32,13 @@ import trio
 import trio_util
 
 from .._location import Location
+from ..protocol.auth import derive_key
 from ..protocol.codec import Codec
 from ..protocol.handshake import Authenticated, Handshake, HandshakeFailed
 from ..protocol.printable import escape
 from ..transport import Transport, os_error_reason
+from .admission import Admission, Slot
+from .handshakes import LogQuota, address, describe, exchange, tell_busy
 from .peer import PeerConnection, PeerStatistics
 from .timer import Timer
 
@@ -37,13 +46,25 @@ __all__ = ["Limits", "PeerManager", "PeerStatistics"]
 
 log = logging.getLogger("triopycos.peers")
 
+# A dial refused as busy (closed to make room for a newer connection) is tried again
+# this many times, after these delays (seconds): a flood cycles through the node's
+# slots in milliseconds, so a second try is almost always enough.
+_BUSY_RETRIES = 3
+_BUSY_DELAY = 0.025
+
 
 @dataclass(frozen=True)
 class Limits:
     """Bounds on what peers and outsiders can make a node hold or wait for."""
 
     handshake_timeout: float = 10.0
+    # An inbound connection's hello (after TLS's own handshake, with TLS) must arrive
+    # this soon: a connection that says nothing is closed early.  Room for a TLS
+    # handshake and a hello over a slow link (several round trips of 300 ms or more).
+    hello_timeout: float = 5.0
+    # Inbound connections in their handshake at once, and from one source address.
     max_handshakes: int = 64
+    max_handshakes_per_address: int = 32
     max_frame_size: int = 64 * 1024 * 1024
     max_outbox_bytes: int = 64 * 1024 * 1024
     connect_timeout: float = 10.0
@@ -74,6 +95,17 @@ class Limits:
             raise ValueError(
                 f"max_parked_requests must be an int >= 0, not {self.max_parked_requests!r}"
             )
+        if not self.hello_timeout > 0:
+            raise ValueError(f"hello_timeout must be > 0, not {self.hello_timeout}")
+        if self.max_handshakes < 1 or self.max_handshakes_per_address < 1:
+            raise ValueError("max_handshakes and max_handshakes_per_address must be >= 1")
+
+
+class _Refused(enum.Enum):
+    """Why a handshake did not authenticate, as far as trying again goes."""
+
+    FAILED = "failed"
+    BUSY = "busy"  # the node closed us to make room: worth another try
 
 
 class PeerManager:
@@ -97,7 +129,9 @@ class PeerManager:
         self.timer = timer
         self.node_id = node_id
         self.name = name
-        self._secret = secret
+        # Once per node (and once per secret in the process: derive_key caches), so
+        # no connection ever costs a scrypt.
+        self._key = derive_key(secret)
         self.codec = codec
         self.limits = limits
         self._dispatch = dispatch
@@ -109,7 +143,8 @@ class PeerManager:
         # Locations being reconnected to: their failed dials are reported by the
         # reconnect loop's own line (with the attempt number), not one line each.
         self._reconnecting: dict[Location, str] = {}
-        self._handshaking = 0
+        self.admission = Admission(limits.max_handshakes, limits.max_handshakes_per_address)
+        self._inbound_log = LogQuota()
         self._nursery: trio.Nursery | None = None
         self.changed = trio.Event()  # set (and replaced) whenever a peer comes online
         self._leaving = False
@@ -169,26 +204,40 @@ class PeerManager:
                     log.warning("accept failed: %s", exc)
                     await trio.sleep(0.1)
                     continue
-                if self._handshaking >= self.limits.max_handshakes:
-                    self.stats.handshakes_refused_busy += 1
-                    await trio.aclose_forcefully(stream)
-                    continue
                 self.stats.connections_accepted += 1
-                self._handshaking += 1
+                evicted = self.admission.evicted
+                slot = self.admission.admit(address(stream)[0])
+                self.stats.handshakes_refused_busy += self.admission.evicted - evicted
                 assert self._nursery is not None
-                self._nursery.start_soon(self._inbound, stream)
+                self._nursery.start_soon(self._inbound, stream, slot)
 
-    async def _inbound(self, stream: trio.abc.Stream) -> None:
+    async def _inbound(self, stream: trio.abc.Stream, slot: Slot) -> None:
+        who = describe(stream)
+        result: Authenticated | _Refused = _Refused.FAILED
         try:
-            result = await self._handshake(stream, initiator=False)
+            with slot.scope:
+                slot.scope.deadline = trio.current_time() + self.limits.hello_timeout
+                result = await self._handshake(stream, initiator=False, slot=slot)
         finally:
-            self._handshaking -= 1
-        if result is not None and result.peer.purpose == "file":
+            self.admission.release(slot)
+        if slot.scope.cancelled_caught:
+            # Evicted, or silent past hello_timeout: _handshake closed the stream.
+            self.stats.handshakes_failed += 1
+            if not slot.evicted:
+                self._warn_inbound(
+                    "handshake with %s failed: no hello within %s s",
+                    who,
+                    self.limits.hello_timeout,
+                )
+            return
+        if not isinstance(result, Authenticated):
+            return
+        if result.peer.purpose == "file":
             if self.file_handler is None:
                 await trio.aclose_forcefully(stream)
             else:
                 await self.file_handler(stream, result)
-        elif result is not None:
+        else:
             await self._run(self._adopt(stream, result, initiated_by_us=False))
 
     async def connect(
@@ -219,13 +268,10 @@ class PeerManager:
     async def _dial(self, location: Location, expect: bytes | None) -> PeerConnection | None:
         """A new authenticated connection to ``location`` (to node ``expect`` only,
         if given), adopted and running; None if that fails."""
-        stream = await self._open(location)
-        if stream is None:
+        opened = await self._authenticate(location, expect=expect)
+        if opened is None:
             return None
-        self.stats.connections_opened += 1
-        result = await self._handshake(stream, initiator=True, expect=expect)
-        if result is None:
-            return None
+        stream, result = opened
         self._replace_at(location, result.peer.node_id)
         conn = self._adopt(stream, result, initiated_by_us=True)
         assert self._nursery is not None
@@ -255,7 +301,7 @@ class PeerManager:
         (restarted, or its host crashed), even if its connection has not noticed."""
         for old in [c for c in self.by_id.values() if c.node_id != node_id]:
             if location in old.locations:
-                log.info("%s has left %s (another node is there now)", old.name, location)
+                log.info("%s has left %s (another node is there now)", escape(old.name), location)
                 del self.by_id[old.node_id]
                 old.close(deliberately=True)
                 self._on_offline(old)
@@ -272,11 +318,32 @@ class PeerManager:
     ) -> tuple[trio.abc.Stream, Authenticated] | None:
         """A fresh authenticated connection to ``location`` for one file transfer
         (never a peer session: it carries no messages).  None if that fails."""
-        stream = await self._open(location)
-        if stream is None:
-            return None
-        result = await self._handshake(stream, initiator=True, purpose="file")
-        return None if result is None else (stream, result)
+        return await self._authenticate(location, purpose="file")
+
+    async def _authenticate(
+        self, location: Location, *, purpose: str = "peer", expect: bytes | None = None
+    ) -> tuple[trio.abc.Stream, Authenticated] | None:
+        """Connect to ``location`` and run the handshake, again if the node was busy
+        (it closed us to make room for another connection); None if that fails."""
+        for attempt in range(_BUSY_RETRIES + 1):
+            if attempt:
+                await trio.sleep(_BUSY_DELAY * 2 ** (attempt - 1))
+            stream = await self._open(location)
+            if stream is None:
+                return None
+            if purpose == "peer":
+                self.stats.connections_opened += 1
+            result = await self._handshake(stream, initiator=True, purpose=purpose, expect=expect)
+            if isinstance(result, Authenticated):
+                return stream, result
+            if result is not _Refused.BUSY:
+                return None
+        log.warning(
+            "handshake with %s failed: %d attempts, each closed to make room (busy)",
+            location,
+            _BUSY_RETRIES + 1,
+        )
+        return None
 
     async def _handshake(
         self,
@@ -285,52 +352,59 @@ class PeerManager:
         initiator: bool,
         purpose: str = "peer",
         expect: bytes | None = None,
-    ) -> Authenticated | None:
+        slot: Slot | None = None,
+    ) -> Authenticated | _Refused:
+        """Run the handshake on ``stream``: its result, or why not (the stream
+        closed, the failure counted and logged) if it failed in any way.  ``slot``:
+        the admission slot of an inbound connection (its hello deadline is lifted
+        when the hello arrives; if it is evicted, the peer is told it was busy)."""
         machine = Handshake(
             purpose=purpose,
             initiator=initiator,
-            secret=self._secret,
+            key=self._key,
             node_id=self.node_id,
             name=self.name,
             locations=[(loc.addr, loc.port) for loc in self.locations],
             expect=expect,
         )
+        warn = log.warning if initiator else self._warn_inbound
+        outcome = _Refused.FAILED
         try:
             with trio.fail_after(self.limits.handshake_timeout):
-                await stream.send_all(machine.data_to_send())
-                while True:
-                    try:
-                        event = machine.next_event()
-                    except HandshakeFailed:
-                        # Tell the peer why, if it still listens; our reason stands.
-                        with contextlib.suppress(
-                            trio.BrokenResourceError, trio.ClosedResourceError, OSError
-                        ):
-                            await stream.send_all(machine.data_to_send())
-                        raise
-                    out = machine.data_to_send()
-                    if out:
-                        await stream.send_all(out)
-                    if event is not None:
-                        return event
-                    data = await stream.receive_some(4096)
-                    if not data:
-                        raise HandshakeFailed("connection closed during the handshake")
-                    machine.receive_data(data)
+                return await exchange(stream, machine, slot)
         except HandshakeFailed as exc:
-            self.stats.handshakes_failed += 1
-            log.warning("handshake with %s failed: %s", _describe(stream), exc)
+            if exc.busy:
+                outcome = _Refused.BUSY
+                log.info("handshake with %s: the node was busy; trying again", describe(stream))
+            else:
+                warn("handshake with %s failed: %s", describe(stream), exc)
         except trio.TooSlowError:
-            self.stats.handshakes_failed += 1
-            log.warning("handshake with %s timed out", _describe(stream))
+            warn("handshake with %s timed out", describe(stream))
         except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-            self.stats.handshakes_failed += 1
-            log.warning("handshake with %s broke: %s", _describe(stream), exc)
+            # Our own transport's words (TLS alerts included), never the peer's bytes.
+            warn("handshake with %s broke: %s", describe(stream), escape(str(exc), 200))
+        except Exception as exc:
+            # A bug must cost this connection only, never the node's nursery.
+            log.error(
+                "handshake with %s failed: internal error (%s)",
+                describe(stream),
+                type(exc).__name__,
+                exc_info=True,
+            )
         except BaseException:
+            if slot is not None and slot.evicted:
+                tell_busy(stream)
             await trio.aclose_forcefully(stream)  # cancelled: do not leave it open
             raise
+        self.stats.handshakes_failed += 1
         await trio.aclose_forcefully(stream)
-        return None
+        return outcome
+
+    def _warn_inbound(self, text: str, *args: object) -> None:
+        """A warning about an inbound connection, within the log quota (a flood of
+        strangers must not turn into a flood of log lines)."""
+        if self._inbound_log.allow(trio.current_time()):
+            log.warning(text, *args)
 
     def _adopt(
         self, stream: trio.abc.Stream, result: Authenticated, *, initiated_by_us: bool
@@ -442,17 +516,3 @@ class PeerManager:
                         nursery.start_soon(conn.flush, self.limits.goodbye_timeout)
         for conn in conns:
             conn.close(deliberately=True)
-
-
-def _describe(stream: trio.abc.Stream) -> str:
-    remote = getattr(stream, "remote_address", None)  # the virtual network's streams
-    if remote is not None:
-        return str(remote)
-    sock = getattr(stream, "socket", None)
-    if sock is not None:
-        try:
-            host, port = sock.getpeername()[:2]
-            return f"{host}:{port}"
-        except OSError:
-            pass
-    return "peer"

@@ -1,0 +1,110 @@
+"""Running one handshake over a stream, and what the peer supervisor needs around
+it: the peer's address for admission and log lines, the busy notice for a connection
+closed to make room, and a quota on warnings about strangers.
+
+Rules:
+
+* ``exchange`` shuttles bytes between the stream and the sans-IO ``Handshake`` and
+  tells the admission slot (if any) when the hello has arrived.
+* A busy notice is one write that cannot wait (``transport.nowait_sender``): a
+  connection closed to make room must not hold anything while it says so.  Over TLS
+  there is no such write, and the connection is just closed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+
+import trio
+
+from ..protocol.handshake import BUSY_REFUSAL, Authenticated, Handshake, HandshakeFailed
+from ..transport import nowait_sender
+from .admission import Slot
+
+__all__ = ["LogQuota", "address", "describe", "exchange", "tell_busy"]
+
+log = logging.getLogger("triopycos.peers")
+
+_READ_SIZE = 4096  # one handshake frame at most
+
+
+async def exchange(stream: trio.abc.Stream, machine: Handshake, slot: Slot | None) -> Authenticated:
+    """Shuttle the handshake's bytes until it is done; ``HandshakeFailed`` (after
+    telling the peer why, if it still listens) if it fails."""
+    await stream.send_all(machine.data_to_send())
+    while True:
+        try:
+            event = machine.next_event()
+        except HandshakeFailed:
+            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                await stream.send_all(machine.data_to_send())
+            raise
+        if slot is not None and not slot.hello and machine.hello_received:
+            # It said hello in time: from now on only handshake_timeout bounds it,
+            # and it is among the last to be evicted.
+            slot.hello = True
+            slot.scope.deadline = math.inf
+        out = machine.data_to_send()
+        if out:
+            await stream.send_all(out)
+        if event is not None:
+            return event
+        data = await stream.receive_some(_READ_SIZE)
+        if not data:
+            raise HandshakeFailed("connection closed during the handshake")
+        machine.receive_data(data)
+
+
+class LogQuota:
+    """At most ``lines`` warnings per ``period`` seconds; the rest are counted, and
+    their number is logged when the next period lets a line through."""
+
+    def __init__(self, lines: int = 20, period: float = 10.0) -> None:
+        self._lines = lines
+        self._period = period
+        self._start = -math.inf
+        self._used = 0
+        self._dropped = 0
+
+    def allow(self, now: float) -> bool:
+        if now - self._start >= self._period:
+            if self._dropped:
+                log.warning("%d more failed inbound handshakes were not logged", self._dropped)
+            self._start, self._used, self._dropped = now, 0, 0
+        if self._used < self._lines:
+            self._used += 1
+            return True
+        self._dropped += 1
+        return False
+
+
+def address(stream: trio.abc.Stream) -> tuple[str, int]:
+    """The peer's (host, port), or ("?", 0) if the stream cannot say."""
+    while isinstance(stream, trio.SSLStream):
+        stream = stream.transport_stream
+    remote = getattr(stream, "remote_address", None)  # the virtual network's streams
+    if remote is not None:
+        return str(remote[0]), int(remote[1])
+    sock = getattr(stream, "socket", None)
+    if sock is not None:
+        try:
+            host, port = sock.getpeername()[:2]
+            return str(host), int(port)
+        except OSError:
+            pass
+    return "?", 0
+
+
+def describe(stream: trio.abc.Stream) -> str:
+    host, port = address(stream)
+    return "peer" if host == "?" else f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def tell_busy(stream: trio.abc.Stream) -> None:
+    """Tell a connection closed to make room that it may try again (best effort)."""
+    send = nowait_sender(stream)
+    if send is not None:
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            send(BUSY_REFUSAL)
