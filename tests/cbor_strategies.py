@@ -33,9 +33,12 @@ OUR_TAGS = [
     codec.TAG_CLASS,
     codec.TAG_REGISTERED,
 ]
-ALL_TAGS = sorted(
-    codec.CBOR2_TAGS_KEPT | codec._CBOR2_TAGS_REFUSED | {6, 24, 21, 22, 23, 32, 33, 34, 0xFFFF}
-) + OUR_TAGS
+ALL_TAGS = (
+    sorted(
+        codec.CBOR2_TAGS_KEPT | codec._CBOR2_TAGS_REFUSED | {6, 24, 21, 22, 23, 32, 33, 34, 0xFFFF}
+    )
+    + OUR_TAGS
+)
 
 
 def head(major: int, value: int, width: int | None = None) -> bytes:
@@ -172,9 +175,7 @@ def cbor_items(max_leaves: int = 30) -> st.SearchStrategy[bytes]:
             lambda items: _head(4, len(items)).map(lambda h: h + b"".join(items))
         )
         maps = st.lists(st.tuples(inner, inner), max_size=4).flatmap(
-            lambda pairs: _head(5, len(pairs)).map(
-                lambda h: h + b"".join(k + v for k, v in pairs)
-            )
+            lambda pairs: _head(5, len(pairs)).map(lambda h: h + b"".join(k + v for k, v in pairs))
         )
         tagged = st.tuples(st.sampled_from(ALL_TAGS), inner).map(lambda tv: head(6, tv[0]) + tv[1])
         indefinite = st.lists(inner, max_size=3).flatmap(

@@ -12,8 +12,6 @@ one regression test per finding, each failing without its fix.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import hmac
 import os
 import struct
 import time
@@ -38,10 +36,9 @@ from triopycos.protocol.codec import (
     TAG_MAP,
     TAG_REGISTERED,
     Codec,
-    DecodeError,
 )
+from triopycos.protocol.errors import DecodeError
 from triopycos.protocol.files import (
-    MAX_CONTROL_FRAME,
     Data,
     DeleteRequest,
     End,
@@ -120,8 +117,8 @@ def check_codec(data: bytes) -> None:
     # which decoding allows a little beyond), and the next peer decodes it.
     with bounded(len(data)):
         again = outcome(lambda: _codec.encode(got), ValueError)
-    if isinstance(again, ValueError):
-        assert "max_depth" in str(again)
+    if isinstance(again, Exception):
+        assert isinstance(again, ValueError) and "max_depth" in str(again)
         return
     _codec.decode(again)
 
@@ -333,7 +330,7 @@ def test_bignums_are_bounded() -> None:
     # refuses to print (ValueError where a log line formats it) and converts to text
     # in quadratic time.
     assert codec.decode(bignum(MAX_BIGNUM_BYTES)) == int.from_bytes(b"\x01" * 1024, "big")
-    assert codec.decode(bignum(MAX_BIGNUM_BYTES, True)) < 0
+    assert codec.decode(bignum(MAX_BIGNUM_BYTES, True)) == -1 - int.from_bytes(b"\x01" * 1024)
     for data in (bignum(MAX_BIGNUM_BYTES + 1), bignum(100_000, True)):
         with pytest.raises(DecodeError, match="bignum of"):
             codec.decode(data)
@@ -468,21 +465,10 @@ def test_file_messages_never_quote_a_peer_raw() -> None:
     assert "\n" not in str(caught.value) and len(str(caught.value)) < 200
 
 
-def test_file_control_frames_are_plain_values_only() -> None:
-    # A bignum where a size goes is refused by the field checks (a plain int is
-    # needed), and one above the limit before anything is built from it.
-    proto = FileReceiving(16)
-    fields = {"name": "f", "dir": None, "size": 2**64, "mode": 0, "atime_ns": 0}
-    proto.receive_data(frame(codec.encode(["send", fields])))
-    with pytest.raises(ProtocolError):
-        proto.next_event()
-    assert MAX_CONTROL_FRAME < 2**20
-
-
 def test_discovery_bodies_are_plain_cbor() -> None:
     # Finding: the body was decoded with all of cbor2's tags (after the MAC, so only
     # by a holder of the secret): shared references, bignums, regexes...
-    good = {
+    good: dict[object, object] = {
         "kind": "announce",
         "id": b"\x01" * 16,
         "name": "n",
@@ -498,11 +484,3 @@ def test_discovery_bodies_are_plain_cbor() -> None:
     with pytest.raises(discovery.BadDatagram) as caught:
         discovery.decode(signed(cbor2.dumps({**good, "kind": "x\n\x1b" * 50})), SECRET)
     assert "\n" not in caught.value.reason and len(caught.value.reason) < 200
-
-
-def test_the_discovery_mac_is_the_documented_one() -> None:
-    body = cbor2.dumps({})
-    message = discovery.MAGIC + b"\x01" + body
-    mac = hmac.new(SECRET.encode(), b"triopycos-discovery\x00" + message, hashlib.sha256)
-    assert signed(body) == message + mac.digest()
-
