@@ -19,7 +19,8 @@ import atheris
 with atheris.instrument_imports():
     import _seeds
 
-    from triopycos.protocol.codec import Codec, DecodeError
+    from triopycos.protocol.codec import Codec
+    from triopycos.protocol.errors import DecodeError
 
 codec = Codec()
 
