@@ -8,8 +8,9 @@ as in tests/test_files.py).
 from __future__ import annotations
 
 import logging
+import struct
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import trio
@@ -20,8 +21,9 @@ from test_files import LIMIT, raw_connection, refused, request, two_nodes
 from triopycos import Task
 from triopycos._remote import RemoteOps
 from triopycos.protocol.discovery import MAX_DATAGRAM, Announcement, encode
-from triopycos.protocol.files import Refused
+from triopycos.protocol.files import FileReceiving, Refused, SendRequest, encode_end
 from triopycos.protocol.messages import Kind
+from triopycos.services import files as files_service
 from triopycos.testing import VirtualNetwork
 
 FORGED = "boom\nFORGED LOG LINE\x1b[31m"
@@ -138,3 +140,42 @@ async def test_a_file_request_is_logged_escaped_and_bounded(
     lines = [r for r in caplog.records if "not carried out" in r.getMessage()]
     assert len(lines) == 1
     assert_escaped(lines)
+
+
+class _Dribble(trio.abc.ReceiveStream):
+    """Hands out its bytes one per receive, as a peer sending a byte per segment."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        await trio.lowlevel.checkpoint()
+        byte, self.data = self.data[:1], self.data[1:]
+        return byte
+
+    async def aclose(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+
+async def test_content_dribbled_a_byte_at_a_time_is_batched_in_bounded_pieces(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Finding: a batch was cut only by bytes (1 MiB), so a sender dribbling one byte
+    # per segment made a batch of a million views (~200 MB) before the writer saw it.
+    monkeypatch.setattr(files_service, "MAX_PIECES", 16)
+    size = 2000
+    proto = FileReceiving(1 << 20)
+    proto.receive_data(request("f", size=size))
+    assert isinstance(proto.next_event(), SendRequest)
+    proto.go(size, None)
+    stream = _Dribble(struct.pack(">I", size) + b"x" * size + encode_end())
+    batches: list[list[memoryview]] = []
+    with trio.CancelScope() as idle:
+        reader = files_service.FileReceiver._read_content(
+            cast(trio.abc.Stream, stream), proto, idle, 10.0
+        )
+        async for item in reader:
+            if isinstance(item, list):
+                batches.append(item)
+    assert sum(len(piece) for batch in batches for piece in batch) == size
+    assert max(len(batch) for batch in batches) <= 16
