@@ -5,9 +5,11 @@ What a message may hold, and how each value travels:
 ======================  ==============  ==============================================
 value                   CBOR            notes
 ======================  ==============  ==============================================
-None, bool, int,        native          ints beyond 64 bits use bignum tags 2/3
-float, str, bytes
-list, dict              native          dict keys may be any hashable value below
+None, bool, int,        native          ints beyond 64 bits use bignum tags 2/3, at
+float, str, bytes                       most MAX_BIGNUM_BYTES bytes of magnitude
+list                    native
+dict                    native map      when every key is a str or bytes
+dict                    0x74700005      any other keys: [key, value, key, value...]
 set                     tag 258         RFC 8949 / cbor2's set tag
 date                    tag 1004        RFC 8943 full-date
 UUID                    tag 37
@@ -15,7 +17,9 @@ tuple                   0x74700001      [items...]
 frozenset               0x74700002      [items...]
 datetime                0x74700003      naive: isoformat() text; aware: [naive text,
                                         UTC offset in microseconds]
-Decimal                 0x74700004      str() text: keeps NaN/sNaN/-0/exponent exactly
+Decimal                 0x74700004      str() text: keeps NaN/sNaN/-0/exponent exactly;
+                                        at most MAX_DECIMAL_DIGITS digits, exponent
+                                        in DECIMAL_EXPONENTS
 Location                0x74700010      [addr, port]
 Ref (and any object     0x74700011      [kind, node_id, ident, name, addr, port]
 with _triopycos_ref_)
@@ -33,6 +37,25 @@ Decoding accepts exactly the tags above: any other tag, including the ones cbor2
 would otherwise turn into objects (regexes, MIME messages, shared references...),
 is a ``DecodeError``.
 
+What a peer's bytes may cost (docs/protocol.md, "What a peer may send"): decoding is
+linear in the frame, and so is everything done later with what it gives --
+printing, hashing, comparing, encoding it again to forward it:
+
+* no shared or string references (tags 28/29, 25/256): a small frame cannot expand;
+* an int has at most ``MAX_BIGNUM_BYTES`` bytes (Python prints it by default; a
+  bigger one refuses to print, and converting it to text is quadratic);
+* a Decimal has at most ``MAX_DECIMAL_DIGITS`` digits and an exponent in
+  ``DECIMAL_EXPONENTS`` (``int()`` of ``Decimal("1e999999")`` takes 40 s, and
+  ``format(Decimal("1e-999999999"), "f")`` makes a 1 GB string);
+* a native map may only have str and bytes keys (cbor2's ``strict_hashable_types``:
+  their hashes are randomized); a dict with other keys, a set and a frozenset are
+  built by our own decoders, which refuse more than ``MAX_SAME_HASH`` keys or items
+  with one hash value: ints, floats, Decimals and tuples have predictable hashes,
+  and 16,000 int keys with one hash took 3 s to insert (the time is quadratic);
+* CBOR ``undefined`` and simple values (which triopycos never sends) come back as
+  ``cbor2.undefined`` and ``cbor2.CBORSimpleValue`` and can be sent on as they are,
+  so that whatever decodes can be forwarded.
+
 Speed: a message made only of None/bool/int/float/str/bytes/date/UUID in lists, dicts
 and sets (the usual case) goes through cbor2's native encoder and decoder with no
 Python hooks at all. One Python pass over the message (``_scan``) runs first: it
@@ -48,6 +71,7 @@ a ``TypeError`` rather than silently sent as their base type: register them.
 from __future__ import annotations
 
 import builtins
+import collections
 import dataclasses
 import enum
 import functools
@@ -55,7 +79,7 @@ import io
 import socket
 import traceback
 import types
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from contextvars import ContextVar
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
@@ -68,13 +92,19 @@ from .._errors import PycosError, RemoteError, ServiceError
 from .._location import Location
 from .._status import MonitorStatus, PeerStatus
 from .errors import DecodeError, FrameTooLarge, ProtocolError
+from .printable import describe, escape
 
 __all__ = [
+    "DECIMAL_EXPONENTS",
     "DEFAULT_MAX_DEPTH",
+    "MAX_BIGNUM_BYTES",
+    "MAX_DECIMAL_DIGITS",
+    "MAX_SAME_HASH",
     "Codec",
     "Ref",
     "decode",
     "encode",
+    "loads_plain",
     "register_type",
 ]
 
@@ -85,6 +115,7 @@ TAG_TUPLE: Final = _TAG_BASE + 0x01
 TAG_FROZENSET: Final = _TAG_BASE + 0x02
 TAG_DATETIME: Final = _TAG_BASE + 0x03
 TAG_DECIMAL: Final = _TAG_BASE + 0x04
+TAG_MAP: Final = _TAG_BASE + 0x05
 TAG_LOCATION: Final = _TAG_BASE + 0x10
 TAG_REF: Final = _TAG_BASE + 0x11
 TAG_MONITOR_STATUS: Final = _TAG_BASE + 0x12
@@ -100,6 +131,26 @@ _CBOR2_TAGS_REFUSED: Final = frozenset(
     {0, 1, 4, 5, 25, 28, 29, 30, 35, 36, 52, 54, 100, 256, 260, 261, 43000, 55799}
 )
 CBOR2_TAGS_KEPT: Final = frozenset({2, 3, 37, 258, 1004})
+_TAG_POSITIVE_BIGNUM: Final = 2
+_TAG_NEGATIVE_BIGNUM: Final = 3
+_TAG_SET: Final = 258
+
+#: Bytes of magnitude of a bignum (tags 2/3): |n| < 2**8192, at most 2467 digits,
+#: which Python prints with its default int_max_str_digits (4300).
+MAX_BIGNUM_BYTES: Final = 1024
+#: Digits of a Decimal's coefficient (or of a NaN's payload).
+MAX_DECIMAL_DIGITS: Final = 1024
+#: Exponents a finite Decimal may have: ``int()`` of one then has at most 4024
+#: digits (printable), and its fixed-point text at most about a million characters.
+DECIMAL_EXPONENTS: Final = range(-999_999, 3_001)
+# str() of the longest accepted Decimal, with room for sign, point and exponent.
+_MAX_DECIMAL_TEXT: Final = MAX_DECIMAL_DIGITS + 16
+#: Keys of one dict (or items of one set) that may share a hash value.  Python's
+#: hashes of ints, floats, Decimals and tuples are predictable, and inserting n keys
+#: with one hash costs n**2/2 comparisons; legitimate data almost never has two.
+MAX_SAME_HASH: Final = 16
+# ISO text of a datetime is at most 26 characters ("2020-01-02T03:04:05.123456").
+_MAX_DATETIME_TEXT: Final = 64
 
 DEFAULT_MAX_DEPTH: Final = 256
 # The scan recurses in Python once per level, and cbor2's native encoder recurses on the
@@ -248,9 +299,8 @@ def _dataclass_codec(cls: type) -> tuple[Callable[[Any], object], Callable[[Any]
     def decode_fields(payload: Any) -> object:
         fields = _expect_str_mapping(payload, cls)
         if fields.keys() != wanted:
-            raise DecodeError(
-                f"{cls.__qualname__} fields {sorted(fields)} do not match {sorted(wanted)}"
-            )
+            got = escape(", ".join(sorted(fields)))
+            raise DecodeError(f"{cls.__qualname__} fields ({got}) do not match {sorted(wanted)}")
         obj = cast(Any, cls).__new__(cls)
         for name in names:
             # object.__setattr__ gets past frozen dataclasses, and works with slots.
@@ -288,7 +338,22 @@ def _expect_str_mapping(payload: object, cls: type) -> Mapping[str, object]:
 # -- the scan: validation, depth bound, and "does this need hooks?" ---------------------
 
 # Exact types cbor2's native encoder and decoder round-trip the way we want.
-_NATIVE_LEAVES: Final = frozenset({str, int, float, bool, _NoneType, bytes, date, UUID})
+_NATIVE_LEAVES: Final = frozenset(
+    {
+        str,
+        int,
+        float,
+        bool,
+        _NoneType,
+        bytes,
+        date,
+        UUID,
+        # Never made by triopycos, but a peer's CBOR may hold them: whatever decodes
+        # can be sent on.
+        type(cbor2.undefined),
+        cbor2.CBORSimpleValue,
+    }
+)
 # Exact types that our hooks encode from fields we trust (checked in the hook).
 _TAGGED_LEAVES: Final = frozenset({datetime, Decimal, Location, Ref, PeerStatus})
 # ids of the exceptions being encoded in this context, to cut cycles through args.
@@ -318,8 +383,17 @@ def _scan(obj: Any, budget: int) -> bool:
         budget -= 1
         hooks = False
         for key in obj:
-            if type(key) not in _NATIVE_LEAVES and _scan(key, budget):
+            key_type = type(key)
+            if key_type is str or key_type is bytes:
+                continue
+            if not hooks:
+                # Any other key: the dict travels as TAG_MAP, one level more.
                 hooks = True
+                if budget <= 0:
+                    raise _TooDeep
+                budget -= 1
+            if key_type not in _NATIVE_LEAVES:
+                _scan(key, budget)
         for value in obj.values():
             if type(value) not in _NATIVE_LEAVES and _scan(value, budget):
                 hooks = True
@@ -522,12 +596,80 @@ def _rebuild_exception(cls: type[BaseException], args: tuple[object, ...]) -> Ba
 
 _Hook = Callable[[cbor2.CBOREncoder, Any], None]
 _MICROSECOND: Final = timedelta(microseconds=1)
+_DAY_US: Final = 86_400_000_000
 _dumps = cbor2.dumps
 _loads = cbor2.loads
 
 
 def _unknown_tag(tag: cbor2.CBORTag, immutable: bool) -> NoReturn:
     raise DecodeError(f"unknown CBOR tag {tag.tag}")
+
+
+def _error_text(exc: BaseException) -> str:
+    """A bounded, escaped account of an error raised while decoding a peer's bytes
+    (its text may quote them)."""
+    try:
+        text = str(exc)
+    except Exception:
+        text = ""
+    name = type(exc).__name__
+    return f"{name}: {escape(text)}" if text else name
+
+
+def _check_hashes(items: Collection[object], what: str) -> None:
+    """Refuse more than ``MAX_SAME_HASH`` items with one hash (see the module
+    docstring); ``hash`` itself refuses unhashable items."""
+    if len(items) <= MAX_SAME_HASH:
+        return
+    try:
+        counts = collections.Counter(map(hash, items))
+    except TypeError:
+        raise DecodeError(f"{what} holds an unhashable item") from None
+    if max(counts.values()) > MAX_SAME_HASH:
+        raise DecodeError(f"{what} has more than {MAX_SAME_HASH} items with one hash value")
+
+
+def _bignum_magnitude(value: object) -> int:
+    if type(value) is not bytes:
+        raise DecodeError("bignum payload must be a byte string")
+    if len(value) > MAX_BIGNUM_BYTES:
+        raise DecodeError(f"bignum of {len(value)} bytes, over {MAX_BIGNUM_BYTES}")
+    return int.from_bytes(value, "big")
+
+
+def _decode_positive_bignum(value: object, immutable: bool) -> int:
+    return _bignum_magnitude(value)
+
+
+def _decode_negative_bignum(value: object, immutable: bool) -> int:
+    return -1 - _bignum_magnitude(value)
+
+
+def _decode_set(value: object, immutable: bool) -> set[object] | frozenset[object]:
+    if not isinstance(value, (list, tuple)):
+        raise DecodeError("set payload must be an array")
+    _check_hashes(value, "set")
+    try:
+        items = frozenset(value) if immutable else set(value)
+    except TypeError:
+        raise DecodeError("set holds an unhashable item") from None
+    return items
+
+
+def _decode_map(value: object, immutable: bool) -> dict[object, object]:
+    if immutable:
+        raise DecodeError("a map cannot be a map key or a set item")
+    if type(value) is not list or len(value) % 2:
+        raise DecodeError("map payload must be an array of keys and values")
+    keys = value[0::2]
+    _check_hashes(keys, "map")
+    try:
+        result = dict(zip(keys, value[1::2], strict=True))
+    except TypeError:
+        raise DecodeError("map has an unhashable key") from None
+    if len(result) != len(keys):
+        raise DecodeError("map has a duplicate key")
+    return result
 
 
 def _refuse_tag(number: int) -> Callable[[object, bool], NoReturn]:
@@ -561,24 +703,64 @@ def _decode_tuple(value: object, immutable: bool) -> tuple[object, ...]:
 def _decode_frozenset(value: object, immutable: bool) -> frozenset[object]:
     if not isinstance(value, (list, tuple)):
         raise DecodeError("frozenset payload must be an array")
-    return frozenset(value)
+    _check_hashes(value, "frozenset")
+    try:
+        return frozenset(value)
+    except TypeError:
+        raise DecodeError("frozenset holds an unhashable item") from None
+
+
+def _iso_datetime(text: object) -> datetime:
+    text = _text(text, "datetime text")
+    if len(text) > _MAX_DATETIME_TEXT:
+        raise DecodeError(f"datetime text of {len(text)} characters")
+    try:
+        local = datetime.fromisoformat(text)
+    except ValueError:
+        raise DecodeError(f"not an ISO datetime: {describe(text)}") from None
+    if local.tzinfo is not None:
+        raise DecodeError("a datetime's text must not carry an offset")
+    return local
 
 
 def _decode_datetime(value: object, immutable: bool) -> datetime:
     if type(value) is str:
-        local = datetime.fromisoformat(value)
-        if local.tzinfo is not None:
-            raise DecodeError("a naive datetime's text must not carry an offset")
-        return local
+        return _iso_datetime(value)
     text, offset = _array(value, 2, "aware datetime")
-    local = datetime.fromisoformat(_text(text, "datetime text"))
-    if local.tzinfo is not None or type(offset) is not int:
-        raise DecodeError("aware datetime payload has the wrong types")
+    local = _iso_datetime(text)
+    if type(offset) is not int or not -_DAY_US < offset < _DAY_US:
+        raise DecodeError("aware datetime offset must be an int of microseconds under a day")
     return local.replace(tzinfo=timezone(timedelta(microseconds=offset)))
 
 
+def check_decimal(value: Decimal) -> str | None:
+    """Why ``value`` is not a Decimal that travels (see ``MAX_DECIMAL_DIGITS`` and
+    ``DECIMAL_EXPONENTS``), or None if it is one."""
+    _, digits, exponent = value.as_tuple()
+    if len(digits) > MAX_DECIMAL_DIGITS:
+        return f"a Decimal of {len(digits)} digits, over {MAX_DECIMAL_DIGITS}"
+    if type(exponent) is int and exponent not in DECIMAL_EXPONENTS:
+        return (
+            f"a Decimal with exponent {exponent}, outside "
+            f"{DECIMAL_EXPONENTS.start}..{DECIMAL_EXPONENTS.stop - 1}"
+        )
+    return None
+
+
 def _decode_decimal(value: object, immutable: bool) -> Decimal:
-    return Decimal(_text(value, "Decimal payload"))
+    text = _text(value, "Decimal payload")
+    if len(text) > _MAX_DECIMAL_TEXT:
+        raise DecodeError(f"Decimal text of {len(text)} characters")
+    try:
+        # The constructor is exact and ignores the context's limits, but flags a
+        # malformed string through the current context, which may trap it.
+        result = Decimal(text)
+    except ArithmeticError:
+        raise DecodeError(f"not a Decimal: {describe(text)}") from None
+    problem = check_decimal(result)
+    if problem is not None:
+        raise DecodeError(problem)
+    return result
 
 
 def _decode_location(value: object, immutable: bool) -> Location:
@@ -628,9 +810,9 @@ def _decode_registered(value: object, immutable: bool) -> object:
     name = _text(name, "registered type name")
     registration = _by_name.get(name)
     if registration is None:
-        raise DecodeError(f"type {name!r} is not registered here (see register_type)")
+        raise DecodeError(f"type {describe(name)} is not registered here (see register_type)")
     if registration.decode is None:
-        raise DecodeError(f"type {name!r} is registered here as an exception")
+        raise DecodeError(f"type {describe(name)} is registered here as an exception")
     return registration.decode(payload)
 
 
@@ -654,7 +836,27 @@ def _encode_datetime(encoder: cbor2.CBOREncoder, value: datetime) -> None:
 
 
 def _encode_decimal(encoder: cbor2.CBOREncoder, value: Decimal) -> None:
+    problem = check_decimal(value)
+    if problem is not None:
+        raise ValueError(f"cannot encode {problem}: a peer would refuse it")
     encoder.encode_semantic(TAG_DECIMAL, str(value))
+
+
+def _encode_dict(encoder: cbor2.CBOREncoder, value: dict[Any, Any]) -> None:
+    # Only in messages that need hooks (the scan sends the rest straight to cbor2):
+    # encode_map would encode the values without our hooks.
+    for key in value:
+        if type(key) is not str and type(key) is not bytes:
+            flat: list[object] = []
+            for item in value.items():
+                flat.extend(item)
+            encoder.encode_semantic(TAG_MAP, flat)
+            return
+    encoder.encode_length(5, len(value))
+    encode = encoder.encode
+    for key, item in value.items():
+        encode(key)
+        encode(item)
 
 
 def _encode_location(encoder: cbor2.CBOREncoder, value: Location) -> None:
@@ -699,6 +901,7 @@ def _encode_ref_object(encoder: cbor2.CBOREncoder, obj: Any) -> None:
 
 
 _STATIC_HOOKS: Final[dict[type, _Hook]] = {
+    dict: _encode_dict,
     tuple: _encode_tuple,
     frozenset: _encode_frozenset,
     datetime: _encode_datetime,
@@ -749,6 +952,10 @@ class Codec:
         }
         decoders.update(
             {
+                _TAG_POSITIVE_BIGNUM: _decode_positive_bignum,
+                _TAG_NEGATIVE_BIGNUM: _decode_negative_bignum,
+                _TAG_SET: _decode_set,
+                TAG_MAP: _decode_map,
                 TAG_TUPLE: _decode_tuple,
                 TAG_FROZENSET: _decode_frozenset,
                 TAG_DATETIME: _decode_datetime,
@@ -771,9 +978,7 @@ class Codec:
     def encode(self, obj: object) -> bytes:
         """Encode one message."""
         try:
-            if _scan(obj, self._max_depth):
-                return self._encode_hooked(obj)
-            return _dumps(obj)
+            payload = self._encode_hooked(obj) if _scan(obj, self._max_depth) else _dumps(obj)
         except (_TooDeep, RecursionError):
             raise ValueError(
                 f"cannot encode: nested deeper than max_depth={self._max_depth}, "
@@ -783,6 +988,12 @@ class Codec:
             raise TypeError(f"cannot encode: {exc}") from exc
         except cbor2.CBOREncodeError as exc:
             raise ValueError(f"cannot encode: {exc}") from exc
+        # An int too big for a peer to accept can only be in a payload longer than
+        # that, with a bignum tag's byte somewhere: rare, and then checked by a
+        # decoding pass that only looks at bignums.
+        if len(payload) > MAX_BIGNUM_BYTES and (b"\xc2" in payload or b"\xc3" in payload):
+            _check_bignums(payload)
+        return payload
 
     def decode(self, data: bytes) -> object:
         """Decode one message; anything wrong with ``data`` raises ``DecodeError``."""
@@ -794,15 +1005,21 @@ class Codec:
                 max_depth=self._max_depth + _LEAF_DEPTH_SLACK,
                 allow_indefinite=False,
                 allow_duplicate_keys=False,
+                # Native maps: str and bytes keys only (randomized hashes); other
+                # keys come in TAG_MAP, whose decoder bounds hash collisions.
+                strict_hashable_types=True,
             )
         except cbor2.CBORDecodeError as exc:
             cause = exc.__cause__
             if isinstance(cause, DecodeError):
+                # Our decoders' own words: they never quote a peer's value unescaped.
                 raise DecodeError(str(cause)) from exc
-            detail = f"{exc} ({cause!r})" if cause is not None else str(exc)
+            detail = _error_text(exc)
+            if cause is not None:
+                detail += f" ({_error_text(cause)})"
             raise DecodeError(f"undecodable message: {detail}") from exc
         except Exception as exc:  # cbor2 wraps everything, but never let anything else out
-            raise DecodeError(f"undecodable message: {exc!r}") from exc
+            raise DecodeError(f"undecodable message: {_error_text(exc)}") from exc
 
     # -- encoding with hooks ------------------------------------------------------
 
@@ -895,6 +1112,76 @@ class Codec:
         ref = Ref(kind, node_id, ident, name, Location(addr, port))
         resolve = self._resolve_ref
         return ref if resolve is None else resolve(ref)
+
+
+class _BigInt(Exception):
+    pass
+
+
+def _probe_bignum(value: object, immutable: bool) -> None:
+    if type(value) is bytes and len(value) > MAX_BIGNUM_BYTES:
+        raise _BigInt
+
+
+def _ignore_tag(value: object, immutable: bool) -> None:
+    return None
+
+
+_BIGNUM_PROBE: Final[dict[int, Callable[[Any, bool], object]]] = {
+    number: _ignore_tag for number in _CBOR2_TAGS_REFUSED | CBOR2_TAGS_KEPT
+}
+_BIGNUM_PROBE[_TAG_POSITIVE_BIGNUM] = _BIGNUM_PROBE[_TAG_NEGATIVE_BIGNUM] = _probe_bignum
+
+
+def _check_bignums(payload: bytes) -> None:
+    """``ValueError`` if an encoded message holds an int a peer would refuse."""
+    try:
+        _loads(
+            payload,
+            tag_hook=lambda tag, immutable: None,
+            semantic_decoders=_BIGNUM_PROBE,
+            max_depth=MAX_DEPTH_LIMIT + _LEAF_DEPTH_SLACK,
+        )
+    except cbor2.CBORDecodeError as exc:
+        if isinstance(exc.__cause__, _BigInt):
+            raise ValueError(
+                f"cannot encode an int of more than {MAX_BIGNUM_BYTES * 8} bits: "
+                "a peer would refuse it"
+            ) from None
+        raise AssertionError("the bignum check could not read an encoded message") from exc
+
+
+def _refuse_any_tag(tag: cbor2.CBORTag, immutable: bool) -> NoReturn:
+    raise DecodeError(f"CBOR tag {tag.tag} is not accepted here")
+
+
+_NO_TAGS: Final[dict[int, Callable[[Any, bool], object]]] = {
+    number: _refuse_tag(number) for number in _CBOR2_TAGS_REFUSED | CBOR2_TAGS_KEPT
+}
+
+
+def loads_plain(data: bytes, *, max_depth: int) -> object:
+    """Decode ``data`` as plain CBOR: no tag at all (not even a bignum), map keys
+    only str or bytes, no indefinite lengths, no duplicate keys, at most
+    ``max_depth`` levels.  For small fixed grammars (discovery datagrams) that are
+    type-checked field by field after this.  Raises only ``DecodeError``."""
+    try:
+        return _loads(
+            data,
+            tag_hook=_refuse_any_tag,
+            semantic_decoders=_NO_TAGS,
+            max_depth=max_depth,
+            allow_indefinite=False,
+            allow_duplicate_keys=False,
+            strict_hashable_types=True,
+        )
+    except cbor2.CBORDecodeError as exc:
+        cause = exc.__cause__
+        if isinstance(cause, DecodeError):
+            raise DecodeError(str(cause)) from exc
+        raise DecodeError(f"undecodable: {_error_text(exc)}") from exc
+    except Exception as exc:
+        raise DecodeError(f"undecodable: {_error_text(exc)}") from exc
 
 
 _default_codec = Codec()

@@ -43,7 +43,10 @@ from typing import Any, Final, Literal, cast
 
 import cbor2
 
+from .codec import loads_plain
+from .errors import DecodeError
 from .handshake import MAX_NAME, parse_locations
+from .printable import describe
 
 __all__ = [
     "DISCOVERY_VERSION",
@@ -139,9 +142,9 @@ def decode(datagram: bytes, secret: str | bytes) -> Announcement:
     if not hmac.compare_digest(mac, _mac(_key(secret), signed)):
         raise BadDatagram("authentication failed (another secret, or forged)")
     try:
-        # Plain CBOR: any tag comes back as a CBORTag and fails the checks below.
-        body = cbor2.loads(signed[_HEADER:], max_depth=4)
-    except Exception as exc:
+        # Plain CBOR: every tag (bignums, shared references...) is refused here.
+        body = loads_plain(signed[_HEADER:], max_depth=4)
+    except DecodeError as exc:
         raise BadDatagram(f"undecodable body: {exc}") from None
     return _parse(body)
 
@@ -154,7 +157,7 @@ def _parse(body: object) -> Announcement:
     name = body.get("name")
     raw_locations = body.get("locations")
     if type(raw_kind) is not str or raw_kind not in KINDS:
-        raise BadDatagram(f"unknown kind {raw_kind!r}")
+        raise BadDatagram(f"unknown kind {describe(raw_kind)}")
     kind = cast(DatagramKind, raw_kind)
     if type(node_id) is not bytes or len(node_id) != _ID_SIZE:
         raise BadDatagram("bad node id")

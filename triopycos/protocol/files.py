@@ -60,6 +60,7 @@ from typing import Any, Final
 from .codec import Codec
 from .errors import DecodeError, ProtocolError
 from .framing import HEADER_SIZE, FrameDecoder, encode_frame
+from .printable import describe, escape
 
 __all__ = [
     "MAX_CONTROL_FRAME",
@@ -264,7 +265,7 @@ def parse_reply(payload: bytes) -> Reply:
             _is_int(v) and -_INT64 <= v < _INT64 for v in fields.values()
         ):
             return Exists(make_stat_result(fields))
-    raise ProtocolError(f"not a file-transfer reply: {message[:3]!r}")
+    raise ProtocolError(f"not a file-transfer reply: {describe(head)} with {len(rest)} fields")
 
 
 # -- names ----------------------------------------------------------------------------
@@ -277,20 +278,20 @@ def check_path(dir: str | None, name: str) -> tuple[list[str], str]:
     ``name`` must be a plain base name (no separator, not "." or "..").  A name may
     contain ".." inside it ("v1..2.txt"): only a ".." *part* climbs."""
     if not isinstance(name, str) or not name or name in (".", ".."):
-        raise FileRefused(f"file name {name!r} is not a plain base name")
+        raise FileRefused(f"file name {describe(name)} is not a plain base name")
     if "/" in name or "\\" in name or "\0" in name or _drive.match(name):
-        raise FileRefused(f"file name {name!r} is not a plain base name")
+        raise FileRefused(f"file name {describe(name)} is not a plain base name")
     if dir is None:
         return [], name
     if not isinstance(dir, str):
         raise FileRefused("dir is not a str")
     if dir.startswith(("/", "\\")) or _drive.match(dir) or os.path.isabs(dir):
-        raise FileRefused(f"dir {dir!r} is absolute")
+        raise FileRefused(f"dir {describe(dir)} is absolute")
     if "\\" in dir or "\0" in dir:
-        raise FileRefused(f"dir {dir!r} holds a backslash or NUL")
+        raise FileRefused(f"dir {describe(dir)} holds a backslash or NUL")
     parts = [part for part in dir.split("/") if part not in ("", ".")]
     if ".." in parts:
-        raise FileRefused(f"dir {dir!r} climbs with '..'")
+        raise FileRefused(f"dir {describe(dir)} climbs with '..'")
     return parts, name
 
 
@@ -391,7 +392,7 @@ class FileReceiving:
                 return request
             message = _decode_control(frame)
             if message != ["end"]:
-                raise ProtocolError(f"expected ['end'], got {message[:2]!r}")
+                raise ProtocolError(f"expected ['end'], got {describe(message[0])}")
             self._state = _State.ENDED
             return End()
         except ProtocolError:
@@ -529,8 +530,14 @@ def _decode_control(payload: bytes) -> list[Any]:
 def _field(fields: dict[Any, Any], key: str, check: Any, what: str) -> Any:
     value = fields.get(key)
     if not check(value):
-        raise ProtocolError(f"request field {key!r} is not {what}: {value!r}"[:200])
+        raise ProtocolError(f"request field {key!r} is not {what}: {describe(value)}")
     return value
+
+
+def _field_names(fields: dict[Any, Any]) -> str:
+    # Never str() of a key: it may be any value (a bignum, a deep structure).
+    names = [key if type(key) is str else f"<{type(key).__name__}>" for key in fields]
+    return escape(", ".join(sorted(names)))
 
 
 def _parse_request(message: list[Any]) -> SendRequest | DeleteRequest:
@@ -548,13 +555,13 @@ def _parse_request(message: list[Any]) -> SendRequest | DeleteRequest:
     name = _field(fields, "name", is_str, text)
     dir = _field(fields, "dir", is_dir, "a str or None")
     if op == "delete":
-        if set(fields) != {"name", "dir"}:
-            raise ProtocolError(f"unexpected delete fields {sorted(map(str, fields))}")
+        if fields.keys() != {"name", "dir"}:
+            raise ProtocolError(f"unexpected delete fields: {_field_names(fields)}")
         return DeleteRequest(name, dir)
     if op != "send":
-        raise ProtocolError(f"unknown file operation {op!r}"[:100])
-    if set(fields) != _SEND_KEYS:
-        raise ProtocolError(f"unexpected send fields {sorted(map(str, fields))}"[:200])
+        raise ProtocolError(f"unknown file operation {describe(op)}")
+    if fields.keys() != _SEND_KEYS:
+        raise ProtocolError(f"unexpected send fields: {_field_names(fields)}")
 
     def is_size(v: object) -> bool:
         return type(v) is int and 0 <= v < _INT64

@@ -33,6 +33,9 @@ Rules:
 
 Memory: besides frames the caller has not taken yet, the decoder holds at most one
 partial frame (at most ``max_frame_size + 4`` bytes) plus the last chunk it was fed.
+Chunks shorter than ``_COALESCE`` bytes are copied into one ``bytearray`` rather than
+kept as objects of their own: a peer that sends a frame a byte or two per segment
+would otherwise make us hold some 40 bytes of object per byte received.
 """
 
 from __future__ import annotations
@@ -54,6 +57,10 @@ __all__ = [
 
 HEADER_SIZE: Final = 4
 MAX_FRAME_SIZE_LIMIT: Final = 0xFFFF_FFFF  # the largest length a 4-byte header can say
+
+# Below this, a chunk is appended to a bytearray instead of kept as an object: the
+# copy costs less than an object's header, and bigger chunks are never copied twice.
+_COALESCE: Final = 4096
 
 _header = struct.Struct(">I")
 _pack_header = _header.pack
@@ -107,7 +114,7 @@ class FrameDecoder:
         # complete, so a big frame arriving in many pieces is copied O(1) times.
         self._buf = b""
         self._pos = 0
-        self._chunks: list[bytes] = []
+        self._chunks: list[bytes | bytearray] = []
         self._pending = 0
         self._closed = False
         self._error: ProtocolError | None = None
@@ -129,8 +136,16 @@ class FrameDecoder:
             return
         if self._closed:
             raise RuntimeError("receive_data() after eof()")
-        self._chunks.append(bytes(data))
-        self._pending += len(data)
+        chunks = self._chunks
+        size = len(data)
+        if size < _COALESCE:
+            if chunks and type(chunks[-1]) is bytearray:
+                chunks[-1] += data
+            else:
+                chunks.append(bytearray(data))
+        else:
+            chunks.append(bytes(data))
+        self._pending += size
 
     def next_frame(self) -> bytes | None:
         """Return the next complete frame's payload, or ``None`` if more bytes are needed."""
@@ -198,7 +213,8 @@ class FrameDecoder:
     def _merge(self) -> tuple[bytes, int, int]:
         chunks = self._chunks
         if self._pos == len(self._buf) and len(chunks) == 1:
-            self._buf = chunks[0]
+            # Frames are slices of _buf: it must be bytes, never a bytearray.
+            self._buf = bytes(chunks[0])
         else:
             chunks.insert(0, self._buf[self._pos :])
             self._buf = b"".join(chunks)

@@ -32,13 +32,17 @@ import trio
 
 from ..protocol.files import Data, End, FileReceiving, FileRefused
 
-__all__ = ["STALLED", "receive_in_thread"]
+__all__ = ["MAX_PIECES", "STALLED", "receive_in_thread"]
 
 #: Bytes the worker waits for before it is woken (SO_RCVLOWAT; Linux, BSDs, macOS).
 _LOWAT = 1024 * 1024
 _HAVE_LOWAT = hasattr(socket, "SO_RCVLOWAT")
 #: Longest single wait on the socket, seconds (the deadline is checked after each).
 _MAX_WAIT = 3600.0
+
+#: Pieces of content (views of received bytes) handed to the writer at most at
+#: once: a sender dribbling tiny segments must not make a batch of millions.
+MAX_PIECES = 4096
 
 #: The refusal when a chunk did not arrive in time.
 STALLED = "timed out: the sender stalled"
@@ -153,7 +157,7 @@ def _receive(
         size += len(event.data)
         if event.chunk_end:
             deadline = time.monotonic() + step
-        if size >= batch_size:
+        if size >= batch_size or len(batch) >= MAX_PIECES:
             write(batch)
             batch = []
             size = 0

@@ -51,6 +51,7 @@ from ..protocol.discovery import (
     encode,
 )
 from ..transport import DatagramSocket, Transport
+from ._failures import failure_text
 from .peers import PeerManager
 
 __all__ = ["Discovery", "DiscoveryStatistics"]
@@ -263,16 +264,26 @@ class Discovery:
             await self.handle(data, sender)
 
     async def handle(self, data: bytes, sender: tuple[str, int]) -> None:
-        """Act on one received datagram."""
+        """Act on one received datagram.  Whatever goes wrong with it drops it
+        (counted as "broke the service"): never the service, never the node."""
         self.stats.datagrams_received += 1
+        try:
+            await self._handle(data, sender)
+        except Exception as exc:
+            if "broke the service" not in self._warned:
+                self._warned.add("broke the service")  # once: datagrams can be replayed
+                log.warning(
+                    "dropped a discovery datagram from %s that broke the service: %s",
+                    sender[0],
+                    failure_text(exc),
+                )
+            self._drop("broke the service", sender)
+
+    async def _handle(self, data: bytes, sender: tuple[str, int]) -> None:
         try:
             message = decode(data, self._secret)
         except BadDatagram as bad:
             self._drop(bad.reason, sender)
-            return
-        except Exception:  # a decoder bug must not take the node down
-            log.warning("dropped a discovery datagram that broke the decoder", exc_info=True)
-            self._drop("malformed", sender)
             return
         if message.node_id == self.peers.node_id:
             return  # our own, looped back

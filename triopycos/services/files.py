@@ -75,7 +75,8 @@ from ..protocol.framing import HEADER_SIZE, FrameDecoder
 from ..protocol.handshake import Authenticated
 from ..protocol.printable import describe, escape
 from ..transport import plain_socket_fd
-from .bulk_receive import STALLED, receive_in_thread
+from ._failures import failure_text
+from .bulk_receive import MAX_PIECES, STALLED, receive_in_thread
 from .peers import Limits, PeerManager
 from .thread_stage import ThreadStage, thread_stage
 
@@ -170,13 +171,13 @@ class FileReceiver:
         self.stats = FileStatistics()
 
     async def __call__(self, stream: trio.abc.Stream, authenticated: Authenticated) -> None:
-        peer = describe(authenticated.peer.name)
+        peer = describe(authenticated.peer.name)  # the peer's own word: escaped
         try:
             await self._serve(stream, authenticated.leftover, peer)
-        except Exception:
+        except Exception as exc:
             # A bug must end this transfer, never the node (this runs in the
-            # listener's nursery).
-            log.exception("file request from %s failed", peer)
+            # listener's nursery); its text may quote the request, so no repr.
+            log.error("file request from %s failed: %s", peer, failure_text(exc))
             self.stats.refused += 1
         finally:
             with trio.CancelScope(shield=True):
@@ -217,7 +218,7 @@ class FileReceiver:
         # Counted before the sender can hear of it, and after any clean-up (the
         # partial file is gone by now): one line per request not carried out.
         self.stats.refused += 1
-        log.warning("%s from %s not carried out: %s", what, peer, reason)
+        log.warning("%s from %s not carried out: %s", what, peer, escape(reason, 300))
         if refusal is not None:
             # Best effort: tell the sender why before closing.
             with trio.move_on_after(_REFUSAL_SEND_TIMEOUT):
@@ -298,7 +299,9 @@ class FileReceiver:
             if event.chunk_end:
                 # The idle bound is per chunk: a whole chunk must arrive in time.
                 idle.deadline = trio.current_time() + step
-            if size >= _BATCH:
+            if size >= _BATCH or len(batch) >= MAX_PIECES:
+                # Counted in pieces too: a sender that dribbles a byte per segment
+                # would make a batch of a million views, ~200 bytes each.
                 yield batch
                 batch = []
                 size = 0
@@ -610,7 +613,7 @@ class FileSender:
                 "%s refused by %s: %s",
                 "file" if sending else "deletion",
                 self.location,
-                escape(reply.reason, 200),
+                escape(reply.reason, 300),  # the receiver's own words
             )
             return -1
         if sending and isinstance(reply, Same):

@@ -40,8 +40,9 @@ from ..protocol.errors import DecodeError, ProtocolError
 from ..protocol.framing import FrameDecoder, encode_frame_header
 from ..protocol.handshake import PeerHello
 from ..protocol.messages import FAILURE_VALUES, Kind
-from ..protocol.printable import describe
+from ..protocol.printable import describe, escape
 from ..transport import nowait_sender, receiver
+from ._failures import failure_text
 from .timer import Timer
 
 __all__ = ["PeerConnection", "PeerStatistics"]
@@ -150,7 +151,8 @@ class PeerConnection:
         self.last_heard = self.last_sent = trio.current_time()
 
     def __repr__(self) -> str:
-        return f"<peer {describe(self.name)} at {self.location}>"
+        # The name and the addresses are the peer's own words (its hello).
+        return f"<peer {describe(self.name)} at {escape(str(self.location))}>"
 
     # -- sending ------------------------------------------------------------------
 
@@ -238,8 +240,8 @@ class PeerConnection:
     async def _guarded(self, fn: Callable[[], Awaitable[None]]) -> None:
         try:
             await fn()
-        except Exception:
-            log.exception("%r: a request handler failed", self)
+        except Exception as exc:
+            log.error("%r: a request handler failed: %s", self, failure_text(exc))
 
     def reply(self, rid: int, value: Any) -> None:
         try:
@@ -293,10 +295,12 @@ class PeerConnection:
             self.stats.protocol_errors += 1
             self.end_reason = f"closed for a protocol error: {group.exceptions[0]}"
             log.warning("closing connection to %r: %s", self, group.exceptions[0])
-        except* Exception:
-            # A bug must end this connection, never the node.
-            self.end_reason = "failed (a bug, logged with its traceback)"
-            log.exception("connection to %r failed", self)
+        except* Exception as group:
+            # A bug, or a message the dispatcher could not handle: it ends this
+            # connection, never the node.  Logged without repr or a formatted
+            # traceback, which could quote (and expand) the peer's values.
+            self.end_reason = "failed (a bug, or a message the dispatcher could not handle)"
+            log.error("closing connection to %r: %s", self, failure_text(group.exceptions[0]))
         finally:
             self.close()
             with trio.CancelScope(shield=True):
