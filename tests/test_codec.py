@@ -852,3 +852,14 @@ def test_every_error_from_hooks_is_wrapped() -> None:
     codec = Codec(explode)
     with pytest.raises(DecodeError):
         codec.decode(codec.encode(FakeTask(1)))
+
+
+@pytest.mark.parametrize("ident", [0, -1, 2**63, (2**61 - 1) * 2**70])
+def test_a_task_reference_with_an_id_out_of_range_is_refused(ident: int) -> None:
+    # Task ids count from 1 and become dict keys of the receiving node: a peer's
+    # huge multiples of 2**61 - 1 would all hash alike.
+    raw = cbor2.dumps(
+        cbor2.CBORTag(codec_module.TAG_REF, ["task", b"\x01" * 16, ident, "n", "127.0.0.1", 1])
+    )
+    with pytest.raises(DecodeError, match="Ref payload"):
+        Codec().decode(raw)

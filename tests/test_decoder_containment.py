@@ -20,6 +20,7 @@ from test_files import LIMIT, raw_connection, refused, request, two_nodes
 
 from triopycos import Task
 from triopycos._remote import RemoteOps
+from triopycos.protocol.auth import derive_key
 from triopycos.protocol.discovery import MAX_DATAGRAM, Announcement, encode
 from triopycos.protocol.files import FileReceiving, Refused, SendRequest, encode_end
 from triopycos.protocol.messages import Kind
@@ -43,7 +44,7 @@ def _ping_that_fills_a_datagram() -> Announcement:
     hosts = (("x" * 255, 1),) * 4  # not addresses: nobody tries to connect there
     for length in range(255, 0, -1):
         ping = Announcement("ping", b"\x07" * 16, "n" * length, hosts, to="h", relay=False)
-        if len(encode(ping, SECRET)) <= MAX_DATAGRAM:
+        if len(encode(ping, derive_key(SECRET))) <= MAX_DATAGRAM:
             return ping
     raise AssertionError("no ping fits")
 
@@ -54,7 +55,7 @@ async def test_a_datagram_that_breaks_the_service_is_dropped_not_the_node(
     # Finding: the forward of such a ping (replayed, or from a holder of the secret)
     # raised ValueError out of the receive loop, and the node stopped.
     ping = _ping_that_fills_a_datagram()
-    datagram = encode(ping, SECRET)
+    datagram = encode(ping, derive_key(SECRET))
     assert len(datagram) > MAX_DATAGRAM - 8
     async with VirtualNetwork(seed=31) as net, nodes(net, ["a"]) as (a,):
         attacker = net.add_host("attacker").transport()
@@ -179,3 +180,23 @@ async def test_content_dribbled_a_byte_at_a_time_is_batched_in_bounded_pieces(
                 batches.append(item)
     assert sum(len(piece) for batch in batches for piece in batch) == size
     assert max(len(batch) for batch in batches) <= 16
+
+
+async def test_discovery_datagrams_are_keyed_with_the_derived_key_not_the_secret(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # A MAC keyed with the raw secret would let anyone who hears one datagram test
+    # candidate secrets at HMAC speed; keyed with derive_key(secret), each costs a
+    # scrypt.  So the node must refuse a datagram MAC'd with the secret itself.
+    async with VirtualNetwork(seed=33) as net, nodes(net, ["a"]) as (a,):
+        attacker = net.add_host("attacker").transport()
+        sock = await attacker.open_udp("", 0)
+        assert a._discovery is not None
+        stats = a._discovery.stats
+        hello = Announcement("announce", b"\x09" * 16, "x", (("10.9.9.9", 1),))
+        await sock.sendto(encode(hello, SECRET), (a.location.addr, 9705))
+        await trio.sleep(1)
+        assert stats.dropped == {"authentication failed (another secret, or forged)": 1}
+        await sock.sendto(encode(hello, derive_key(SECRET)), (a.location.addr, 9705))
+        await trio.sleep(1)
+        assert stats.datagrams_dropped == 1  # the keyed one was taken

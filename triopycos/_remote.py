@@ -162,7 +162,7 @@ class RemoteOps:
         if conn is None:
             return 0
         result = await conn.request(Kind.TASK_DELIVER, task._task_id, message, timeout=timeout)
-        return 1 if result == 1 else 0
+        return 1 if type(result) is int and result == 1 else 0
 
     def task_terminate(self, task: Task) -> int:
         conn = self._connected(task._node_id)
@@ -210,7 +210,7 @@ class RemoteOps:
         if told is not None and monitor in told:
             told.remove(monitor)  # monitoring again: this monitor wants the real status
         result = await conn.request(Kind.TASK_MONITOR, observe._task_id, monitor)
-        if result != 0:
+        if type(result) is not int or result != 0:
             if watching:
                 self._unwatch(conn.node_id, observe, monitor)
             return -1
@@ -262,7 +262,7 @@ class RemoteOps:
         if conn is None:
             return -1
         result = await conn.request(kind, channel._name, subscriber, timeout, timeout=timeout)
-        return 0 if result == 0 else -1
+        return 0 if type(result) is int and result == 0 else -1
 
     # -- RPS ----------------------------------------------------------------------
 
@@ -782,8 +782,13 @@ def _request(message: list[Any], count: int) -> list[Any]:
 
 
 def _task_id(value: object) -> int:
-    if type(value) is not int:
-        raise _Malformed(f"task id is {describe(value)}")
+    # Task ids count up from 1.  The range also bounds hash collisions: the peer's
+    # ids become dict keys here (pushed results, watches), and big multiples of
+    # 2**61 - 1 all hash alike, which makes inserting them quadratic.
+    if type(value) is not int or not 0 < value < 2**63:
+        raise _Malformed(
+            f"task id is {describe(value) if type(value) is not int else 'out of range'}"
+        )
     return value
 
 

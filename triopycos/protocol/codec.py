@@ -1104,6 +1104,9 @@ class Codec:
             type(kind) is not str
             or type(node_id) is not bytes
             or (type(ident) is not int and type(ident) is not str)
+            # Task ids count from 1; the bound also keeps a peer from choosing ids
+            # whose hashes collide (they become dict keys of the receiving node).
+            or (type(ident) is int and not 0 < ident < 2**63)
             or type(name) is not str
             or type(addr) is not str
             or type(port) is not int

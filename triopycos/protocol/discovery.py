@@ -6,10 +6,12 @@ Layout (at most ``MAX_DATAGRAM`` bytes, so one datagram fits an Ethernet frame):
 
     b"TPYd" | version (1 byte) | CBOR body | HMAC-SHA256 (32 bytes)
 
-The MAC covers everything before it and is keyed with the shared secret under its own
-label (so a discovery MAC can never stand in for a handshake proof).  It is checked
-before the body is decoded: a datagram from a node with another secret, or a forged
-or damaged one, is dropped without its body ever being parsed.
+The MAC covers everything before it and is keyed with the node's key (``derive_key``
+of the shared secret, protocol/auth.py: one guess at the secret from a heard datagram
+costs a scrypt) under its own label (so a discovery MAC can never stand in for a
+handshake proof).  It is checked before the body is decoded: a datagram from a node
+with another secret, or a forged or damaged one, is dropped without its body ever
+being parsed.
 
 Body (a CBOR map; plain CBOR, no tags)::
 
@@ -59,7 +61,7 @@ __all__ = [
     "encode",
 ]
 
-DISCOVERY_VERSION: Final = 1
+DISCOVERY_VERSION: Final = 2
 MAX_DATAGRAM: Final = 1400
 MAGIC: Final = b"TPYd"
 _MAC_SIZE: Final = 32

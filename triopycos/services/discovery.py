@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 import trio
 
 from .._location import Location
+from ..protocol.auth import derive_key
 from ..protocol.discovery import (
     IPV4_MULTICAST_GROUP,
     IPV6_MULTICAST_GROUP,
@@ -102,7 +103,9 @@ class Discovery:
     ) -> None:
         self.transport = transport
         self.peers = peers
-        self._secret = secret
+        # The MAC key, not the secret: anyone who hears a datagram could otherwise
+        # test candidate secrets at HMAC speed (protocol/auth.py).
+        self._key = derive_key(secret)
         self.udp_port = udp_port
         # The node's own (numeric) addresses, where it listens for TCP (a link-local
         # one with its scope, to bind to); and the same without scopes, to compare.
@@ -204,7 +207,7 @@ class Discovery:
             relay,
             self.ipv4_multicast,
         )
-        return encode(message, self._secret)
+        return encode(message, self._key)
 
     async def announce(self) -> None:
         """Tell the local network(s) where this node is."""
@@ -281,7 +284,7 @@ class Discovery:
 
     async def _handle(self, data: bytes, sender: tuple[str, int]) -> None:
         try:
-            message = decode(data, self._secret)
+            message = decode(data, self._key)
         except BadDatagram as bad:
             self._drop(bad.reason, sender)
             return
@@ -333,7 +336,7 @@ class Discovery:
             ping.relay,
             self.ipv4_multicast,
         )
-        return encode(forward, self._secret)
+        return encode(forward, self._key)
 
     def _drop(self, reason: str, sender: tuple[str, int]) -> None:
         self.stats.datagrams_dropped += 1
