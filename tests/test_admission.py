@@ -14,7 +14,7 @@ import trio.testing
 from triopycos import Limits
 from triopycos.protocol.framing import encode_frame
 from triopycos.protocol.handshake import PROTOCOL_VERSION
-from triopycos.services.admission import Admission, Slot
+from triopycos.services.admission import Admission, Slot, source_group
 from triopycos.testing import VirtualNetwork
 
 
@@ -152,3 +152,18 @@ async def test_a_flood_from_one_address_leaves_other_addresses_alone(
         assert a.statistics().handshakes_refused_busy == 36  # no one else was evicted
         for stream in [waiting, *flood]:
             await stream.aclose()
+
+
+def test_ipv6_sources_count_by_their_64_network() -> None:
+    # A host is usually given a whole /64: counted address by address, one flooder
+    # would have 2**64 "addresses", each with its own cap.
+    table = Admission(max_pending=64, max_per_address=2)
+    first, second = table.admit("2001:db8::1"), table.admit("2001:db8::ffff:2")
+    table.admit("2001:db8:0:0:abcd::3")  # the same /64: evicts one of its own
+    assert first.evicted and not second.evicted
+    assert table.per_address("2001:db8::9") == 2
+    other = table.admit("2001:db8:0:1::1")  # the next /64 is another source
+    assert not other.evicted and table.per_address("2001:db8:0:1::2") == 1
+    assert source_group("::ffff:10.0.0.1") == "10.0.0.1" == source_group("10.0.0.1")
+    assert source_group("fe80::1%eth0") == "fe80::/64"
+    assert source_group("host-a") == "host-a"

@@ -10,9 +10,12 @@ long before a flood has cycled through all the slots behind it.
 Rules:
 
 * At most ``max_pending`` slots, at most ``max_per_address`` of them for one source
-  address.  A newcomer whose address is at its cap evicts one of that address's own
-  slots: one address cannot crowd out the others.  Otherwise, when all slots are
-  taken, the newcomer evicts one of the address holding the most slots.
+  address.  An IPv6 source counts by its /64 network (``source_group``): one host
+  is usually given a whole /64, so counting single IPv6 addresses would give a
+  flooder as many "addresses" as it likes.  A newcomer whose address is at its cap
+  evicts one of that address's own slots: one address cannot crowd out the others.
+  Otherwise, when all slots are taken, the newcomer evicts one of the address
+  holding the most slots.
 * Among the slots of the address (or the addresses, when several hold the most), the
   oldest of the larger of two classes goes: those that have not said hello, and
   those that said hello and owe their proof (ties: the first class).  A flood sits
@@ -31,9 +34,25 @@ deadline until the hello arrives; ``services.peers`` sets and lifts it.
 
 from __future__ import annotations
 
+import ipaddress
+
 import trio
 
-__all__ = ["Admission", "Slot"]
+__all__ = ["Admission", "Slot", "source_group"]
+
+
+def source_group(address: str) -> str:
+    """What the per-address cap counts for a connection from ``address``: an IPv4
+    address itself (an IPv4-mapped IPv6 one as IPv4), an IPv6 address's /64."""
+    try:
+        ip = ipaddress.ip_address(address.partition("%")[0])
+    except ValueError:
+        return address  # not an address (the virtual network's names): itself
+    if ip.version == 6:
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
 
 
 class Slot:
@@ -65,6 +84,7 @@ class Admission:
 
     def admit(self, address: str) -> Slot:
         """A slot for a new connection from ``address``, making room if needed."""
+        address = source_group(address)
         own = self._by_address.get(address)
         if own is not None and len(own) >= self.max_per_address:
             self._evict(own)
@@ -89,7 +109,7 @@ class Admission:
         self.pending -= 1
 
     def per_address(self, address: str) -> int:
-        return len(self._by_address.get(address, ()))
+        return len(self._by_address.get(source_group(address), ()))
 
     def _evict(self, *groups: dict[Slot, None]) -> None:
         silent: list[Slot] = []
