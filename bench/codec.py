@@ -27,6 +27,7 @@ import json
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make `bench` and `triopycos` importable
@@ -78,8 +79,8 @@ def measure(repeat: int, number: int) -> dict[str, float]:
     results: dict[str, float] = {}
     for name, message in _messages().items():
         data = codec.encode(message)
-        results[f"{name}: encode"] = _best(lambda m=message: codec.encode(m), repeat, number)
-        results[f"{name}: decode"] = _best(lambda d=data: codec.decode(d), repeat, number)
+        results[f"{name}: encode"] = _best(partial(codec.encode, message), repeat, number)
+        results[f"{name}: decode"] = _best(partial(codec.decode, data), repeat, number)
     return results
 
 
