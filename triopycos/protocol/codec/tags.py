@@ -32,9 +32,10 @@ registered type         0x74700030      [registered name, payload]
 The 0x7470xxxx tags ("tp") are private to triopycos, picked from the first-come
 first-served part of the IANA registry; only triopycos nodes need to understand them.
 The numbers and payloads are the wire format: changing one is a protocol change
-(``tests/test_codec.py`` pins them).  Decoding accepts exactly the tags above: any
-other tag, including the ones cbor2 would otherwise turn into objects (regexes, MIME
-messages, shared references...), is a ``DecodeError``.
+(``tests/test_codec.py`` and ``tests/test_type_registry.py`` pin them).  Decoding
+accepts exactly the tags above: any other tag, including the ones cbor2 would
+otherwise turn into objects (regexes, MIME messages, shared references...), is a
+``DecodeError``.
 """
 
 from __future__ import annotations
