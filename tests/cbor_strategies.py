@@ -35,7 +35,7 @@ OUR_TAGS = [
 ]
 ALL_TAGS = (
     sorted(
-        codec.CBOR2_TAGS_KEPT | codec._CBOR2_TAGS_REFUSED | {6, 24, 21, 22, 23, 32, 33, 34, 0xFFFF}
+        codec.CBOR2_TAGS_KEPT | codec.CBOR2_TAGS_REFUSED | {6, 24, 21, 22, 23, 32, 33, 34, 0xFFFF}
     )
     + OUR_TAGS
 )

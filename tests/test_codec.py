@@ -49,6 +49,7 @@ from triopycos.protocol.codec import (
     TAG_REGISTERED,
     TAG_TUPLE,
 )
+from triopycos.protocol.codec.encoding import Encoder
 
 
 def roundtrip(value: object, codec: Codec | None = None) -> Any:
@@ -665,10 +666,10 @@ def test_bad_max_depth(bad: int) -> None:
 
 
 def test_plain_messages_skip_the_hooks(monkeypatch: pytest.MonkeyPatch) -> None:
-    def fail(self: Codec, obj: object) -> bytes:
+    def fail(self: Encoder, obj: object) -> bytes:
         raise AssertionError("hooked encoder used")
 
-    monkeypatch.setattr(Codec, "_encode_hooked", fail)
+    monkeypatch.setattr(Encoder, "_encode_hooked", fail)
     message = {"kind": "send", "n": [1, 2.5, None, True], "b": b"x" * 4096, "s": {1, 2}}
     assert decode(encode(message)) == message
     with pytest.raises(AssertionError):
@@ -772,7 +773,7 @@ def test_no_cbor2_builtin_tag_goes_unrefused() -> None:
             if isinstance(exc.__cause__, NotBuiltIn):
                 continue
         builtin.add(tag)
-    assert builtin <= CBOR2_TAGS_KEPT | codec_module._CBOR2_TAGS_REFUSED
+    assert builtin <= CBOR2_TAGS_KEPT | codec_module.CBOR2_TAGS_REFUSED
 
 
 # -- properties -------------------------------------------------------------------------

@@ -41,7 +41,7 @@ from ._rps import RPS
 from ._task import Task, check_timeout
 from ._threads import get_ident
 from ._version import __version__
-from .protocol.codec import Codec, Ref
+from .protocol.codec import Codec, Ref, TypeRegistry, default_types
 from .protocol.handshake import MAX_LOCATIONS, MAX_NAME
 from .protocol.messages import Kind as MessageKind
 from .services.discovery import Discovery, announce_interval_ok
@@ -138,7 +138,8 @@ class Pycos:
         self._root_scope: trio.CancelScope | None = None
         self._closed = False
         self._terminated = False
-        self._codec = Codec(resolve_ref=self._resolve_ref)
+        # Its own registry (Pycos.register_type), under the process's (register_type).
+        self._codec = Codec(resolve_ref=self._resolve_ref, types=TypeRegistry(default_types))
         # Tests: local messages go through the codec as a peer's would (_wire_copy).
         self._encode_local = encode_local
         # Timeouts of receive/deliver/finish... (services/timer.py); its task runs
@@ -165,6 +166,21 @@ class Pycos:
     def location(self) -> Location:
         """Where the node's network services are."""
         return self._location
+
+    def register_type(
+        self,
+        cls: type[R],
+        name: str | None = None,
+        *,
+        encode: Callable[[R], object] | None = None,
+        decode: Callable[[Any], R] | None = None,
+    ) -> type[R]:
+        """Let instances of ``cls`` travel to and from this node: as
+        ``triopycos.register_type`` (same arguments, returns ``cls``), but for this
+        node only; the other nodes of the process do not know it.  The node knows
+        the process's registrations too, also later ones; registering a name or a
+        class differently from them raises ``ValueError``."""
+        return self._codec.types.register(cls, name, encode=encode, decode=decode)
 
     def spawn(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Task:
         """Start ``fn(*args, **kwargs)`` as a task on this node and return it."""

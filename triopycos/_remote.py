@@ -24,7 +24,7 @@ from ._node_status import NodeStatus, status_from_wire, status_to_wire
 from ._rps import RPS
 from ._status import MonitorStatus, PeerStatus
 from ._task import Task
-from .protocol.codec import Ref, register_type
+from .protocol.codec import Ref
 from .protocol.messages import FAILURE_VALUES, REQUEST_KINDS, Kind
 from .protocol.printable import describe, escape
 from .services.peer import PeerConnection
@@ -834,7 +834,3 @@ class _Pushed:
         waiters, self.waiters = self.waiters, []
         for waiter in waiters:
             waiter.wake()
-
-
-# PeerLost travels inside MonitorStatus: let it arrive as itself on every node.
-register_type(PeerLost, "triopycos.PeerLost")

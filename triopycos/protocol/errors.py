@@ -7,7 +7,7 @@ carried it should be closed. None of them is ever raised for a local programming
 
 from __future__ import annotations
 
-from .._errors import PycosError
+from ..values.errors import PycosError
 
 __all__ = ["DecodeError", "FrameTooLarge", "ProtocolError"]
 
