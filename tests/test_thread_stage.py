@@ -9,7 +9,7 @@ import threading
 import pytest
 import trio
 
-from triopycos.services.thread_stage import ThreadStage, thread_stage
+from triopycos.services.files.thread_stage import ThreadStage, thread_stage
 
 LIMIT = 10
 
