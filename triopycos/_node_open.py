@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, cast
 
 import trio
 
@@ -35,6 +35,7 @@ from ._node import Pycos
 from ._node_config import NodeConfig
 from .services.limits import Limits
 from .transport import Transport
+from .transport.errors import TransportError
 
 __all__ = ["open_node", "open_pycos"]
 
@@ -159,7 +160,25 @@ async def _supervised(
     try:
         await service(*args, task_status=task_status)
     except Exception as exc:
-        raise ServiceError(name, exc) from exc
+        reason = _reason(exc)
+        raise ServiceError(name, reason) from reason
+
+
+def _reason(exc: Exception) -> BaseException:
+    """What a service's ``ServiceError`` says failed: the one failure inside nested
+    nurseries' groups rather than the groups, and a transport error (already a
+    sentence that says where and why) as the library's own error, caused by the
+    system's."""
+    if isinstance(exc, BaseExceptionGroup):
+        leaves = exception_leaves(exc)
+        if len(leaves) != 1:
+            return exc
+        exc = cast(Exception, leaves[0])
+    if isinstance(exc, TransportError):
+        mapped = PycosError(str(exc))
+        mapped.__cause__ = exc.__cause__ if exc.__cause__ is not None else exc
+        return mapped
+    return exc
 
 
 def _surface(group: BaseExceptionGroup[BaseException]) -> BaseException:
