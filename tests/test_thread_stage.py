@@ -1,4 +1,4 @@
-"""The file service's worker-thread stage (``services/thread_stage.py``).
+"""The file service's worker-thread stage (``services/files/thread_stage.py``).
 
 Real threads: the real clock, every test bounded by ``trio.fail_after``."""
 

@@ -1,4 +1,10 @@
-"""triopycos: pycos's distributed message passing (netpycos) on trio."""
+"""triopycos: pycos's distributed message passing (netpycos) on trio.
+
+Layers (docs/index.md has the whole map): the package's own modules are the API
+(``Pycos`` and its parts in ``_node*.py``, ``Task``, ``Channel``, ``RPS``, the
+remote operations); below it ``services/``, ``transport/`` and ``protocol/``; beside
+it ``compat/`` (pycos's names), ``testing/`` (the virtual network) and ``cli/``.
+"""
 
 from ._channel import Channel
 from ._errors import PeerLost, PycosError, RemoteError, ServiceError

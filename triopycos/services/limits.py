@@ -27,7 +27,7 @@ class Limits:
     peer_timeout: float = 15.0
     reconnect_attempts: int = 10
     reconnect_delay: float = 1.0
-    # File transfer (services/files.py): transfers received at once (more are
+    # File transfer (services/files/): transfers received at once (more are
     # refused), bytes per chunk frame, and seconds each step may take.
     max_file_transfers: int = 4
     file_chunk_size: int = 1024 * 1024

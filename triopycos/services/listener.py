@@ -3,7 +3,8 @@ to the peer supervisor at once.
 
 It accepts as trio's ``serve_listeners`` does:
 
-* one accept loop per listener, each closing its listener when it ends;
+* one accept loop per listener; the service owns the listeners and closes them all
+  when it ends;
 * an accept that fails for lack of something that comes back when connections close
   (descriptors, memory, socket buffers: ``EMFILE``, ``ENFILE``, ``ENOMEM``,
   ``ENOBUFS``, see ``transport.errors.OutOfCapacity``) is tried again after
