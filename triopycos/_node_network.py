@@ -189,11 +189,6 @@ class NodeNetwork:
         )
         self._nursery: trio.Nursery | None = None
 
-    @property
-    def locations(self) -> list[Location]:
-        """Where the node serves, the one its peers know it by first."""
-        return self.peers.locations
-
     def statistics(self) -> NetworkStatistics:
         return NetworkStatistics(
             self.peers.statistics(),
