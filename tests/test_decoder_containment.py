@@ -24,7 +24,7 @@ from triopycos.protocol.auth import derive_key
 from triopycos.protocol.discovery import MAX_DATAGRAM, Announcement, encode
 from triopycos.protocol.files import FileReceiving, Refused, SendRequest, encode_end
 from triopycos.protocol.messages import Kind
-from triopycos.services import files as files_service
+from triopycos.services.files import receiver as files_receiver
 from triopycos.testing import VirtualNetwork
 
 FORGED = "boom\nFORGED LOG LINE\x1b[31m"
@@ -163,7 +163,7 @@ async def test_content_dribbled_a_byte_at_a_time_is_batched_in_bounded_pieces(
 ) -> None:
     # Finding: a batch was cut only by bytes (1 MiB), so a sender dribbling one byte
     # per segment made a batch of a million views (~200 MB) before the writer saw it.
-    monkeypatch.setattr(files_service, "MAX_PIECES", 16)
+    monkeypatch.setattr(files_receiver, "MAX_PIECES", 16)
     size = 2000
     proto = FileReceiving(1 << 20)
     proto.receive_data(request("f", size=size))
@@ -172,7 +172,7 @@ async def test_content_dribbled_a_byte_at_a_time_is_batched_in_bounded_pieces(
     stream = _Dribble(struct.pack(">I", size) + b"x" * size + encode_end())
     batches: list[list[memoryview]] = []
     with trio.CancelScope() as idle:
-        reader = files_service.FileReceiver._read_content(
+        reader = files_receiver.FileReceiver._read_content(
             cast(trio.abc.Stream, stream), proto, idle, 10.0
         )
         async for item in reader:

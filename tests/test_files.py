@@ -46,15 +46,12 @@ from triopycos.protocol.files import (
     parse_reply,
 )
 from triopycos.protocol.framing import FrameDecoder, encode_frame
-from triopycos.services import files as files_service
-from triopycos.services.files import (
-    MODE_MASK,
-    FileChanged,
-    FileReceiver,
-    FileSender,
-    _pread_nowait,
-    _read_fully,
-)
+from triopycos.services.files import MODE_MASK, FileChanged, FileReceiver, FileSender
+from triopycos.services.files import disk as files_disk
+from triopycos.services.files import receiver as files_receiver
+from triopycos.services.files import sender as files_sender
+from triopycos.services.files.disk import pread_nowait as _pread_nowait
+from triopycos.services.files.disk import read_fully as _read_fully
 from triopycos.testing import VirtualNetwork
 
 LIMIT = 20  # seconds any one test may take
@@ -639,7 +636,7 @@ async def test_no_idle_bound_at_all_is_allowed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, idle: float, path: str
 ) -> None:
     if path == "general":
-        monkeypatch.setattr(files_service, "plain_socket_fd", lambda stream: None)
+        monkeypatch.setattr(files_receiver, "thread_socket", lambda stream: None)
     src = make_file(tmp_path / "src" / "f", b"hello")
     with trio.fail_after(LIMIT):
         async with two_nodes(tmp_path, limits=Limits(file_idle_timeout=idle)) as (a, b):
@@ -828,7 +825,7 @@ async def test_a_bug_in_the_receiver_ends_the_transfer_not_the_node(
     with trio.fail_after(LIMIT):
         async with two_nodes(tmp_path) as (a, b):
             with monkeypatch.context() as patch:
-                patch.setattr("triopycos.services.files._prepare", broken)
+                patch.setattr("triopycos.services.files.receiver.prepare", broken)
                 assert await b.send_file(a.location, src) == -1
             assert a.statistics().files_refused == 1
             assert "a bug" in caplog.text
@@ -858,7 +855,7 @@ def test_content_is_written_in_bounded_and_possibly_partial_writes(
         return real_write(fd, data[:100_000])  # the kernel may take less
 
     pieces = [os.urandom(n) for n in (300_000, 5, 131_072)]
-    partial = files_service._Partial(str(tmp_path), str(tmp_path), str(tmp_path), "t")
+    partial = files_disk.Partial(str(tmp_path), str(tmp_path), str(tmp_path), "t")
     partial.fd = os.open(partial.path, os.O_WRONLY | os.O_CREAT, 0o600)
     monkeypatch.setattr(os, "write", short_write)
     try:
@@ -867,7 +864,7 @@ def test_content_is_written_in_bounded_and_possibly_partial_writes(
         monkeypatch.undo()
         os.close(partial.fd)
     assert Path(partial.path).read_bytes() == b"".join(pieces)
-    assert max(sizes) == files_service._WRITE_SIZE
+    assert max(sizes) == files_disk.WRITE_SIZE
 
 
 def test_reading_without_waiting_takes_what_is_cached(tmp_path: Path) -> None:
@@ -893,8 +890,8 @@ class _Reads:
     def __init__(self, monkeypatch: pytest.MonkeyPatch, mode: str) -> None:
         self.nowait = 0
         self.thread = 0
-        real_fully = files_service._read_fully
-        real_nowait = files_service._pread_nowait
+        real_fully = files_disk.read_fully
+        real_nowait = files_disk.pread_nowait
 
         def nowait(fd: int, view: memoryview, offset: int) -> int:
             self.nowait += 1
@@ -909,9 +906,9 @@ class _Reads:
             self.thread += 1
             real_fully(f, view, offset, ahead)
 
-        monkeypatch.setattr(files_service, "_HAVE_NOWAIT", True)
-        monkeypatch.setattr(files_service, "_pread_nowait", nowait)
-        monkeypatch.setattr(files_service, "_read_fully", fully)
+        monkeypatch.setattr(files_sender, "HAVE_NOWAIT", True)
+        monkeypatch.setattr(files_sender, "pread_nowait", nowait)
+        monkeypatch.setattr(files_sender, "read_fully", fully)
 
 
 @pytest.mark.parametrize("mode", ["cold", "unsupported", "half"])
@@ -938,15 +935,15 @@ async def test_a_file_that_shrinks_while_it_is_sent(
 ) -> None:
     content = os.urandom(4 * 64 * 1024)
     src = make_file(tmp_path / "src" / "s.bin", content)
-    real_fully = files_service._read_fully
+    real_fully = files_disk.read_fully
 
     def shrinking(f: Any, view: memoryview, offset: int, ahead: int) -> None:
         if offset > 0:
             os.truncate(src, offset + 10)
         real_fully(f, view, offset, ahead)
 
-    monkeypatch.setattr(files_service, "_pread_nowait", lambda fd, view, offset: 0)
-    monkeypatch.setattr(files_service, "_read_fully", shrinking)
+    monkeypatch.setattr(files_sender, "pread_nowait", lambda fd, view, offset: 0)
+    monkeypatch.setattr(files_sender, "read_fully", shrinking)
     with trio.fail_after(LIMIT):
         async with (
             node("a", tmp_path / "dest") as a,
@@ -966,7 +963,7 @@ async def test_a_write_error_in_the_middle_is_refused_and_cleaned_up(
     # and the trio reader with a writer thread (any other stream).
     content = os.urandom(3 * 1024 * 1024)
     src = make_file(tmp_path / "src" / "w.bin", content)
-    real_write = files_service._Partial.write
+    real_write = files_disk.Partial.write
     writes = 0
 
     def failing(self: Any, batch: list[memoryview]) -> None:
@@ -976,7 +973,7 @@ async def test_a_write_error_in_the_middle_is_refused_and_cleaned_up(
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         real_write(self, batch)
 
-    monkeypatch.setattr(files_service._Partial, "write", failing)
+    monkeypatch.setattr(files_disk.Partial, "write", failing)
     with trio.fail_after(LIMIT):
         if path == "plain socket":
             async with two_nodes(tmp_path) as (a, b):

@@ -11,7 +11,8 @@ import trio
 import trio.testing
 
 from triopycos import Location, NodeStatistics, PycosError, Task, open_pycos
-from triopycos._node import LEAVE_GRACE, current_node
+from triopycos._context import current_node
+from triopycos._node_tasks import LEAVE_GRACE
 
 
 async def test_open_pycos_yields_a_named_node() -> None:

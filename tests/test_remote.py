@@ -27,7 +27,7 @@ from triopycos import (
     Task,
 )
 from triopycos.protocol.handshake import BUSY_REFUSAL
-from triopycos.services.peers import Limits
+from triopycos.services.limits import Limits
 
 LIMIT = 10  # seconds any one test may take
 

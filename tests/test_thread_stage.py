@@ -1,4 +1,4 @@
-"""The file service's worker-thread stage (``services/thread_stage.py``).
+"""The file service's worker-thread stage (``services/files/thread_stage.py``).
 
 Real threads: the real clock, every test bounded by ``trio.fail_after``."""
 
@@ -9,7 +9,7 @@ import threading
 import pytest
 import trio
 
-from triopycos.services.thread_stage import ThreadStage, thread_stage
+from triopycos.services.files.thread_stage import ThreadStage, thread_stage
 
 LIMIT = 10
 

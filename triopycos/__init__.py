@@ -1,16 +1,23 @@
-"""triopycos: pycos's distributed message passing (netpycos) on trio."""
+"""triopycos: pycos's distributed message passing (netpycos) on trio.
+
+Layers (docs/index.md has the whole map): the package's own modules are the API
+(``Pycos`` and its parts in ``_node*.py``, ``Task``, ``Channel``, ``RPS``, the
+remote operations); below it ``services/``, ``transport/`` and ``protocol/``; beside
+it ``compat/`` (pycos's names), ``testing/`` (the virtual network) and ``cli/``.
+"""
 
 from ._channel import Channel
 from ._errors import PeerLost, PycosError, RemoteError, ServiceError
 from ._location import Location
-from ._node import Pycos, open_pycos
+from ._node import Pycos
+from ._node_open import open_pycos
 from ._node_status import NodeStatistics, NodeStatus, PeerInfo
 from ._rps import RPS
 from ._status import MonitorStatus, PeerStatus
 from ._task import Task
 from ._version import __version__ as __version__
 from .protocol.codec import register_type
-from .services.peers import Limits
+from .services.limits import Limits
 
 __all__ = [
     "RPS",

@@ -1,6 +1,10 @@
 """What a node says about itself: ``NodeStatistics`` (``Pycos.statistics()``) and
 ``NodeStatus`` (``Pycos.status()``, for this node or a peer), and how a status travels.
 
+``NodeStatistics`` is composed (``compose_statistics``) from the snapshots each part
+of the node takes of its own counters: the task table, the name registry, and each
+network service (peers, files, discovery).
+
 A status crosses the wire as a plain map of codec values (see ``Kind.NODE_STATUS``),
 not as a registered type: the receiving side checks every field and turns a bad
 answer into ``None``, so a peer of another version or a faulty one cannot hand the
@@ -12,11 +16,23 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._location import Location
 
-__all__ = ["NodeStatistics", "NodeStatus", "PeerInfo", "status_from_wire", "status_to_wire"]
+if TYPE_CHECKING:
+    from ._node_names import NameStatistics
+    from ._node_network import NetworkStatistics
+    from ._node_tasks import TaskStatistics
+
+__all__ = [
+    "NodeStatistics",
+    "NodeStatus",
+    "PeerInfo",
+    "compose_statistics",
+    "status_from_wire",
+    "status_to_wire",
+]
 
 
 @dataclass(frozen=True)
@@ -38,6 +54,31 @@ class NodeStatistics:
     files_refused: int
     datagrams_received: int
     datagrams_dropped: int
+
+
+def compose_statistics(
+    tasks: TaskStatistics, names: NameStatistics, network: NetworkStatistics
+) -> NodeStatistics:
+    """The node's statistics, from its parts' own snapshots."""
+    peers, files, discovery = network.peers, network.files, network.discovery
+    return NodeStatistics(
+        tasks=tasks.tasks,
+        daemon_tasks=tasks.daemon_tasks,
+        tasks_started=tasks.tasks_started,
+        registered_tasks=names.tasks,
+        registered_channels=names.channels,
+        peers=peers.peers,
+        handshakes_failed=peers.handshakes_failed,
+        handshakes_refused_busy=peers.handshakes_refused_busy,
+        handshakes_pending=peers.handshakes_pending,
+        # Refused by a full mailbox here, or by a full outbox or the frame limit.
+        messages_refused=tasks.messages_refused + peers.messages_refused,
+        protocol_errors=peers.protocol_errors,
+        files_received=files.received,
+        files_refused=files.refused,
+        datagrams_received=discovery.datagrams_received,
+        datagrams_dropped=discovery.datagrams_dropped,
+    )
 
 
 @dataclass(frozen=True)

@@ -9,14 +9,18 @@ thread they are on and, from any other, run themselves in the node's thread thro
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from threading import get_ident
-from typing import TYPE_CHECKING, Concatenate, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
+
+import trio
+
+from ._errors import PycosError
 
 if TYPE_CHECKING:
     from ._entity import Entity
 
-__all__ = ["from_any_thread", "get_ident"]
+__all__ = ["NodeThread", "from_any_thread", "get_ident"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -37,3 +41,41 @@ def from_any_thread(
 
     functools.update_wrapper(wrapper, method)
     return wrapper
+
+
+class NodeThread:
+    """The trio thread a node runs in (made inside that run), and how code in
+    other threads has a function run there.  ``name()`` and ``closed()`` say which
+    node, and whether it still takes calls."""
+
+    def __init__(self, name: Callable[[], str], closed: Callable[[], bool]) -> None:
+        self.ident = get_ident()
+        self.token = trio.lowlevel.current_trio_token()
+        self._name = name
+        self._closed = closed
+
+    def run(self, fn: Callable[..., R], /, *args: Any) -> R:
+        """``fn(*args)`` here if this is the node's thread, else run there."""
+        if self.ident == get_ident():
+            return fn(*args)
+        return self.call(fn, *args)
+
+    def call(self, fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> R:
+        """``fn(*args, **kwargs)`` run in the node's trio thread (from another one)."""
+        if self._closed():
+            raise PycosError(f"node {self._name()!r} is not running")
+        try:
+            return trio.from_thread.run_sync(
+                functools.partial(fn, *args, **kwargs), trio_token=self.token
+            )
+        except trio.RunFinishedError:
+            raise PycosError(f"node {self._name()!r} is not running") from None
+
+    def wait(self, fn: Callable[..., Awaitable[R]], /, *args: Any) -> R:
+        """Block this (non-trio) thread until ``await fn(*args)`` is done in the node."""
+        if self.ident == get_ident():
+            raise PycosError("this blocks its thread: inside a task, await the coroutine")
+        try:
+            return trio.from_thread.run(fn, *args, trio_token=self.token)
+        except trio.RunFinishedError:
+            raise PycosError(f"node {self._name()!r} is not running") from None

@@ -22,10 +22,9 @@ import ssl
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+from .. import Limits, Pycos, open_pycos
 from .._errors import PycosError, ServiceError
 from .._location import Location
-from .._node import Pycos, open_pycos
-from ..services.peers import Limits
 from ._exit import CommandFailed, ExitCode
 from ._options import (
     DEFAULT_NODE,

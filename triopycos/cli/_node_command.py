@@ -16,7 +16,7 @@ from typing import Any, TextIO
 
 import trio
 
-from .._node import Pycos
+from .. import Pycos
 from .._status import PeerStatus
 from .._task import Task
 from ._client import last, open_cli_node, recorded_warnings

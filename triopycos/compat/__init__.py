@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import _node
+from .. import _context
 from .._channel import Channel
 from .._location import Location
 from .._rps import RPS
@@ -64,7 +64,7 @@ __all__ = [
 
 # A task, channel or RPS created outside any task means the scheduler (pycos starts
 # one on first use).
-_node.default_node_hook = _default_node
+_context.default_node_hook = _default_node
 
 # Generator tasks may swap their bodies (pycos's Task.hot_swap).
 _hotswap.install()

@@ -25,9 +25,11 @@ from typing import Any, ClassVar
 import trio
 
 from .. import _node
+from .._context import current_node_var
 from .._errors import PycosError
 from .._location import Location
-from .._node import open_pycos
+from .._node_config import NodeConfig
+from .._node_open import open_node
 from .._task import Task
 from . import _failures
 from ._logger import logger
@@ -42,14 +44,33 @@ log = logging.getLogger("triopycos.compat")
 # after it, a networked node with the spec's defaults (netpycos's).
 network_defaults: dict[str, Any] | None = None
 _LOCAL_ONLY: dict[str, Any] = {"node": "127.0.0.1", "tcp_port": 0, "discover_peers": False}
+#: pycos's ``Pycos(...)`` parameters, in its order: ``open_pycos``'s, with
+#: ``notifier`` (pycos's I/O poller: trio has its own) between ``keyfile`` and
+#: ``dest_path``.
+_PYCOS_PARAMETERS = (
+    "udp_port",
+    "tcp_port",
+    "node",
+    "ext_ip_addr",
+    "socket_family",
+    "ipv4_udp_multicast",
+    "name",
+    "discover_peers",
+    "secret",
+    "certfile",
+    "keyfile",
+    "notifier",
+    "dest_path",
+    "max_file_size",
+)
 
 
 class _Runner:
     """A node in a background thread, reached through its trio token."""
 
-    def __init__(self, options: dict[str, Any]) -> None:
+    def __init__(self, config: NodeConfig) -> None:
         self.node: _node.Pycos | None = None
-        self._options = options
+        self._config = config
         self._ready = threading.Event()
         self._stop: trio.Event | None = None
         self._error: BaseException | None = None
@@ -71,7 +92,7 @@ class _Runner:
             self._ready.set()
 
     async def _main(self) -> None:
-        async with open_pycos(**self._options) as node:
+        async with open_node(self._config) as node:
             self.node = node
             self._stop = trio.Event()
             _log_start(node)
@@ -120,31 +141,26 @@ class _Runner:
         self._thread.join()
 
 
-def _options(
-    udp_port: int = 9705,
-    tcp_port: int | None = None,
-    node: str | list[str] | None = None,
-    ext_ip_addr: str | list[str] | None = None,
-    socket_family: int | None = None,
-    ipv4_udp_multicast: bool = False,
-    name: str | None = None,
-    discover_peers: bool = True,
-    secret: str = "",
-    certfile: str | None = None,
-    keyfile: str | None = None,
-    notifier: object = None,
-    dest_path: str | None = None,
-    max_file_size: int | None = None,
-    **extra: Any,
-) -> dict[str, Any]:
-    """``open_pycos`` arguments for the spec's ``Pycos(...)`` (``notifier`` is
-    pycos's I/O poller: trio has its own)."""
+def _config(*args: Any, **kwargs: Any) -> NodeConfig:
+    """The node's configuration for the spec's ``Pycos(...)`` arguments, built as
+    ``open_pycos`` builds it (``NodeConfig.build``: the same checks, the same
+    errors).  A local-only scheduler (no ``pycos.netpycos``) takes only ``name``."""
+    if len(args) > len(_PYCOS_PARAMETERS):
+        raise TypeError(
+            f"Pycos() takes at most {len(_PYCOS_PARAMETERS)} positional arguments "
+            f"({len(args)} given)"
+        )
+    spec = dict(zip(_PYCOS_PARAMETERS, args, strict=False))
+    for key, value in kwargs.items():
+        if key in spec:
+            raise TypeError(f"Pycos() got multiple values for argument {key!r}")
+        if key in _PYCOS_PARAMETERS:
+            spec[key] = value
+    extra = {key: value for key, value in kwargs.items() if key not in _PYCOS_PARAMETERS}
+    spec.pop("notifier", None)
     if network_defaults is None:
-        return {**_LOCAL_ONLY, "name": name}
-    spec = dict(locals())
-    for unused in ("notifier", "extra"):
-        spec.pop(unused)
-    return {**spec, **network_defaults, **extra}
+        return NodeConfig.build(**_LOCAL_ONLY, name=spec.get("name"))
+    return NodeConfig.build(**{**spec, **network_defaults, **extra})
 
 
 def _log_start(node: _node.Pycos) -> None:
@@ -153,7 +169,7 @@ def _log_start(node: _node.Pycos) -> None:
         "version %s (Python %s) with trio I/O notifier", __version__, platform.python_version()
     )
     if network_defaults is not None:
-        for location in node._peers.locations if node._peers is not None else []:
+        for location in node._locations():
             logger.info('TCP server "%s" @ %s', node.name, location)
         if node.discover_peers:
             logger.info("UDP server @ %s:%s", "0.0.0.0", node.udp_port)
@@ -180,7 +196,7 @@ class Pycos:
             self = super().__new__(cls)
             self._atexit = []
             _failures.install()
-            self._runner = _Runner(_options(*args, **kwargs))
+            self._runner = _Runner(_config(*args, **kwargs))
             # pycos creates its dest_path at start (programs make folders in it).
             self._dest_root = self.node.dest_path
             os.makedirs(self._dest_root, exist_ok=True)
@@ -220,8 +236,7 @@ class Pycos:
 
     @property
     def locations(self) -> list[Location]:
-        peers = self.node._peers
-        return list(peers.locations) if peers is not None else [self.node.location]
+        return self.node._locations()
 
     @staticmethod
     def cur_task(scheduler: Pycos | None = None) -> Task | None:
@@ -230,7 +245,7 @@ class Pycos:
             me = trio.lowlevel.current_task()
         except RuntimeError:
             return None
-        current = _node._current_node.get()
+        current = current_node_var.get()
         if current is None:
             return None
         return next((t for t in current._tasks.values() if t._trio_task is me), None)

@@ -6,7 +6,6 @@ works too."""
 
 from __future__ import annotations
 
-from .. import _node
 from . import (
     RPS,
     AsyncDBCursor,
@@ -65,5 +64,7 @@ RTI = RPS  # pycos's older name for remote procedure services
 
 if _scheduler.network_defaults is None:
     if _scheduler.Pycos._instance is not None:
-        _node.log.warning("pycos.netpycos imported after a local scheduler started: it stays local")
+        _scheduler.log.warning(
+            "pycos.netpycos imported after a local scheduler started: it stays local"
+        )
     _scheduler.network_defaults = {}

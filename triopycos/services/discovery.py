@@ -51,11 +51,12 @@ from ..protocol.discovery import (
     decode,
     encode,
 )
-from ..transport import DatagramSocket, Transport
+from ..transport import Transport
+from ..transport.errors import DatagramFailed, MappedDatagramSocket, open_datagram_socket
 from ._failures import failure_text
 from .peers import PeerManager
 
-__all__ = ["Discovery", "DiscoveryStatistics"]
+__all__ = ["Discovery", "DiscoveryCounters", "DiscoveryStatistics"]
 
 log = logging.getLogger("triopycos.discovery")
 
@@ -73,11 +74,23 @@ _FIRST_REPEAT = 1.0
 
 
 @dataclass
-class DiscoveryStatistics:
+class DiscoveryCounters:
+    """The discovery service's counters, as it counts (``Discovery.stats``)."""
+
     datagrams_received: int = 0
     datagrams_dropped: int = 0
     datagrams_sent: int = 0
     # Why datagrams were dropped, by reason (for the log and for tests).
+    dropped: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class DiscoveryStatistics:
+    """A snapshot of the discovery service's counters (``Discovery.statistics()``)."""
+
+    datagrams_received: int = 0
+    datagrams_dropped: int = 0
+    datagrams_sent: int = 0
     dropped: dict[str, int] = field(default_factory=dict)
 
 
@@ -115,8 +128,8 @@ class Discovery:
         self.ipv4_multicast = ipv4_multicast
         self.listen = listen
         self.announce_interval = announce_interval
-        self.stats = DiscoveryStatistics()
-        self._senders: dict[str, DatagramSocket] = {}
+        self.stats = DiscoveryCounters()
+        self._senders: dict[str, MappedDatagramSocket] = {}
         self._senders_lock = trio.Lock()
         self._pending: set[bytes] = set()
         self._queued: dict[bytes, list[Location]] = {}
@@ -125,17 +138,26 @@ class Discovery:
         # Built now: an announcement too big for one datagram fails the start.
         self._announcement = self._message("announce")
 
+    def statistics(self) -> DiscoveryStatistics:
+        stats = self.stats
+        return DiscoveryStatistics(
+            stats.datagrams_received,
+            stats.datagrams_dropped,
+            stats.datagrams_sent,
+            dict(stats.dropped),
+        )
+
     # -- running ------------------------------------------------------------------
 
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        receivers: list[DatagramSocket] = []
+        receivers: list[MappedDatagramSocket] = []
         try:
             if self.listen:
                 await self._open_senders()
                 for family in dict.fromkeys(_family(a) for a in self.addresses):
                     try:
                         receivers.append(await self._open_receiver(family))
-                    except OSError as exc:
+                    except DatagramFailed as exc:
                         # The port is held by a program that does not share it: the
                         # node runs, found only by explicit peering.
                         log.warning(
@@ -162,21 +184,21 @@ class Discovery:
             if self._senders:
                 return
             for address in self.addresses:
-                sock = await self.transport.open_udp(address, 0)
+                sock = await open_datagram_socket(self.transport, address, 0)
                 self._senders[address] = sock
                 if self.listen:
                     sock.enable_broadcast()
 
-    async def _open_receiver(self, family: int) -> DatagramSocket:
+    async def _open_receiver(self, family: int) -> MappedDatagramSocket:
         wildcard = "::" if family == socket.AF_INET6 else "0.0.0.0"
-        sock = await self.transport.open_udp(wildcard, self.udp_port)
+        sock = await open_datagram_socket(self.transport, wildcard, self.udp_port)
         group = self._group(family)
         if group is not None:
             for address in self.addresses:
                 if _family(address) == family:
                     try:
                         sock.join_group(group, address)
-                    except OSError as exc:
+                    except DatagramFailed as exc:
                         log.warning("cannot join %s on %s: %s", group, address, exc)
         return sock
 
@@ -219,10 +241,10 @@ class Discovery:
             destination = self._group(family) or _BROADCAST
             await self._send(sock, datagram, (destination, self.udp_port))
 
-    async def _send(self, sock: DatagramSocket, datagram: bytes, to: tuple[str, int]) -> bool:
+    async def _send(self, sock: MappedDatagramSocket, datagram: bytes, to: tuple[str, int]) -> bool:
         try:
             await sock.sendto(datagram, to)
-        except OSError as exc:
+        except DatagramFailed as exc:
             # Once per destination: a network without broadcast stays quiet after.
             key = f"{to[0]}:{to[1]}"
             if key not in self._warned:
@@ -248,18 +270,18 @@ class Discovery:
         datagram = self._message("ping", to=host, relay=relay)
         try:
             return await self._send(sock, datagram, (host, udp_port))
-        except (socket.gaierror, UnicodeError):  # a host name that does not resolve
-            return False
+        except UnicodeError:  # a host name no resolver takes (one that does not
+            return False  # resolve is a DatagramFailed, as any refused send)
 
     # -- receiving ----------------------------------------------------------------
 
-    async def _receive_loop(self, sock: DatagramSocket) -> None:
+    async def _receive_loop(self, sock: MappedDatagramSocket) -> None:
         while True:
             try:
                 data, sender = await sock.recvfrom(MAX_DATAGRAM + 1)
             except trio.ClosedResourceError:
                 return  # the node is going away (or its "process" crashed)
-            except OSError as exc:
+            except DatagramFailed as exc:
                 # ICMP errors from earlier sends can surface here; the socket lives on.
                 log.debug("discovery receive: %s", exc)
                 await trio.lowlevel.checkpoint()

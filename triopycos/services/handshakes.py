@@ -1,6 +1,6 @@
 """Running one handshake over a stream, and what the peer supervisor needs around
-it: the peer's address for admission and log lines, the busy notice for a connection
-closed to make room, and a quota on warnings about strangers.
+it: the peer's address for log lines, the busy notice for a connection closed to
+make room, and a quota on warnings about strangers.
 
 Rules:
 
@@ -20,10 +20,11 @@ import math
 import trio
 
 from ..protocol.handshake import BUSY_REFUSAL, Authenticated, Handshake, HandshakeFailed
-from ..transport import nowait_sender
+from ..transport import nowait_sender, remote_address
+from ..transport.errors import STREAM_ERRORS
 from .admission import Slot
 
-__all__ = ["LogQuota", "address", "describe", "exchange", "tell_busy"]
+__all__ = ["LogQuota", "describe", "exchange", "tell_busy"]
 
 log = logging.getLogger("triopycos.peers")
 
@@ -38,7 +39,7 @@ async def exchange(stream: trio.abc.Stream, machine: Handshake, slot: Slot | Non
         try:
             event = machine.next_event()
         except HandshakeFailed:
-            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            with contextlib.suppress(*STREAM_ERRORS):
                 await stream.send_all(machine.data_to_send())
             raise
         if slot is not None and not slot.hello and machine.hello_received:
@@ -80,25 +81,8 @@ class LogQuota:
         return False
 
 
-def address(stream: trio.abc.Stream) -> tuple[str, int]:
-    """The peer's (host, port), or ("?", 0) if the stream cannot say."""
-    while isinstance(stream, trio.SSLStream):
-        stream = stream.transport_stream
-    remote = getattr(stream, "remote_address", None)  # the virtual network's streams
-    if remote is not None:
-        return str(remote[0]), int(remote[1])
-    sock = getattr(stream, "socket", None)
-    if sock is not None:
-        try:
-            host, port = sock.getpeername()[:2]
-            return str(host), int(port)
-        except OSError:
-            pass
-    return "?", 0
-
-
 def describe(stream: trio.abc.Stream) -> str:
-    host, port = address(stream)
+    host, port = remote_address(stream)
     return "peer" if host == "?" else f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
@@ -106,5 +90,5 @@ def tell_busy(stream: trio.abc.Stream) -> None:
     """Tell a connection closed to make room that it may try again (best effort)."""
     send = nowait_sender(stream)
     if send is not None:
-        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+        with contextlib.suppress(*STREAM_ERRORS):
             send(BUSY_REFUSAL)

@@ -1,5 +1,6 @@
-"""The peer supervisor: the listener, outgoing connections, the handshake, and the
-table of live peer connections (one per peer incarnation).
+"""The peer supervisor: admission of the connections the listener accepts
+(``services.listener``), outgoing connections, the handshake, the heartbeat sweep,
+and the table of live peer connections (one per peer incarnation).
 
 Rules:
 
@@ -36,13 +37,15 @@ from ..protocol.auth import derive_key
 from ..protocol.codec import Codec
 from ..protocol.handshake import Authenticated, Handshake, HandshakeFailed
 from ..protocol.printable import escape
-from ..transport import Transport, os_error_reason
+from ..transport import Transport, remote_address
+from ..transport.errors import STREAM_ERRORS, ConnectFailed, connect
 from .admission import Admission, Slot
-from .handshakes import LogQuota, address, describe, exchange, tell_busy
+from .handshakes import LogQuota, describe, exchange, tell_busy
+from .limits import Limits
 from .peer import PeerConnection, PeerStatistics
 from .timer import Timer
 
-__all__ = ["Limits", "PeerManager", "PeerStatistics"]
+__all__ = ["Limits", "PeerManager", "PeerServiceStatistics", "PeerStatistics"]
 
 log = logging.getLogger("triopycos.peers")
 
@@ -53,52 +56,19 @@ _BUSY_RETRIES = 3
 _BUSY_DELAY = 0.025
 
 
-@dataclass(frozen=True)
-class Limits:
-    """Bounds on what peers and outsiders can make a node hold or wait for."""
+@dataclass(frozen=True, slots=True)
+class PeerServiceStatistics:
+    """A snapshot of the peer supervisor's counters (``PeerManager.statistics()``)."""
 
-    handshake_timeout: float = 10.0
-    # An inbound connection's hello (after TLS's own handshake, with TLS) must arrive
-    # this soon: a connection that says nothing is closed early.  Room for a TLS
-    # handshake and a hello over a slow link (several round trips of 300 ms or more).
-    hello_timeout: float = 5.0
-    # Inbound connections in their handshake at once, and from one source address.
-    max_handshakes: int = 64
-    max_handshakes_per_address: int = 32
-    max_frame_size: int = 64 * 1024 * 1024
-    max_outbox_bytes: int = 64 * 1024 * 1024
-    connect_timeout: float = 10.0
-    goodbye_timeout: float = 2.0
-    peer_timeout: float = 15.0
-    reconnect_attempts: int = 10
-    reconnect_delay: float = 1.0
-    # File transfer (services/files.py): transfers received at once (more are
-    # refused), bytes per chunk frame, and seconds each step may take.
-    max_file_transfers: int = 4
-    file_chunk_size: int = 1024 * 1024
-    file_idle_timeout: float = 30.0
-    # Messages waiting in one task's mailbox (None: no bound).  A send beyond it is
-    # refused (-1; deliver gives 0; a peer's send is dropped) and counted in
-    # statistics().messages_refused.  High enough for any program that keeps up
-    # with its messages, bursts of hundreds of thousands included.
-    max_mailbox: int | None = 1_000_000
-    # Requests of one peer waiting here at once (a locate, finish, channel deliver or
-    # subscription that waits): more are answered at once with their failure value.
-    max_parked_requests: int = 4096
-
-    def __post_init__(self) -> None:
-        if self.max_mailbox is not None and (
-            type(self.max_mailbox) is not int or self.max_mailbox < 1
-        ):
-            raise ValueError(f"max_mailbox must be None or an int >= 1, not {self.max_mailbox!r}")
-        if type(self.max_parked_requests) is not int or self.max_parked_requests < 0:
-            raise ValueError(
-                f"max_parked_requests must be an int >= 0, not {self.max_parked_requests!r}"
-            )
-        if not self.hello_timeout > 0:
-            raise ValueError(f"hello_timeout must be > 0, not {self.hello_timeout}")
-        if self.max_handshakes < 1 or self.max_handshakes_per_address < 1:
-            raise ValueError("max_handshakes and max_handshakes_per_address must be >= 1")
+    peers: int = 0
+    handshakes_pending: int = 0
+    connections_accepted: int = 0
+    connections_opened: int = 0
+    handshakes_failed: int = 0
+    handshakes_refused_busy: int = 0
+    duplicate_connections: int = 0
+    messages_refused: int = 0
+    protocol_errors: int = 0
 
 
 class _Refused(enum.Enum):
@@ -154,6 +124,20 @@ class PeerManager:
 
     # -- queries ------------------------------------------------------------------
 
+    def statistics(self) -> PeerServiceStatistics:
+        stats = self.stats
+        return PeerServiceStatistics(
+            peers=len(self.by_id),
+            handshakes_pending=self.admission.pending,
+            connections_accepted=stats.connections_accepted,
+            connections_opened=stats.connections_opened,
+            handshakes_failed=stats.handshakes_failed,
+            handshakes_refused_busy=stats.handshakes_refused_busy,
+            duplicate_connections=stats.duplicate_connections,
+            messages_refused=stats.messages_refused,
+            protocol_errors=stats.protocol_errors,
+        )
+
     def find(self, location: Location) -> PeerConnection | None:
         """The live connection to the node listening at ``location``, if any."""
         for conn in self.by_id.values():
@@ -169,17 +153,11 @@ class PeerManager:
 
     # -- running ------------------------------------------------------------------
 
-    async def serve(
-        self,
-        listeners: list[trio.abc.Listener[trio.abc.Stream]],
-        *,
-        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
-    ) -> None:
-        """Accept connections on ``listeners`` and run every peer connection."""
+    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run every peer connection (and the handshakes of new ones) until
+        cancelled; ``accepted`` may be called once this has started."""
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
-            for listener in listeners:
-                nursery.start_soon(self._accept_loop, listener)
             task_status.started()
             await self._heartbeats()
 
@@ -194,22 +172,15 @@ class PeerManager:
                 for conn in list(self.by_id.values()):
                     conn.heartbeat(now)
 
-    async def _accept_loop(self, listener: trio.abc.Listener[trio.abc.Stream]) -> None:
-        async with listener:
-            while True:
-                try:
-                    stream = await listener.accept()
-                except OSError as exc:
-                    # Out of file descriptors and the like: refuse for a moment.
-                    log.warning("accept failed: %s", exc)
-                    await trio.sleep(0.1)
-                    continue
-                self.stats.connections_accepted += 1
-                evicted = self.admission.evicted
-                slot = self.admission.admit(address(stream)[0])
-                self.stats.handshakes_refused_busy += self.admission.evicted - evicted
-                assert self._nursery is not None
-                self._nursery.start_soon(self._inbound, stream, slot)
+    def accepted(self, stream: trio.abc.Stream) -> None:
+        """A connection the listener accepted: admitted now (which may evict an
+        older one still in its handshake), its handshake started."""
+        self.stats.connections_accepted += 1
+        evicted = self.admission.evicted
+        slot = self.admission.admit(remote_address(stream)[0])
+        self.stats.handshakes_refused_busy += self.admission.evicted - evicted
+        assert self._nursery is not None
+        self._nursery.start_soon(self._inbound, stream, slot)
 
     async def _inbound(self, stream: trio.abc.Stream, slot: Slot) -> None:
         who = describe(stream)
@@ -280,21 +251,16 @@ class PeerManager:
 
     async def _open(self, location: Location) -> trio.abc.Stream | None:
         try:
-            # Bounded here, whatever the transport does itself.
-            with trio.fail_after(self.limits.connect_timeout):
-                return await self.transport.open_stream(location.addr, location.port)
-        except trio.TooSlowError:
-            detail = reason = "timed out"
-        except OSError as exc:
-            detail, reason = str(exc), os_error_reason(exc)
-        except (UnicodeError, ValueError) as exc:  # bad host text
-            detail = reason = str(exc)
-        if location in self._reconnecting:
-            self._reconnecting[location] = f"cannot connect: {reason}"
-            log.debug("cannot connect to %s: %s", location, detail)
-        else:
-            log.warning("cannot connect to %s: %s", location, detail)
-        return None
+            return await connect(
+                self.transport, location.addr, location.port, self.limits.connect_timeout
+            )
+        except ConnectFailed as exc:
+            if location in self._reconnecting:
+                self._reconnecting[location] = f"cannot connect: {exc.reason}"
+                log.debug("cannot connect to %s: %s", location, exc.detail)
+            else:
+                log.warning("cannot connect to %s: %s", location, exc.detail)
+            return None
 
     def _replace_at(self, location: Location, node_id: bytes) -> None:
         """We reached ``node_id`` at ``location``: a node we thought was there is gone
@@ -380,7 +346,7 @@ class PeerManager:
                 warn("handshake with %s failed: %s", describe(stream), exc)
         except trio.TooSlowError:
             warn("handshake with %s timed out", describe(stream))
-        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+        except STREAM_ERRORS as exc:
             # Our own transport's words (TLS alerts included), never the peer's bytes.
             warn("handshake with %s broke: %s", describe(stream), escape(str(exc), 200))
         except Exception as exc:

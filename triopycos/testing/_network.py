@@ -32,8 +32,9 @@ from typing import TYPE_CHECKING, Any
 import trio
 from trio.lowlevel import ParkingLot
 
-from .._node import Pycos, open_pycos
-from ..services.peers import Limits
+from .._node import Pycos
+from .._node_open import open_pycos
+from ..services.limits import Limits
 from ._common import LOOPBACK, LinkConfig, NetEvent, family_of, parse_ip
 from ._hosts import Subnet, VirtualHost
 from ._scheduling import deterministic_scheduling

@@ -2,26 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from typing import Protocol
 
 import trio
 
-__all__ = ["DatagramSocket", "Transport", "os_error_reason"]
-
-
-def os_error_reason(exc: OSError) -> str:
-    """Why a socket call failed, for a sentence: "address already in use", from the
-    error number when there is one (the same words on every transport, without
-    "[Errno 98]"), else the error's own text."""
-    if exc.errno is not None:
-        try:
-            text = os.strerror(exc.errno)
-        except ValueError:
-            text = ""
-        if text and not text.startswith("Unknown error"):
-            return text[:1].lower() + text[1:]
-    return str(exc) or type(exc).__name__
+__all__ = ["DatagramSocket", "Transport"]
 
 
 class DatagramSocket(Protocol):
@@ -56,9 +41,11 @@ class DatagramSocket(Protocol):
 class Transport(Protocol):
     """Opens and accepts reliable byte streams between nodes, and UDP sockets.
 
-    Errors are mapped here, once: connecting raises ``OSError`` (refused, unreachable,
-    timed out), and a broken stream raises ``trio.BrokenResourceError`` /
-    ``trio.ClosedResourceError`` as trio's streams do.
+    What an implementation raises: ``OSError`` when connecting (refused,
+    unreachable, timed out), listening, accepting or with a datagram socket fails,
+    and trio's ``BrokenResourceError`` / ``ClosedResourceError`` when a stream
+    does, as trio's streams do.  The services never see those ``OSError``
+    values: ``transport.errors`` maps them, in one place.
     """
 
     async def open_stream(self, host: str, port: int) -> trio.abc.Stream:

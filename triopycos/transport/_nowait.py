@@ -23,14 +23,9 @@ None (then every frame goes through the writer):
 * not TLS (an ``SSLStream`` has records and renegotiation to take care of).
 
 The attempt returns the number of bytes written (0 when none fit) and raises
-``trio.BrokenResourceError`` or ``trio.ClosedResourceError`` as ``send_all`` would.
+``trio.BrokenResourceError`` or ``trio.ClosedResourceError`` as ``send_all`` would
+(mapped by ``errors.stream_error``).
 The caller must make sure no ``send_all`` is running on the stream at the time.
-
-Reading from a worker thread
-----------------------------
-``plain_socket_fd(stream)`` gives the descriptor of a plain socket stream, or None;
-the file receiver reads a file's content on it from a worker thread
-(``services/bulk_receive.py``).
 
 Receiving
 ---------
@@ -50,7 +45,9 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
-__all__ = ["NowaitSend", "Receive", "nowait_sender", "plain_socket_fd", "receiver"]
+from .errors import stream_error
+
+__all__ = ["NowaitSend", "Receive", "nowait_sender", "receiver"]
 
 NowaitSend = Callable[[bytes], int]
 Receive = Callable[[int], Awaitable[bytes | bytearray]]
@@ -79,21 +76,10 @@ def _socket_sender(sock: trio.socket.SocketType) -> NowaitSend:
         except BlockingIOError:
             return 0
         except OSError as exc:
-            # Mapped as trio's SocketStream maps them (EBADF: closed here).
-            if fileno() == -1:
-                raise trio.ClosedResourceError("the socket was closed") from None
-            raise trio.BrokenResourceError(f"socket write failed: {exc}") from exc
+            # No descriptor any more (EBADF): closed here.
+            raise stream_error(exc, "write", closed=fileno() == -1) from exc
 
     return send_nowait
-
-
-def plain_socket_fd(stream: trio.abc.Stream) -> int | None:
-    """The descriptor of ``stream`` when it is a plain socket on POSIX (not TLS, not
-    the virtual network), for code that reads it from a worker thread; else None."""
-    if _POSIX and type(stream) is trio.SocketStream:
-        fd = stream.socket.fileno()
-        return fd if fd >= 0 else None
-    return None
 
 
 def receiver(stream: trio.abc.Stream) -> Receive:
@@ -111,10 +97,7 @@ def _socket_receiver(sock: trio.socket.SocketType) -> Receive:
     cancel_shielded_checkpoint = trio.lowlevel.cancel_shielded_checkpoint
 
     def fail(exc: OSError) -> Exception:
-        # Mapped as trio's SocketStream maps them (no descriptor: closed here).
-        if fileno() == -1:
-            return trio.ClosedResourceError("the socket was closed")
-        return trio.BrokenResourceError(f"socket read failed: {exc}")
+        return stream_error(exc, "read", closed=fileno() == -1)
 
     # After a read that emptied the socket (it returned less than asked for), the
     # next one would almost always fail with EAGAIN: wait for readiness instead of

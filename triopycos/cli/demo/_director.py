@@ -19,13 +19,12 @@ from typing import Any, TextIO
 
 import trio
 
+from ... import Limits, Pycos, open_pycos
 from ..._channel import Channel
 from ..._location import Location
-from ..._node import Pycos, open_pycos
 from ..._rps import RPS
 from ..._status import MonitorStatus, PeerStatus
 from ..._task import Task
-from ...services.peers import Limits
 from .._progress import ProgressBar, size_text
 from ._worker import HOST
 from ._workers import Worker, Workers, open_workers

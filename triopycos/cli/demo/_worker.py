@@ -30,9 +30,9 @@ import sys
 
 import trio
 
+from ... import open_pycos
 from ..._channel import Channel
 from ..._location import Location
-from ..._node import open_pycos
 from ..._rps import RPS
 from ..._status import PeerStatus
 from ..._task import Task

@@ -1,6 +1,6 @@
 """Receiving a file's content on a plain TCP socket in one worker thread.
 
-The general receiver (``files._pipeline``) reads in the trio thread and writes in a
+The general receiver (``receiver._pipeline``) reads in the trio thread and writes in a
 worker thread.  On a 2-core machine that makes three busy threads for two processes
 (the sender's, the receiver's reader, its writer), and the kernel often puts the
 writer on the sender's CPU: measured, the same transfer then ran at a third of its
@@ -9,10 +9,10 @@ and writing, runs in one worker thread, as a single-threaded program would (pyco
 does this in its scheduler's thread); the node's trio thread stays free for its
 messages.
 
-The worker reads a duplicate of the socket's descriptor with the socket module's
-own timeouts (``poll`` on the non-blocking descriptor trio set up, never blocking
-mode, which would be shared with trio's descriptor) and feeds the same sans-IO
-state machine, so every check of a chunk happens as on the general path.  A chunk
+The worker reads the socket through ``transport.ThreadSocket`` (a duplicate of its
+descriptor, with its own timeouts; every socket call and error stays there) and
+feeds the same sans-IO state machine, so every check of a chunk happens as on the
+general path.  A chunk
 must arrive within ``step`` seconds, as there.  Cancelling the caller shuts the
 connection down, which ends the worker's wait at once; the caller returns only when
 the worker has stopped, so nothing touches the file afterwards.
@@ -20,9 +20,6 @@ the worker has stopped, so nothing touches the file afterwards.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -30,15 +27,13 @@ from collections.abc import Callable
 import outcome
 import trio
 
-from ..protocol.files import Data, End, FileReceiving, FileRefused
+from ...protocol.files import Data, End, FileReceiving, FileRefused
+from ...transport import ThreadSocket
 
 __all__ = ["MAX_PIECES", "STALLED", "receive_in_thread"]
 
 #: Bytes the worker waits for before it is woken (SO_RCVLOWAT; Linux, BSDs, macOS).
 _LOWAT = 1024 * 1024
-_HAVE_LOWAT = hasattr(socket, "SO_RCVLOWAT")
-#: Longest single wait on the socket, seconds (the deadline is checked after each).
-_MAX_WAIT = 3600.0
 
 #: Pieces of content (views of received bytes) handed to the writer at most at
 #: once: a sender dribbling tiny segments must not make a batch of millions.
@@ -49,19 +44,18 @@ STALLED = "timed out: the sender stalled"
 
 
 async def receive_in_thread(
-    fd: int,
+    sock: ThreadSocket,
     proto: FileReceiving,
     write: Callable[[list[memoryview]], None],
     *,
     step: float,
     batch: int,
 ) -> End:
-    """Receive the content from the socket ``fd`` (not closed here) until the end
-    frame, in reads of up to ``batch`` bytes, handing batches of about that many
-    bytes to ``write``, in a worker thread.  ``write``'s errors come out as they
-    are; a stalled sender is a ``FileRefused(STALLED)``; a closed connection is a
+    """Receive the content from ``sock`` (closed here) until the end frame, in
+    reads of up to ``batch`` bytes, handing batches of about that many bytes to
+    ``write``, in a worker thread.  ``write``'s errors come out as they are; a
+    stalled sender is a ``FileRefused(STALLED)``; a closed connection is a
     ``trio.BrokenResourceError``."""
-    sock = socket.socket(fileno=os.dup(fd))
     stop = threading.Event()
     token = trio.lowlevel.current_trio_token()
     finished = trio.Event()
@@ -71,10 +65,7 @@ async def receive_in_thread(
         try:
             return _receive(sock, proto, write, stop, step, batch)
         finally:
-            if _HAVE_LOWAT:
-                # The descriptor is shared with trio's: leave it as we found it.
-                with contextlib.suppress(OSError):
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, 1)
+            sock.release()
 
     def deliver(got: outcome.Outcome[End]) -> None:
         result.append(got)
@@ -86,9 +77,7 @@ async def receive_in_thread(
             await finished.wait()
         except BaseException:
             stop.set()
-            # Wakes the worker's wait on the socket at once.
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
+            sock.interrupt()  # ends the worker's wait on the socket at once
             with trio.CancelScope(shield=True):
                 await finished.wait()
             raise
@@ -98,7 +87,7 @@ async def receive_in_thread(
 
 
 def _receive(
-    sock: socket.socket,
+    sock: ThreadSocket,
     proto: FileReceiving,
     write: Callable[[list[memoryview]], None],
     stop: threading.Event,
@@ -108,40 +97,22 @@ def _receive(
     batch: list[memoryview] = []
     size = 0
     deadline = time.monotonic() + step
-    current_lowat = 1
-    lowat_works = _HAVE_LOWAT
     while True:
         event = proto.next_event()
         if event is None:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise FileRefused(STALLED)
-            # Capped: an infinite step (file_idle_timeout=inf) is no socket timeout.
-            sock.settimeout(min(left, _MAX_WAIT))
-            if lowat_works:
-                # Woken once per MiB or so, not per segment: with both processes on
-                # one CPU, per-segment wake-ups made the two sides preempt each
-                # other all the time (a third of the throughput).
-                lowat = min(max(proto.content_to_come(), 1), _LOWAT)
-                if lowat != current_lowat:
-                    try:
-                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, lowat)
-                    except OSError:  # a system that refuses it: per segment, then
-                        lowat_works = False
-                    current_lowat = lowat
-            try:
-                try:
-                    data = sock.recv(batch_size)
-                except TimeoutError:
-                    # Bytes below the wake-up mark may have ended a chunk in time
-                    # (then the next chunk has a deadline of its own): look once
-                    # more, without waiting.
-                    sock.settimeout(0)
-                    data = sock.recv(batch_size)
-            except (TimeoutError, BlockingIOError):
-                continue  # the deadline, at the top, says whether this is a stall
-            except OSError as exc:
-                raise trio.BrokenResourceError(f"socket read failed: {exc}") from exc
+            # Woken once per MiB or so, not per segment: with both processes on one
+            # CPU, per-segment wake-ups made the two sides preempt each other all
+            # the time (a third of the throughput).
+            sock.wake_after(min(max(proto.content_to_come(), 1), _LOWAT))
+            data = sock.recv(batch_size, left)
+            if data is None:
+                # Nothing in time; bytes below the wake-up mark may still have ended
+                # a chunk (then the next chunk has a deadline of its own): the
+                # deadline, at the top, says whether this is a stall.
+                continue
             if stop.is_set():
                 raise trio.BrokenResourceError("cancelled")
             if not data:
