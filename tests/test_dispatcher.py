@@ -18,7 +18,7 @@ import pytest
 import trio
 import trio.testing
 
-from triopycos import Channel, MonitorStatus, Pycos, Task
+from triopycos import RPS, Channel, MonitorStatus, Pycos, Task
 from triopycos.protocol.messages import Kind
 from triopycos.services.peer import PeerConnection
 from triopycos.testing import VirtualNetwork
@@ -261,3 +261,41 @@ async def test_a_reply_of_the_wrong_type_is_a_failure_not_an_exception(
             ]
 
         assert await b.spawn(client).finish() == [0, -1, -1]
+
+
+async def test_a_failed_rps_calls_reply_is_logged_escaped(
+    caplog: pytest.LogCaptureFixture, autojump_clock: trio.testing.MockClock
+) -> None:
+    """The caller logs why a remote call failed: the reply is the serving peer's
+    value, so its text is escaped and bounded (a hostile server's newlines and
+    terminal codes cannot forge log lines), and any other value is named by type."""
+
+    async def service() -> None:
+        pass
+
+    async with two_nodes() as (a, b, _conn):
+        with a_node(a):
+            assert RPS(service).register() == 0
+        replies: list[Any] = [
+            ValueError("nope\n2099-01-01 CRITICAL forged \x1b[2J" + "x" * 1000),
+            "text\nCRITICAL forged",
+        ]
+
+        def hostile(peer: PeerConnection, message: list[Any]) -> None:
+            peer.reply(message[1], replies.pop(0))  # a hostile, authenticated server
+
+        a._remote._handlers[Kind.RPS_CALL] = hostile
+
+        async def caller() -> list[Any]:
+            rps = await RPS.locate("service", a.location, timeout=5)
+            assert rps is not None
+            return [await rps(), await rps()]
+
+        caplog.set_level(logging.WARNING, logger="triopycos")
+        assert await b.spawn(caller).finish() == [None, None]
+    lines = [r.getMessage() for r in caplog.records if "call of" in r.getMessage()]
+    assert len(lines) == 2
+    for line in lines:
+        assert "\n" not in line and "\x1b" not in line and len(line) < 500, repr(line)
+    assert "ValueError: nope\\n2099-01-01 CRITICAL forged \\x1b[2J" in lines[0]
+    assert lines[1].endswith("failed: 'text\\nCRITICAL forged'")

@@ -19,6 +19,8 @@ from ._location import Location
 from ._task import Task, _body_kind
 from ._threads import from_any_thread
 from .protocol.codec import Ref
+from .protocol.printable import describe
+from .services._failures import failure_text
 
 if TYPE_CHECKING:
     pass
@@ -140,7 +142,10 @@ class RPS(Entity):
                 self._prune_at = max(64, len(created))
             return result
         if result is not None:
-            log.warning("call of %r failed: %s", self, result)
+            # The serving peer's value: its text only escaped and bounded (a reply
+            # could forge log lines), anything else by its type name.
+            reason = failure_text(result) if isinstance(result, BaseException) else describe(result)
+            log.warning("call of %r failed: %s", self, reason)
         return None
 
     def _start(
