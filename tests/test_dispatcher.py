@@ -133,7 +133,7 @@ async def test_a_bug_in_a_handler_is_logged_with_its_traceback_and_answered(
     """A handler that raises by a bug of this node (here: adding a monitor) answers
     the request with its failure value, says so loudly, and keeps the session."""
 
-    def broken(self: Task, monitor: Task) -> int:
+    def broken(self: Task, *args: object) -> int:
         raise RuntimeError("a bug in _add_monitor")
 
     async with two_nodes() as (a, b, conn):

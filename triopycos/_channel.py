@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 import trio
 
 from ._entity import Entity
+from ._holds import involves
 from ._location import Location
 from ._task import Task, check_timeout
 from ._threads import from_any_thread, get_ident
@@ -76,7 +77,9 @@ class Channel(Entity):
         # forwarded message records of the channels it passed.
         self._key = node._node_id + next(_serials).to_bytes(8, "big")
         self._transform = transform
-        self._subscribers: list[Subscriber] = []
+        # Subscriber -> the peer that asked for it (None: this node's code), in the
+        # order added; a dict, so a peer's requests cost a lookup each, not a scan.
+        self._subscribers: dict[Subscriber, bytes | None] = {}
         self._subscribed = trio.Event()
         self._registered: set[str] = set()
         self._closed = False
@@ -115,13 +118,25 @@ class Channel(Entity):
                 self, subscriber, timeout, Kind.CHANNEL_SUBSCRIBE
             )
         await trio.lowlevel.checkpoint()
+        return self._add_subscriber(subscriber, None)
+
+    def _add_subscriber(self, subscriber: Subscriber, asked_by: bytes | None) -> int:
+        """``subscribe`` on this (local) channel; ``asked_by``: the peer that asks
+        (None for this node's own code), which may hold only so many (see
+        ``_holds.py``)."""
         if self._closed:
             return -1
         if subscriber is self:
             log.warning("channel %r cannot subscribe to itself", self._name)
             return -1
-        if subscriber not in self._subscribers:
-            self._subscribers.append(subscriber)
+        subscribers = self._subscribers
+        if subscriber not in subscribers:
+            if asked_by is not None or not subscriber._local:
+                holds = self._node._remote.holds
+                if asked_by is not None and not holds.admit(asked_by):
+                    return -1
+                holds.add(self, subscriber, asked_by)
+            subscribers[subscriber] = asked_by
             self._subscribed.set()
             self._subscribed = trio.Event()
         return 0
@@ -135,10 +150,9 @@ class Channel(Entity):
                 self, subscriber, timeout, Kind.CHANNEL_UNSUB
             )
         await trio.lowlevel.checkpoint()
-        try:
-            self._subscribers.remove(subscriber)
-        except ValueError:
+        if subscriber not in self._subscribers:
             return -1
+        self._remove(subscriber)
         return 0
 
     # -- messages -----------------------------------------------------------------
@@ -177,9 +191,10 @@ class Channel(Entity):
             message = self._transformed(message)
             if message is _DROPPED:
                 return 0
-        subscribers = self._subscribers
-        if not subscribers:
+        if not self._subscribers:
             return 0
+        # A snapshot: a transform on the way may change the subscriptions meanwhile.
+        subscribers = list(self._subscribers)
         path = (*visited, self._key)
         # Remote subscribers first: a message that cannot be encoded fails at the
         # first of them, before anyone has it (no encoding just to check).
@@ -267,13 +282,25 @@ class Channel(Entity):
             self._node._codec.encode(message)
 
     def _drop_node(self, node_id: bytes) -> None:
-        """Forget every subscriber living on the node ``node_id`` (it was lost)."""
-        self._subscribers = [s for s in self._subscribers if s._local or s._node_id != node_id]
+        """Forget every subscriber living on, or asked for by, the node ``node_id``:
+        it was lost (``_holds.PeerHolds.lost``)."""
+        subscribers = self._subscribers
+        holds = self._node._remote.holds
+        for subscriber, asked_by in [
+            (s, a) for s, a in subscribers.items() if involves(s, a, node_id)
+        ]:
+            del subscribers[subscriber]
+            holds.remove(self, subscriber, asked_by)
 
     def _drop(self, subscriber: Subscriber) -> None:
         if subscriber in self._subscribers:
-            self._subscribers.remove(subscriber)
+            self._remove(subscriber)
             log.debug("subscriber %r of %r is gone; dropped", subscriber, self)
+
+    def _remove(self, subscriber: Subscriber) -> None:
+        asked_by = self._subscribers.pop(subscriber)
+        if asked_by is not None or not subscriber._local:
+            self._node._remote.holds.remove(self, subscriber, asked_by)
 
     # -- names --------------------------------------------------------------------
 
@@ -313,7 +340,8 @@ class Channel(Entity):
             return
         for name in list(self._registered):
             self._node._unregister("channel", name, self)
-        self._subscribers.clear()
+        for subscriber in list(self._subscribers):
+            self._remove(subscriber)
         self._closed = True
         self._subscribed.set()
 

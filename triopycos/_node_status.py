@@ -33,6 +33,7 @@ class NodeStatistics:
     handshakes_refused_busy: int
     handshakes_pending: int
     messages_refused: int
+    monitors_refused: int
     protocol_errors: int
     files_received: int
     files_refused: int

@@ -19,6 +19,7 @@ import trio
 
 from ._channel import MAX_HOPS, Channel
 from ._errors import PeerLost, PycosError
+from ._holds import PeerHolds
 from ._location import Location
 from ._node_status import NodeStatus, status_from_wire, status_to_wire
 from ._rps import RPS
@@ -53,6 +54,9 @@ class RemoteOps:
         # Names of the watched tasks, so the PeerLost status of one still names it.
         self._watched_names: dict[tuple[bytes, int], str] = {}
         self._status_tasks: list[Task] = []
+        # Monitors and subscriptions held here that involve other nodes: capped per
+        # peer, dropped with a lost node (see _holds.py).
+        self.holds = PeerHolds(node)
         self._handlers: dict[int, Callable[[PeerConnection, list[Any]], None]] = {
             Kind.TASK_DELIVER: self._on_task_deliver,
             Kind.TASK_TERMINATE: self._on_task_terminate,
@@ -416,10 +420,9 @@ class RemoteOps:
         for (node_id, _), pushed in self._results.items():
             if node_id == conn.node_id and not pushed.done:
                 pushed.finish(None)  # no result will come: finish() gives None
-        # Subscribers on the lost node leave every channel here, so no channel keeps
-        # trying to reach them.
-        for channel in list(self.node._channels):
-            channel._drop_node(conn.node_id)
+        # Monitors and subscribers on the lost node, or asked for by it, leave every
+        # task and channel here: their statuses and messages cannot reach it.
+        self.holds.lost(conn.node_id)
         watched = self._watches.pop(conn.node_id, {})
         for task_id, monitors in watched.items():
             name = self._watched_names.pop((conn.node_id, task_id), "?")
@@ -577,7 +580,7 @@ class RemoteOps:
         if not isinstance(monitor, Task):
             raise _Malformed(f"the monitor is {describe(monitor)}")
         task = self._local_task(task_id)
-        conn.reply(rid, -1 if task is None else task._add_monitor(monitor))
+        conn.reply(rid, -1 if task is None else task._add_monitor(monitor, conn.node_id))
 
     def _on_task_finish(self, conn: PeerConnection, message: list[Any]) -> None:
         _, rid, task_id, timeout = _request(message, 4)
@@ -686,7 +689,8 @@ class RemoteOps:
 
         async def act_and_reply() -> None:
             if kind == Kind.CHANNEL_SUBSCRIBE:
-                conn.reply(rid, await target.subscribe(subscriber, wait))
+                await trio.lowlevel.checkpoint()
+                conn.reply(rid, target._add_subscriber(subscriber, conn.node_id))
             else:
                 conn.reply(rid, await target.unsubscribe(subscriber, wait))
 
@@ -719,7 +723,7 @@ class RemoteOps:
             conn.reply(rid, TypeError(f"malformed call of RPS {describe(name)}"))
             return
         try:
-            task = rps._start(args, kwargs, monitors)
+            task = rps._start(args, kwargs, monitors, conn.node_id)
         except (TypeError, PycosError) as exc:
             # Arguments that do not fit the method, or a node that is stopping: the
             # caller's to know (anything else is a bug here, for the dispatcher).

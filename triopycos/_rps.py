@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from ._entity import Entity
+from ._errors import PycosError
 from ._location import Location
 from ._task import Task, _body_kind
 from ._threads import from_any_thread
@@ -149,13 +150,23 @@ class RPS(Entity):
         return None
 
     def _start(
-        self, args: tuple[Any, ...] | list[Any], kwargs: dict[str, Any], monitors: list[Task]
+        self,
+        args: tuple[Any, ...] | list[Any],
+        kwargs: dict[str, Any],
+        monitors: list[Task],
+        asked_by: bytes | None = None,
     ) -> Task:
         """Start a task on this (serving) node with the monitors of the call and of
-        this RPS attached before it runs."""
+        this RPS attached before it runs.  ``asked_by``: the peer that called, whose
+        monitors here are capped (``PycosError`` if the call's do not fit)."""
         assert self._method is not None
+        holds = self._node._remote.holds
+        if asked_by is not None and monitors and not holds.admit(asked_by, len(set(monitors))):
+            raise PycosError("too many monitors held for this peer (max_monitors_per_peer)")
         task = self._node.spawn(self._method, *args, **kwargs)
-        for monitor in (*monitors, *self._monitors):
+        for monitor in monitors:
+            task._add_monitor(monitor, asked_by)
+        for monitor in self._monitors:
             task._add_monitor(monitor)
         return task
 

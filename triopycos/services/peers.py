@@ -85,6 +85,11 @@ class Limits:
     # Requests of one peer waiting here at once (a locate, finish, channel deliver or
     # subscription that waits): more are answered at once with their failure value.
     max_parked_requests: int = 4096
+    # Monitors of this node's tasks and subscriptions to its channels that one peer
+    # may ask this node to hold at once (TASK_MONITOR, an RPS call's monitors,
+    # CHANNEL_SUBSCRIBE): more are refused (-1) and counted in
+    # statistics().monitors_refused.
+    max_monitors_per_peer: int = 65536
 
     def __post_init__(self) -> None:
         if self.max_mailbox is not None and (
@@ -94,6 +99,10 @@ class Limits:
         if type(self.max_parked_requests) is not int or self.max_parked_requests < 0:
             raise ValueError(
                 f"max_parked_requests must be an int >= 0, not {self.max_parked_requests!r}"
+            )
+        if type(self.max_monitors_per_peer) is not int or self.max_monitors_per_peer < 0:
+            raise ValueError(
+                f"max_monitors_per_peer must be an int >= 0, not {self.max_monitors_per_peer!r}"
             )
         if not self.hello_timeout > 0:
             raise ValueError(f"hello_timeout must be > 0, not {self.hello_timeout}")
