@@ -70,7 +70,8 @@ MALFORMED: list[tuple[str, int, list[Any], Any]] = [
     ("what to locate", Kind.LOCATE, ["node\n\x1b[31mFORGED", "n", None], None),
     ("channel name a big int", Kind.CHANNEL_DELIVER, [10**300, "m", None, 0], 0),
     ("n below 0", Kind.CHANNEL_DELIVER, ["c", "m", None, -1], 0),
-    ("path not bytes", Kind.CHANNEL_DELIVER, ["c", "m", None, 0, ["x"]], 0),
+    ("send id not bytes", Kind.CHANNEL_DELIVER, ["c", "m", None, 0, ["x", 1]], 0),
+    ("hops not an int", Kind.CHANNEL_DELIVER, ["c", "m", None, 0, [b"x", "1"]], 0),
     ("subscriber a str", Kind.CHANNEL_SUBSCRIBE, ["c", "sub", None], -1),
     ("extra field", Kind.ECHO, ["more"], False),
 ]
@@ -112,7 +113,7 @@ async def test_malformed_one_way_messages_are_dropped_and_the_session_goes_on(
             [Kind.TASK_SEND, "1", "m"],
             [Kind.TASK_SEND, 1],
             [Kind.CHANNEL_SEND, ["c"], "m"],
-            [Kind.CHANNEL_SEND, "c", "m", [b"x"] * 257],  # a path longer than MAX_HOPS
+            [Kind.CHANNEL_SEND, "c", "m", [b"x", 257]],  # more hops than MAX_HOPS
             [Kind.TASK_RESULT, None, 1],
             [Kind.REPLY, "1", None],
             [99, 1, 2],

@@ -17,12 +17,13 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from ._channel import MAX_HOPS, Channel
+from ._channel import Channel
 from ._errors import PeerLost, PycosError
 from ._holds import PeerHolds
 from ._location import Location
 from ._node_status import NodeStatus, status_from_wire, status_to_wire
 from ._rps import RPS
+from ._send_ids import MAX_HOPS, MAX_SEND_ID
 from ._status import MonitorStatus, PeerStatus
 from ._task import Task
 from .protocol.codec import Ref, register_type
@@ -234,12 +235,14 @@ class RemoteOps:
 
     # -- channels -----------------------------------------------------------------
 
-    def channel_send(self, channel: Channel, message: Any, visited: tuple[bytes, ...] = ()) -> int:
+    def channel_send(
+        self, channel: Channel, message: Any, sent: bytes | None = None, hops: int = 0
+    ) -> int:
         conn = self._connected(channel._node_id)
         if conn is None:
             return -1
-        if visited:  # forwarded by our channels: the path goes with it
-            return conn.send([Kind.CHANNEL_SEND, channel._name, message, list(visited)])
+        if sent is not None:  # forwarded by our channels: its send id goes with it
+            return conn.send([Kind.CHANNEL_SEND, channel._name, message, [sent, hops]])
         return conn.send([Kind.CHANNEL_SEND, channel._name, message])
 
     async def channel_deliver(
@@ -248,14 +251,15 @@ class RemoteOps:
         message: Any,
         timeout: float | None,
         n: int,
-        visited: tuple[bytes, ...] = (),
+        sent: bytes | None = None,
+        hops: int = 0,
     ) -> int:
         conn = await self._reach(channel._node_id, channel._location, timeout)
         if conn is None:
             return 0
         fields: list[Any] = [channel._name, message, timeout, n]
-        if visited:
-            fields.append(list(visited))
+        if sent is not None:
+            fields.append([sent, hops])
         result = await conn.request(Kind.CHANNEL_DELIVER, *fields, timeout=timeout)
         return result if type(result) is int else 0
 
@@ -642,21 +646,21 @@ class RemoteOps:
 
     def _on_channel_send(self, conn: PeerConnection, message: list[Any]) -> None:
         if len(message) not in (3, 4):
-            raise _Malformed("a channel message is a name, a message and its path")
+            raise _Malformed("a channel message is a name, a message and its send's mark")
         channel = self._channel(message[1])
-        visited = _visited(message[3]) if len(message) == 4 else ()
+        sent, hops = _forwarded(message[3]) if len(message) == 4 else _NOT_FORWARDED
         if channel is None:
             conn.log_once(
                 "no-channel", "message for unknown channel %s dropped", describe(message[1])
             )
         else:
-            channel._forward(message[2], visited)
+            channel._forward(message[2], sent, hops)
 
     def _on_channel_deliver(self, conn: PeerConnection, message: list[Any]) -> None:
         if len(message) not in (6, 7):
             raise _Malformed("a channel delivery has 5 or 6 fields")
         _, rid, name, payload, timeout, n = _request(message[:6], 6)
-        visited = _visited(message[6]) if len(message) == 7 else ()
+        sent, hops = _forwarded(message[6]) if len(message) == 7 else _NOT_FORWARDED
         wait = _wire_timeout(timeout)
         if type(n) is not int or n < 0:
             raise _Malformed(f"n is {describe(n)}")
@@ -666,7 +670,7 @@ class RemoteOps:
             return
 
         async def deliver_and_reply() -> None:
-            conn.reply(rid, await channel._deliver(payload, wait, n, visited))
+            conn.reply(rid, await channel._deliver(payload, wait, n, sent, hops))
 
         self._later(conn, Kind.CHANNEL_DELIVER, rid, deliver_and_reply)
 
@@ -796,15 +800,20 @@ def _task_id(value: object) -> int:
     return value
 
 
-def _visited(value: object) -> tuple[bytes, ...]:
-    """The channels a forwarded channel message has passed (see ``_channel.py``)."""
-    if type(value) is not list:
-        raise _Malformed(f"a channel path is {describe(value)}")
-    if len(value) > MAX_HOPS:
-        raise _Malformed(f"a channel path of {len(value)} channels (at most {MAX_HOPS})")
-    if not all(type(key) is bytes for key in value):
-        raise _Malformed("a channel path holds a key that is not bytes")
-    return tuple(value)
+def _forwarded(value: object) -> tuple[bytes, int]:
+    """The send id and hop count a forwarded channel message carries (see
+    ``_send_ids.py``)."""
+    if type(value) is not list or len(value) != 2:
+        raise _Malformed(f"a forwarded channel message's mark is {describe(value)}")
+    sent, hops = value
+    if type(sent) is not bytes or not 0 < len(sent) <= MAX_SEND_ID:
+        raise _Malformed(f"a channel send id is {describe(sent)}")
+    if type(hops) is not int or not 0 < hops <= MAX_HOPS:
+        raise _Malformed(f"a channel message's hops are {describe(hops)} (1 to {MAX_HOPS})")
+    return sent, hops
+
+
+_NOT_FORWARDED: tuple[None, int] = (None, 0)
 
 
 def _wire_timeout(value: object) -> float | None:
