@@ -5,6 +5,7 @@ clock."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
@@ -398,6 +399,95 @@ async def test_a_lost_peers_monitors_and_subscriptions_leave_long_lived_tasks(
         assert a._remote.holds.held(lost) == 0
         assert a._remote.holds.asked(lost) == 0
         assert a._remote.holds.held(c._node_id) == 2
+
+
+# -- on-demand dials ----------------------------------------------------------------------
+
+
+async def test_a_peers_messages_cannot_make_the_node_dial_many_places_at_once(
+    caplog: pytest.LogCaptureFixture, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Review finding: monitors of an ended task naming 2,000 made-up nodes made the
+    node dial 2,000 locations at once (over TCP: past the usual 1,024 descriptors,
+    and then its own accept fails).  Whatever a peer asks for (monitors' statuses,
+    channel messages to subscribers it subscribed), at most
+    ``Limits.max_dials_per_peer`` dials run for it at once; the rest are refused,
+    counted, and said within a log quota."""
+    n = 2000
+    async with (
+        VirtualNetwork(seed=1) as net,
+        net.open_pycos(name="victim") as victim,
+        net.open_pycos(name="peer") as peer,
+    ):
+        ended = victim.spawn(quick)
+        await ended.finish()
+        running = victim.spawn(keeper)
+        with current(victim):
+            assert Channel("feed").register() == 0
+        sink = net.add_host("sink")
+        net.partition(victim, sink)  # dials there hang until connect_timeout
+        assert await peer.peer(victim.location) == 0
+        conn = connection(peer, victim.location)
+        assert victim._peers is not None
+        most = 0
+        for i in range(1, n + 1):
+            fake = fake_task(peer, os.urandom(16), 1, Location(sink.ipv4, 1000 + i))
+            target = (ended, running)[i % 2]._task_id
+            conn.send([Kind.TASK_MONITOR, i, target, fake])
+            conn.send([Kind.CHANNEL_SUBSCRIBE, n + i, "feed", fake, None])
+            if i % 100 == 0:
+                await trio.testing.wait_all_tasks_blocked()
+                most = max(most, len(victim._peers._connecting))
+        running.terminate()  # statuses for 1,000 more made-up monitors
+        await trio.testing.wait_all_tasks_blocked()
+        most = max(most, len(victim._peers._connecting))
+        feed = victim._registry["channel"]["feed"]
+        assert isinstance(feed, Channel)
+        assert feed.send("fan-out") == 0
+        await trio.testing.wait_all_tasks_blocked()
+        most = max(most, len(victim._peers._connecting))
+        assert most == 4, f"{most} dials at once for one peer"  # max_dials_per_peer
+        assert victim._remote.dials.of_peer(peer._node_id) == 4
+        assert victim.statistics().dials_refused > n
+        await trio.sleep(Limits().connect_timeout + 1)  # the four dials give up
+        assert not victim._peers._connecting and victim._remote.dials.active == 0
+        assert await victim.spawn(quick).finish() == 1  # still serving
+    said = [r.getMessage() for r in caplog.records if "triopycos" in r.name]
+    assert len([m for m in said if "no connection to" in m or "dropped" in m]) <= 2 * 20
+    assert len([m for m in said if "cannot connect" in m]) <= 20
+
+
+async def test_on_demand_dials_of_the_nodes_own_code_are_capped(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """``Limits.max_dials``: sends to references of nodes the node is not peered
+    with start at most that many dials at once (more are refused: -1, counted; a
+    send to a node already being dialled joins its queue); a request waits for a
+    slot, within its timeout; the queue for one node holds at most
+    ``max_outbox_bytes``."""
+    limits = Limits(max_dials=2, max_outbox_bytes=64 * 1024)
+    async with (
+        VirtualNetwork(seed=1) as net,
+        net.open_pycos(name="a", limits=limits) as a,
+        net.open_pycos(name="b") as b,
+    ):
+        sink = net.add_host("sink")
+        net.partition(a, sink)
+        far = [fake_task(a, os.urandom(16), 1, Location(sink.ipv4, 2000 + i)) for i in range(3)]
+        assert [far[0].send("m"), far[1].send("m"), far[2].send("m")] == [0, 0, -1]
+        assert far[0].send("joins the queue") == 0
+        assert far[0].send(b"x" * 64 * 1024) == -1  # the queue is full
+        assert a.statistics().dials_refused == 1
+        # A request of the node's own code waits for a slot (here: for ever, as
+        # long as its timeout lets it).
+        start = trio.current_time()
+        assert await far[2].deliver("m", timeout=3) == 0
+        assert trio.current_time() - start == 3
+        assert a.statistics().dials_refused == 1
+        # Once the dials have given up, there is room: a reachable node is reached.
+        await trio.sleep(Limits().connect_timeout)
+        ref = Task._reference(a, b.spawn(keeper)._triopycos_ref_())
+        assert await ref.deliver("m", timeout=5) == 1
 
 
 # -- helpers ----------------------------------------------------------------------------

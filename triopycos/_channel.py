@@ -200,7 +200,9 @@ class Channel(Entity):
         # first of them, before anyone has it (no encoding just to check).
         for remote in (True, False):
             for subscriber in subscribers:
-                if subscriber._local is not remote and not _offer(subscriber, message, sent, hops):
+                if subscriber._local is not remote and not self._offer(
+                    subscriber, message, sent, hops
+                ):
                     if gone is None:
                         gone = []
                     gone.append(subscriber)
@@ -208,6 +210,19 @@ class Channel(Entity):
             for subscriber in gone:
                 self._drop(subscriber)
         return 0
+
+    def _offer(self, subscriber: Subscriber, message: Any, sent: bytes | None, hops: int) -> bool:
+        """Give ``message`` to one subscriber (``sent``, ``hops``: its send and the
+        channels it has passed, this one included); False if the subscriber is gone
+        for good."""
+        if isinstance(subscriber, Channel):
+            return subscriber._forward(message, sent, hops) == 0
+        if subscriber._local:
+            # A live task refused it only because its mailbox is full: it stays.
+            return subscriber._send(message) == 0 or subscriber._alive
+        # A subscriber a peer asked for: on that peer's behalf (see _dials.py).
+        asked_by = self._subscribers.get(subscriber)
+        return self._node._remote.task_send(subscriber, message, asked_by) == 0
 
     def _first(self, sent: bytes, hops: int) -> bool:
         """Whether this channel is to handle the forwarded send ``sent`` (it had not,
@@ -235,12 +250,21 @@ class Channel(Entity):
         return await self._deliver(message, timeout, n, None, 0)
 
     async def _deliver(
-        self, message: Any, timeout: float | None, n: int, sent: bytes | None, hops: int
+        self,
+        message: Any,
+        timeout: float | None,
+        n: int,
+        sent: bytes | None,
+        hops: int,
+        for_peer: bytes | None = None,
     ) -> int:
         """``deliver`` of a message of the send ``sent``, after ``hops`` channels, if
-        other channels forwarded it here (as ``_forward``)."""
+        other channels forwarded it here (as ``_forward``).  ``for_peer``: for a
+        remote channel, the peer on whose behalf (see ``_dials.py``)."""
         if not self._local:
-            return await self._node._remote.channel_deliver(self, message, timeout, n, sent, hops)
+            return await self._node._remote.channel_deliver(
+                self, message, timeout, n, sent, hops, for_peer
+            )
         if self._closed:
             await trio.lowlevel.checkpoint()
             return -1
@@ -280,15 +304,18 @@ class Channel(Entity):
             hops += 1
 
             async def one(subscriber: Subscriber) -> None:
+                # (A subscriber a peer asked for: on its behalf, see _dials.py.)
+                asked_by = self._subscribers.get(subscriber)
                 if isinstance(subscriber, Channel):
-                    got = await subscriber._deliver(message, remaining, 0, sent, hops)
+                    got = await subscriber._deliver(message, remaining, 0, sent, hops, asked_by)
                 else:
-                    got = await subscriber.deliver(message, timeout=remaining)
+                    got = await remote.task_deliver(subscriber, message, remaining, asked_by)
                 if got < 0:
                     self._drop(subscriber)
                 else:
                     counts.append(got)
 
+            remote = self._node._remote
             remaining = None if timeout is None else max(0.0, deadline - trio.current_time())
             with trio.move_on_at(deadline):
                 async with trio.open_nursery() as nursery:
@@ -372,18 +399,6 @@ class Channel(Entity):
             self._remove(subscriber)
         self._closed = True
         self._subscribed.set()
-
-
-def _offer(subscriber: Subscriber, message: Any, sent: bytes | None, hops: int) -> bool:
-    """Give ``message`` to one subscriber of a channel (``sent``, ``hops``: its send
-    and the channels it has passed, that one included); False if the subscriber is
-    gone for good."""
-    if isinstance(subscriber, Channel):
-        return subscriber._forward(message, sent, hops) == 0
-    if subscriber._send(message) == 0:
-        return True
-    # A live local task refused it only because its mailbox is full: it stays.
-    return subscriber._local and subscriber._alive
 
 
 def _check_subscriber(subscriber: object) -> None:

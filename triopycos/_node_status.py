@@ -34,6 +34,7 @@ class NodeStatistics:
     handshakes_pending: int
     messages_refused: int
     monitors_refused: int
+    dials_refused: int
     protocol_errors: int
     files_received: int
     files_refused: int

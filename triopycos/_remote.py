@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from ._channel import Channel
+from ._dials import DialLimiter, Unreached
 from ._errors import PeerLost, PycosError
 from ._holds import PeerHolds
 from ._location import Location
@@ -81,9 +82,10 @@ class RemoteOps:
         # each task ends: finish() needs no second round trip and cannot lose a
         # result however many tasks ended meanwhile (bounded: oldest fall off).
         self._results: OrderedDict[tuple[bytes, int], _Pushed] = OrderedDict()
-        # Messages for nodes we are connecting to on demand, in the order sent.
-        self._unreached: dict[bytes, list[list[Any]]] = {}
-        self._flushed: dict[bytes, trio.Event] = {}  # set once a node's queue went out
+        # Messages for nodes we are connecting to on demand, in the order sent, and
+        # the slots for such connections (see _dials.py).
+        self._unreached: dict[bytes, Unreached] = {}
+        self.dials = DialLimiter(node)
         # Monitors already told PeerLost for a task: if the node comes back and the
         # real status arrives too, it is dropped, so each monitor hears exactly once.
         self._told_lost: OrderedDict[tuple[bytes, int], list[Task]] = OrderedDict()
@@ -98,26 +100,50 @@ class RemoteOps:
         return None if peers is None else peers.by_id.get(node_id)
 
     async def _reach(
-        self, node_id: bytes, location: Location, timeout: float | None
+        self,
+        node_id: bytes,
+        location: Location,
+        timeout: float | None,
+        for_peer: bytes | None = None,
     ) -> PeerConnection | None:
         """The connection to incarnation ``node_id``, connecting to ``location`` if we
-        are not peered with it yet (references travel to third nodes)."""
+        are not peered with it yet (references travel to third nodes).  ``for_peer``:
+        the peer on whose behalf (see ``_dials.py``), None for this node's code."""
         conn = self._connected(node_id)
-        if conn is not None or self.node._peers is None:
+        peers = self.node._peers
+        if conn is not None or peers is None:
             # No extra checkpoint: the request that follows is one (every pass costs
             # a scheduler round on the message path).
             return conn
         with trio.move_on_after(math.inf if timeout is None else timeout):
-            flushed = self._flushed.get(node_id)
-            if flushed is not None:
+            unreached = self._unreached.get(node_id)
+            if unreached is not None:
                 # Sends queued for this node go first (FIFO per node pair).
-                await flushed.wait()
+                await unreached.flushed.wait()
                 conn = self._connected(node_id)
             else:
-                conn = await self.node._peers.connect(location)
+                conn = await self._dial(location, for_peer)
         if conn is not None and conn.node_id == node_id:
             return conn
         return None
+
+    async def _dial(self, location: Location, for_peer: bytes | None) -> PeerConnection | None:
+        """``PeerManager.connect`` within the on-demand dial slots (``_dials.py``):
+        this node's own code waits for a slot; a peer's request is refused (None)
+        when there is none."""
+        peers = self.node._peers
+        if peers is None:
+            await trio.lowlevel.checkpoint()
+            return None
+        if for_peer is None:
+            await self.dials.take()
+        elif not self.dials.try_take(for_peer, location):
+            await trio.lowlevel.checkpoint()
+            return None
+        try:
+            return await peers.connect(location)
+        finally:
+            self.dials.release(for_peer)
 
     def _stale(self, node_id: bytes, location: Location) -> bool:
         peers = self.node._peers
@@ -128,7 +154,10 @@ class RemoteOps:
 
     # -- tasks --------------------------------------------------------------------
 
-    def task_send(self, task: Task, message: Any) -> int:
+    def task_send(self, task: Task, message: Any, for_peer: bytes | None = None) -> int:
+        """``send`` to a task of another node.  ``for_peer``: the peer on whose
+        behalf (a monitor's status, a channel's message to a subscriber it asked
+        for), which limits the connections this may open (see ``_dials.py``)."""
         conn = self._connected(task._node_id)
         if conn is not None:
             return conn.send([_TASK_SEND, task._task_id, message])
@@ -137,16 +166,27 @@ class RemoteOps:
         # Not peered with its node yet: check now that it can be encoded (so the caller
         # gets the TypeError), then queue it; one background connect per node sends
         # the queue in order once connected.
-        self.node._codec.encode(message)
-        queue = self._unreached.get(task._node_id)
-        if queue is None:
-            queue = self._unreached[task._node_id] = []
-            self._flushed[task._node_id] = trio.Event()
-            self.node._spawn_service(self._send_when_reached, task._node_id, task._location)
-        queue.append([_TASK_SEND, task._task_id, message])
+        size = len(self.node._codec.encode(message))
+        unreached = self._unreached.get(task._node_id)
+        if unreached is None:
+            if self.node._closed or not self.dials.try_take(for_peer, task._location):
+                return -1
+            unreached = self._unreached[task._node_id] = Unreached()
+            self.node._spawn_service(
+                self._send_when_reached, task._node_id, task._location, for_peer
+            )
+        peers = self.node._peers
+        assert peers is not None  # (else _stale)
+        if unreached.size + size > peers.limits.max_outbox_bytes and unreached.messages:
+            peers.stats.messages_refused += 1
+            return -1
+        unreached.messages.append([_TASK_SEND, task._task_id, message])
+        unreached.size += size
         return 0
 
-    async def _send_when_reached(self, node_id: bytes, location: Location) -> None:
+    async def _send_when_reached(
+        self, node_id: bytes, location: Location, for_peer: bytes | None
+    ) -> None:
         conn: PeerConnection | None = None
         try:
             assert self.node._peers is not None
@@ -154,16 +194,24 @@ class RemoteOps:
             if conn is not None and conn.node_id != node_id:
                 conn = None
         finally:
-            queue = self._unreached.pop(node_id, [])
+            self.dials.release(for_peer)
+            unreached = self._unreached.pop(node_id)
             if conn is None:
-                log.warning("%d message(s) to %s dropped: cannot reach it", len(queue), location)
+                if self.dials.quota.allow(trio.current_time()):
+                    log.warning(
+                        "%d message(s) to %s dropped: cannot reach it",
+                        len(unreached.messages),
+                        location,
+                    )
             else:
-                for message in queue:
+                for message in unreached.messages:
                     conn.send(message)
-            self._flushed.pop(node_id).set()
+            unreached.flushed.set()
 
-    async def task_deliver(self, task: Task, message: Any, timeout: float | None) -> int:
-        conn = await self._reach(task._node_id, task._location, timeout)
+    async def task_deliver(
+        self, task: Task, message: Any, timeout: float | None, for_peer: bytes | None = None
+    ) -> int:
+        conn = await self._reach(task._node_id, task._location, timeout, for_peer)
         if conn is None:
             return 0
         result = await conn.request(Kind.TASK_DELIVER, task._task_id, message, timeout=timeout)
@@ -253,8 +301,9 @@ class RemoteOps:
         n: int,
         sent: bytes | None = None,
         hops: int = 0,
+        for_peer: bytes | None = None,
     ) -> int:
-        conn = await self._reach(channel._node_id, channel._location, timeout)
+        conn = await self._reach(channel._node_id, channel._location, timeout, for_peer)
         if conn is None:
             return 0
         fields: list[Any] = [channel._name, message, timeout, n]
@@ -313,7 +362,7 @@ class RemoteOps:
         conn = peers.find(location)
         if conn is None:
             with trio.move_on_after(math.inf if timeout is None else timeout):
-                conn = await peers.connect(location)
+                conn = await self._dial(location, None)
         return conn
 
     async def node_status(self, location: Location, timeout: float | None) -> NodeStatus | None:

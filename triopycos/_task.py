@@ -274,7 +274,7 @@ class Task(Entity):
 
     def _tell(self, monitor: Task, asked_by: bytes | None = None) -> int:
         """Send this ended task's exit status to ``monitor``: 0 / -1.  ``asked_by``:
-        the peer that asked for this monitor, if one did."""
+        the peer that asked for this monitor, if one did (see ``_dials.py``)."""
         assert self._exit is not None
         kind, value = self._exit
         try:
@@ -285,7 +285,10 @@ class Task(Entity):
             return self._status_to(monitor, status, asked_by)
 
     def _status_to(self, monitor: Task, status: MonitorStatus, asked_by: bytes | None) -> int:
-        return monitor.send(status)
+        if asked_by is None or monitor._local:
+            return monitor.send(status)
+        # On the peer's behalf: the connections it may make this node open are few.
+        return self._node._remote.task_send(monitor, status, asked_by)
 
     # -- messages -----------------------------------------------------------------
 

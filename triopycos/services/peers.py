@@ -90,6 +90,13 @@ class Limits:
     # CHANNEL_SUBSCRIBE): more are refused (-1) and counted in
     # statistics().monitors_refused.
     max_monitors_per_peer: int = 65536
+    # Connections opened at once to reach nodes this node is not peered with (a
+    # reference to one of their tasks or channels was used), and of those, on behalf
+    # of one peer (a monitor's status or a channel message for a monitor or
+    # subscriber it asked for).  More are refused and counted in
+    # statistics().dials_refused (requests of this node's own code wait instead).
+    max_dials: int = 32
+    max_dials_per_peer: int = 4
 
     def __post_init__(self) -> None:
         if self.max_mailbox is not None and (
@@ -104,6 +111,10 @@ class Limits:
             raise ValueError(
                 f"max_monitors_per_peer must be an int >= 0, not {self.max_monitors_per_peer!r}"
             )
+        for name in ("max_dials", "max_dials_per_peer"):
+            value = getattr(self, name)
+            if type(value) is not int or value < 1:
+                raise ValueError(f"{name} must be an int >= 1, not {value!r}")
         if not self.hello_timeout > 0:
             raise ValueError(f"hello_timeout must be > 0, not {self.hello_timeout}")
         if self.max_handshakes < 1 or self.max_handshakes_per_address < 1:
@@ -154,6 +165,9 @@ class PeerManager:
         self._reconnecting: dict[Location, str] = {}
         self.admission = Admission(limits.max_handshakes, limits.max_handshakes_per_address)
         self._inbound_log = LogQuota()
+        # Dials can be many too (references name nodes anywhere): their failures are
+        # logged within a quota of their own.
+        self._outbound_log = LogQuota(what="failed outbound connections")
         self._nursery: trio.Nursery | None = None
         self.changed = trio.Event()  # set (and replaced) whenever a peer comes online
         self._leaving = False
@@ -302,7 +316,7 @@ class PeerManager:
             self._reconnecting[location] = f"cannot connect: {reason}"
             log.debug("cannot connect to %s: %s", location, detail)
         else:
-            log.warning("cannot connect to %s: %s", location, detail)
+            self._warn_outbound("cannot connect to %s: %s", location, detail)
         return None
 
     def _replace_at(self, location: Location, node_id: bytes) -> None:
@@ -376,7 +390,7 @@ class PeerManager:
             locations=[(loc.addr, loc.port) for loc in self.locations],
             expect=expect,
         )
-        warn = log.warning if initiator else self._warn_inbound
+        warn = self._warn_outbound if initiator else self._warn_inbound
         outcome = _Refused.FAILED
         try:
             with trio.fail_after(self.limits.handshake_timeout):
@@ -408,6 +422,11 @@ class PeerManager:
         self.stats.handshakes_failed += 1
         await trio.aclose_forcefully(stream)
         return outcome
+
+    def _warn_outbound(self, text: str, *args: object) -> None:
+        """A warning about a connection this node opens, within its quota."""
+        if self._outbound_log.allow(trio.current_time()):
+            log.warning(text, *args)
 
     def _warn_inbound(self, text: str, *args: object) -> None:
         """A warning about an inbound connection, within the log quota (a flood of
