@@ -379,6 +379,7 @@ class Pycos:
             messages_refused=self._refused + (peers.stats.messages_refused if peers else 0),
             monitors_refused=self._remote.holds.refused,
             dials_refused=self._remote.dials.refused,
+            results_dropped=self._remote._results.dropped,
             protocol_errors=peers.stats.protocol_errors if peers else 0,
             files_received=files.stats.received if isinstance(files, FileReceiver) else 0,
             files_refused=files.stats.refused if isinstance(files, FileReceiver) else 0,

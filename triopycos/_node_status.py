@@ -35,6 +35,7 @@ class NodeStatistics:
     messages_refused: int
     monitors_refused: int
     dials_refused: int
+    results_dropped: int
     protocol_errors: int
     files_received: int
     files_refused: int

@@ -23,6 +23,7 @@ from ._errors import PeerLost, PycosError
 from ._holds import PeerHolds
 from ._location import Location
 from ._node_status import NodeStatus, status_from_wire, status_to_wire
+from ._pushed import PushedResults
 from ._rps import RPS
 from ._send_ids import MAX_HOPS, MAX_SEND_ID
 from ._status import MonitorStatus, PeerStatus
@@ -79,9 +80,8 @@ class RemoteOps:
             Kind.ECHO: self._on_echo,
         }
         # Results of tasks started by our RPS calls, pushed by the serving node when
-        # each task ends: finish() needs no second round trip and cannot lose a
-        # result however many tasks ended meanwhile (bounded: oldest fall off).
-        self._results: OrderedDict[tuple[bytes, int], _Pushed] = OrderedDict()
+        # each task ends: finish() needs no second round trip (see _pushed.py).
+        self._results = PushedResults(node)
         # Messages for nodes we are connecting to on demand, in the order sent, and
         # the slots for such connections (see _dials.py).
         self._unreached: dict[bytes, Unreached] = {}
@@ -224,8 +224,7 @@ class RemoteOps:
         return conn.send([Kind.TASK_TERMINATE, task._task_id])
 
     async def task_finish(self, task: Task, timeout: float | None) -> Any:
-        key = (task._node_id, task._task_id)
-        pushed = self._results.get(key)
+        pushed = self._results.get(task._node_id, task._task_id)
         if pushed is not None:
             # A task started by our RPS call: its result is (or will be) pushed here,
             # no request needed.
@@ -239,6 +238,8 @@ class RemoteOps:
                         pushed.waiters.remove(waiter)
             else:
                 await trio.lowlevel.checkpoint()
+            if pushed.done:
+                self._results.read(task._node_id, task._task_id)
             return pushed.value
         conn = await self._reach(task._node_id, task._location, timeout)
         if conn is None:
@@ -247,8 +248,7 @@ class RemoteOps:
 
     def task_ended(self, task: Task) -> bool:
         """Whether a task started by one of our RPS calls is known to have ended."""
-        pushed = self._results.get((task._node_id, task._task_id))
-        return pushed is not None and pushed.done
+        return self._results.ended(task._node_id, task._task_id)
 
     async def task_monitor(self, monitor: Task, observe: Task) -> int:
         conn = await self._reach(observe._node_id, observe._location, None)
@@ -340,9 +340,7 @@ class RemoteOps:
                 for monitor in watchers:
                     self._watch(node_id, result._task_id, monitor)
                 # Its result will be pushed here (finish() needs no request).
-                self._results.setdefault((node_id, result._task_id), _Pushed())
-                while len(self._results) > _RESULTS_KEPT:
-                    self._results.popitem(last=False)
+                self._results.expect(node_id, result._task_id)
 
         return await conn.request(
             Kind.RPS_CALL, rps._name, list(args), kwargs, monitors, on_reply=on_reply
@@ -465,14 +463,13 @@ class RemoteOps:
     def on_online(self, conn: PeerConnection) -> None:
         log.info("peer %r online", conn)
         self._lost.discard(conn.node_id)
+        self._results.online(conn.node_id)
         self._tell_status(conn, PeerStatus.Online)
 
     def on_offline(self, conn: PeerConnection) -> None:
         log.info("peer %r offline", conn)
         self._lost.add(conn.node_id)
-        for (node_id, _), pushed in self._results.items():
-            if node_id == conn.node_id and not pushed.done:
-                pushed.finish(None)  # no result will come: finish() gives None
+        self._results.lost(conn.node_id)  # waiting finish() calls give None at once
         # Monitors and subscribers on the lost node, or asked for by it, leave every
         # task and channel here: their statuses and messages cannot reach it.
         self.holds.lost(conn.node_id)
@@ -796,13 +793,7 @@ class RemoteOps:
 
     def _on_task_result(self, conn: PeerConnection, message: list[Any]) -> None:
         _, task_id, value = _fields(message, 3)
-        key = (conn.node_id, _task_id(task_id))
-        pushed = self._results.get(key)
-        if pushed is None:
-            pushed = self._results[key] = _Pushed()
-            while len(self._results) > _RESULTS_KEPT:
-                self._results.popitem(last=False)
-        pushed.finish(value)
+        self._results.arrived(conn, _task_id(task_id), value)  # only ours are kept
 
 
 class _Malformed(Exception):
@@ -875,27 +866,8 @@ def _wire_timeout(value: object) -> float | None:
     return float(value)
 
 
-_RESULTS_KEPT = 65536
 _LOCATE_ROUND = 30.0  # seconds a peer waits for a name per request of a long locate
 _TOLD_LOST_KEPT = 4096
-
-
-class _Pushed:
-    """A pushed task result, or the promise of one, and the tasks waiting for it."""
-
-    __slots__ = ("done", "value", "waiters")
-
-    def __init__(self) -> None:
-        self.done = False
-        self.value: Any = None
-        self.waiters: list[Waiter] = []
-
-    def finish(self, value: Any) -> None:
-        self.value = value
-        self.done = True
-        waiters, self.waiters = self.waiters, []
-        for waiter in waiters:
-            waiter.wake()
 
 
 # PeerLost travels inside MonitorStatus: let it arrive as itself on every node.

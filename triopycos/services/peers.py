@@ -97,6 +97,10 @@ class Limits:
     # statistics().dials_refused (requests of this node's own code wait instead).
     max_dials: int = 32
     max_dials_per_peer: int = 4
+    # Results of tasks started by this node's RPS calls, pushed by each serving node
+    # and kept for finish(): entries and bytes (encoded) per serving node.
+    max_results_per_peer: int = 65536
+    max_result_bytes_per_peer: int = 64 * 1024 * 1024
 
     def __post_init__(self) -> None:
         if self.max_mailbox is not None and (
@@ -111,7 +115,12 @@ class Limits:
             raise ValueError(
                 f"max_monitors_per_peer must be an int >= 0, not {self.max_monitors_per_peer!r}"
             )
-        for name in ("max_dials", "max_dials_per_peer"):
+        for name in (
+            "max_dials",
+            "max_dials_per_peer",
+            "max_results_per_peer",
+            "max_result_bytes_per_peer",
+        ):
             value = getattr(self, name)
             if type(value) is not int or value < 1:
                 raise ValueError(f"{name} must be an int >= 1, not {value!r}")
