@@ -481,3 +481,32 @@ def test_lost_serving_nodes_share_one_budget_and_late_results_are_dropped() -> N
     results.expect(second.node_id, 4)
     assert len(results) == 3  # its oldest result pushed out to make room
     assert results.dropped == 4
+
+
+async def test_the_result_of_a_task_that_ends_at_once_is_kept_without_a_request(
+    cluster: Cluster, clock: Any
+) -> None:
+    """The entry for a call's result is made as the reply is read, before anything
+    the serving node sent after it is dispatched: the result of a task that ends at
+    once (pushed right behind the reply, read before the caller even runs again)
+    finds it, so it is kept and finish() asks nothing."""
+    async with cluster("server", "client") as (server, client):
+        with a_node(server):
+            serve([double])
+        asked: list[Any] = []
+        serve_finish = server._remote._handlers[Kind.TASK_FINISH]
+
+        def counting(conn: PeerConnection, message: list[Any]) -> None:
+            asked.append(message)
+            serve_finish(conn, message)
+
+        server._remote._handlers[Kind.TASK_FINISH] = counting
+
+        async def calls() -> list[Any]:
+            d = await RPS.locate("double", server.location, timeout=5)
+            assert d is not None
+            tasks = [await d(i) for i in range(100)]
+            return [await t.finish(timeout=5) for t in tasks if t is not None]
+
+        assert await client.spawn(calls).finish() == [2 * i for i in range(100)]
+        assert asked == [] and client.statistics().results_dropped == 0
