@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import math
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +27,7 @@ from ._rps import RPS
 from ._send_ids import MAX_HOPS, MAX_SEND_ID
 from ._status import MonitorStatus, PeerStatus
 from ._task import Task
+from ._watches import WatchTable
 from .protocol.codec import Ref, register_type
 from .protocol.messages import FAILURE_VALUES, REQUEST_KINDS, Kind
 from .protocol.printable import describe, escape
@@ -51,11 +51,9 @@ class RemoteOps:
 
     def __init__(self, node: Pycos) -> None:
         self.node = node
-        # Local tasks monitoring tasks on peers: peer id -> task id -> monitors, so a
-        # lost peer can tell them at once.
-        self._watches: dict[bytes, dict[int, list[Task]]] = {}
-        # Names of the watched tasks, so the PeerLost status of one still names it.
-        self._watched_names: dict[tuple[bytes, int], str] = {}
+        # Local tasks monitoring tasks on peers, so a lost peer can tell them at once
+        # and exactly once; and the lost incarnations (see _watches.py).
+        self._watches = WatchTable()
         self._status_tasks: list[Task] = []
         # Monitors and subscriptions held here that involve other nodes: capped per
         # peer, dropped with a lost node (see _holds.py).
@@ -86,12 +84,6 @@ class RemoteOps:
         # the slots for such connections (see _dials.py).
         self._unreached: dict[bytes, Unreached] = {}
         self.dials = DialLimiter(node)
-        # Monitors already told PeerLost for a task: if the node comes back and the
-        # real status arrives too, it is dropped, so each monitor hears exactly once.
-        self._told_lost: OrderedDict[tuple[bytes, int], list[Task]] = OrderedDict()
-        # Incarnations whose connection was lost: messages to them fail at once
-        # instead of each trying to reconnect (re-peering is the manager's job).
-        self._lost: set[bytes] = set()
 
     # -- reaching the owner of a reference ----------------------------------------
 
@@ -147,7 +139,9 @@ class RemoteOps:
 
     def _stale(self, node_id: bytes, location: Location) -> bool:
         peers = self.node._peers
-        if peers is None or node_id in self._lost:
+        # A lost incarnation: messages to it fail at once instead of each trying to
+        # reconnect (re-peering is the manager's job).
+        if peers is None or self._watches.is_lost(node_id):
             return True
         current = peers.find(location)
         return current is not None and current.node_id != node_id
@@ -256,27 +250,16 @@ class RemoteOps:
             return -1
         # Watch before asking: the status of a task that has already ended can come
         # back ahead of the reply, and must find (and end) the watch.
-        watching = monitor._local and self._watch(
+        # (Monitoring again after PeerLost: this monitor wants the real status.)
+        watching = monitor._local and self._watches.watch(
             conn.node_id, observe._task_id, monitor, observe._name
         )
-        told = self._told_lost.get((conn.node_id, observe._task_id))
-        if told is not None and monitor in told:
-            told.remove(monitor)  # monitoring again: this monitor wants the real status
         result = await conn.request(Kind.TASK_MONITOR, observe._task_id, monitor)
         if type(result) is not int or result != 0:
             if watching:
-                self._unwatch(conn.node_id, observe, monitor)
+                self._watches.unwatch(conn.node_id, observe._task_id, monitor)
             return -1
         return 0
-
-    def _watch(self, node_id: bytes, task_id: int, monitor: Task, name: str = "?") -> bool:
-        if name != "?":
-            self._watched_names[(node_id, task_id)] = name
-        watchers = self._watches.setdefault(node_id, {}).setdefault(task_id, [])
-        if monitor in watchers:
-            return False
-        watchers.append(monitor)
-        return True
 
     def task_is_alive(self, task: Task) -> bool:
         return self._connected(task._node_id) is not None
@@ -338,7 +321,7 @@ class RemoteOps:
             # tells PeerLost exist before the task can end or its node be lost.
             if isinstance(result, Task) and result._node_id == node_id:
                 for monitor in watchers:
-                    self._watch(node_id, result._task_id, monitor)
+                    self._watches.watch(node_id, result._task_id, monitor, result._name)
                 # Its result will be pushed here (finish() needs no request).
                 self._results.expect(node_id, result._task_id)
 
@@ -462,28 +445,23 @@ class RemoteOps:
 
     def on_online(self, conn: PeerConnection) -> None:
         log.info("peer %r online", conn)
-        self._lost.discard(conn.node_id)
+        self._watches.online(conn.node_id, conn.locations)
         self._results.online(conn.node_id)
         self._tell_status(conn, PeerStatus.Online)
 
     def on_offline(self, conn: PeerConnection) -> None:
         log.info("peer %r offline", conn)
-        self._lost.add(conn.node_id)
         self._results.lost(conn.node_id)  # waiting finish() calls give None at once
         # Monitors and subscribers on the lost node, or asked for by it, leave every
         # task and channel here: their statuses and messages cannot reach it.
         self.holds.lost(conn.node_id)
-        watched = self._watches.pop(conn.node_id, {})
-        for task_id, monitors in watched.items():
-            name = self._watched_names.pop((conn.node_id, task_id), "?")
+        # Each monitor of its tasks hears PeerLost now, and only now (_watches.py).
+        for task_id, name, monitors in self._watches.lost(conn.node_id, conn.location):
             ref = Ref("task", conn.node_id, task_id, name, conn.location)
             lost = Task._reference(self.node, ref)
             reason = f"peer {conn.name!r} at {conn.location} was lost"
             for monitor in monitors:
                 monitor._send(MonitorStatus(lost, PeerLost, reason))
-            self._told_lost[(conn.node_id, task_id)] = monitors
-        while len(self._told_lost) > _TOLD_LOST_KEPT:
-            self._told_lost.popitem(last=False)
         self._tell_status(conn, PeerStatus.Offline)
 
     # -- serving peers: the dispatcher --------------------------------------------
@@ -591,28 +569,18 @@ class RemoteOps:
                 raise _Malformed(f"task id is {describe(task_id)}")
             ended = self.node._ended.get(task_id)
             if ended is not None and type(payload) is MonitorStatus:
-                if isinstance(payload.info, Task):
-                    self._unwatch(conn.node_id, payload.info, ended)  # monitor gone
+                if isinstance(payload.info, Task):  # the monitor is gone: watch over
+                    self._watches.heard(conn.node_id, payload.info._task_id, ended)
                 return
             conn.log_once("no-task", "message for unknown task id %s dropped", _id_text(task_id))
             return
-        if type(payload) is MonitorStatus and isinstance(payload.info, Task):
-            told = self._told_lost.get((conn.node_id, payload.info._task_id))
-            if told is not None and task in told:
-                told.remove(task)  # it already heard PeerLost for this task
-                return
-            self._unwatch(conn.node_id, payload.info, task)
+        if (
+            type(payload) is MonitorStatus
+            and isinstance(payload.info, Task)
+            and not self._watches.heard(conn.node_id, payload.info._task_id, task)
+        ):
+            return  # it already heard PeerLost for this task
         task._send(payload)
-
-    def _unwatch(self, node_id: bytes, observed: Task, monitor: Task) -> None:
-        by_task = self._watches.get(node_id)
-        if by_task is not None:
-            monitors = by_task.get(observed._task_id)
-            if monitors is not None and monitor in monitors:
-                monitors.remove(monitor)
-                if not monitors:
-                    del by_task[observed._task_id]
-                    self._watched_names.pop((node_id, observed._task_id), None)
 
     def _on_task_deliver(self, conn: PeerConnection, message: list[Any]) -> None:
         _, rid, task_id, payload = _request(message, 4)
@@ -867,7 +835,6 @@ def _wire_timeout(value: object) -> float | None:
 
 
 _LOCATE_ROUND = 30.0  # seconds a peer waits for a name per request of a long locate
-_TOLD_LOST_KEPT = 4096
 
 
 # PeerLost travels inside MonitorStatus: let it arrive as itself on every node.
