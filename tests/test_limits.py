@@ -92,6 +92,14 @@ def test_bad_limits() -> None:
     for bad in bad_caps:
         with pytest.raises(ValueError, match="max_parked_requests"):
             Limits(max_parked_requests=bad)
+        with pytest.raises(ValueError, match="max_monitors_per_peer"):
+            Limits(max_monitors_per_peer=bad)
+    for name in ("max_dials", "max_dials_per_peer", "max_results_per_peer"):
+        for bad in [0, *bad_caps]:
+            with pytest.raises(ValueError, match=name):
+                Limits(**{name: bad})
+    with pytest.raises(ValueError, match="max_result_bytes_per_peer"):
+        Limits(max_result_bytes_per_peer=0)
 
 
 async def test_a_full_remote_mailbox_drops_sends_and_refuses_delivers(
