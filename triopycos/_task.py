@@ -196,7 +196,9 @@ class Task(Entity):
         self._streak = 0
         self._suspender: trio.lowlevel.Task | None = None
         self._thrown: BaseException | None = None
-        self._end_callbacks: list[Callable[[], None]] | None = None
+        # (A dict, in the order added: a peer's parked finish() requests each add
+        # one and take it back, a lookup each.)
+        self._end_callbacks: dict[Callable[[], None], None] | None = None
         self._value: Any = None
         self._exit: tuple[object, object] | None = None
         node._adopt(self)
@@ -598,14 +600,14 @@ class Task(Entity):
         to peers are queued at the very moment of the end, ahead of any goodbye."""
         if self._alive:
             if self._end_callbacks is None:
-                self._end_callbacks = []
-            self._end_callbacks.append(callback)
+                self._end_callbacks = {}
+            self._end_callbacks[callback] = None
         else:
             callback()
 
     def _forget_when_done(self, callback: Callable[[], None]) -> None:
-        if self._end_callbacks is not None and callback in self._end_callbacks:
-            self._end_callbacks.remove(callback)
+        if self._end_callbacks is not None:
+            self._end_callbacks.pop(callback, None)
 
     def _add_monitor(self, monitor: Task, asked_by: bytes | None = None) -> int:
         """Make ``monitor`` a monitor of this task: 0, or -1 if the task has ended
