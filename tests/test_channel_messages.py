@@ -1,5 +1,7 @@
 """Channels carry None, and subscriptions in a cycle cannot loop a message (issue 17,
-items 2 and 3): on one node and across nodes of the virtual network, under the
+items 2 and 3): each channel handles a send at most once, whatever graph the
+subscriptions form (a cycle, a diamond, a full mesh), so each subscriber gets it at
+most once per send.  On one node and across nodes of the virtual network, under the
 autojump clock."""
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ import trio
 import trio.testing
 from trio.testing import MockClock
 
-from triopycos import Channel, Pycos, Task, open_pycos
+from triopycos import Channel, Pycos, Task, _send_ids, open_pycos
+from triopycos._send_ids import MAX_HOPS
+from triopycos.protocol.messages import Kind
 from triopycos.testing import VirtualNetwork
 
 
@@ -137,23 +141,137 @@ async def test_a_cycle_of_local_channels_gives_each_subscriber_a_send_once(
         assert [sorted(inbox.got) for inbox in inboxes] == [["d", "s"]] * length
 
 
-async def test_a_cycle_with_a_shortcut_ends_and_each_path_carries_a_send_once(
+async def test_a_cycle_with_a_shortcut_gives_each_subscriber_a_send_once(
     autojump_clock: MockClock,
 ) -> None:
-    """a -> b -> c -> a, and a -> c as well: c is on two paths from a, so its
-    subscriber gets a send from a twice (as in pycos), one from b or c once, and
-    nothing loops."""
+    """a -> b -> c -> a, and a -> c as well: c is on two paths from a, yet its
+    subscriber gets each send once (c handles a send once, by whichever path comes
+    first), and nothing loops."""
     async with local_node() as node:
         a, b, c = Channel("a"), Channel("b"), Channel("c")
         inbox = Inbox(node)
         assert await c.subscribe(inbox.task) == 0
         for source, target in ((a, b), (b, c), (c, a), (a, c)):
             assert await source.subscribe(target) == 0
-        assert await a.deliver("from a") == 2
+        assert await a.deliver("from a") == 1
+        assert a.send("sent by a") == 0
         assert await b.deliver("from b") == 1
         assert c.send("from c") == 0
         await trio.testing.wait_all_tasks_blocked()
-        assert sorted(inbox.got) == ["from a", "from a", "from b", "from c"]
+        assert sorted(inbox.got) == ["from a", "from b", "from c", "sent by a"]
+
+
+@pytest.mark.parametrize("size", [4, 6])
+async def test_a_mesh_of_local_channels_gives_one_copy_per_send(
+    size: int, autojump_clock: MockClock
+) -> None:
+    """Review finding: every channel subscribed to every other, a task to one of
+    them.  One copy per *path* was e*(n-2)! copies of one send (109,601 and 2 s of
+    CPU for 10 channels); one per send, and forwarding work quadratic in n (each
+    channel offers the send to each other once)."""
+    async with local_node() as node:
+        channels = [Channel(f"c{i}") for i in range(size)]
+        for a in channels:
+            for b in channels:
+                if a is not b:
+                    assert await a.subscribe(b) == 0
+        inbox = Inbox(node)
+        assert await channels[1].subscribe(inbox.task) == 0
+        forwards = 0
+        original = Channel._forward
+
+        def counting(self: Channel, *args: Any) -> int:
+            nonlocal forwards
+            forwards += 1
+            return original(self, *args)
+
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(Channel, "_forward", counting)
+            assert channels[0].send("once") == 0
+            assert await channels[2].deliver("delivered") == 1
+        await trio.testing.wait_all_tasks_blocked()
+        assert inbox.got == ["once", "delivered"]
+        assert forwards <= size * size  # each channel offers it to each other once
+
+
+async def test_a_peer_that_wires_the_nodes_channels_into_a_mesh_gets_one_copy_per_send(
+    autojump_clock: MockClock,
+) -> None:
+    """Review finding: any authenticated peer can subscribe the node's registered
+    channels to each other (ordinary API calls), so one peer send cost the node
+    factorial CPU (8 channels: 1,957 copies to one task).  Now one copy."""
+    names = [f"feed{i}" for i in range(8)]
+    async with (
+        VirtualNetwork(seed=1) as net,
+        net.open_pycos(name="victim") as victim,
+        net.open_pycos(name="peer") as peer,
+    ):
+        for name in names:
+            with current(victim):
+                assert Channel(name).register() == 0
+        inbox = Inbox(victim)
+
+        async def wire(task: Task) -> int:
+            found: list[Channel] = []
+            for name in names:
+                channel = await Channel.locate(name, victim.location, timeout=5)
+                assert channel is not None
+                found.append(channel)
+            for a in found:
+                for b in found:
+                    if a is not b:
+                        assert await a.subscribe(b) == 0
+            assert await found[1].subscribe(inbox.task) == 0
+            assert found[0].send("one message") == 0
+            return await found[3].deliver("one delivery", timeout=5)
+
+        assert await peer.spawn(wire).finish() == 1
+        await trio.testing.wait_all_tasks_blocked()
+        assert inbox.got == ["one message", "one delivery"]
+
+
+async def test_a_send_id_already_seen_is_dropped_and_the_hop_bound_is_the_last_stop(
+    autojump_clock: MockClock,
+) -> None:
+    """On the wire a forwarded message carries ``[send id, hops]``: a channel drops
+    a send it has handled, and a message that has passed ``MAX_HOPS`` channels
+    whatever its id (so a loop ends even if its id left a channel's window)."""
+    async with (
+        VirtualNetwork(seed=1) as net,
+        net.open_pycos(name="a") as a,
+        net.open_pycos(name="b") as b,
+    ):
+        with current(a):
+            feed = Channel("feed")
+            assert feed.register() == 0
+        inbox = Inbox(a)
+        assert await feed.subscribe(inbox.task) == 0
+        assert await b.peer(a.location) == 0
+        assert b._peers is not None
+        (conn,) = b._peers.by_id.values()
+        for mark in ([b"send 1", 1], [b"send 1", 2], [b"send 2", 1], [b"send 3", MAX_HOPS]):
+            assert conn.send([Kind.CHANNEL_SEND, "feed", mark[0], mark]) == 0
+        assert await conn.request(Kind.CHANNEL_DELIVER, "feed", "d", 5, 0, [b"send 2", 3]) == 0
+        assert await conn.request(Kind.CHANNEL_DELIVER, "feed", "d", 5, 0, [b"send 4", 3]) == 1
+        await trio.testing.wait_all_tasks_blocked()
+        assert inbox.got == [b"send 1", b"send 2", "d"]
+
+
+async def test_a_cycle_ends_at_the_hop_bound_even_when_its_send_id_is_forgotten(
+    autojump_clock: MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The absolute stop: with no window at all (every id forgotten at once), a
+    cycle of two channels still ends, after ``MAX_HOPS`` channels."""
+    monkeypatch.setattr(_send_ids, "SEEN_KEPT", 0)
+    async with local_node() as node:
+        a, b = Channel("a"), Channel("b")
+        inbox = Inbox(node)
+        assert await a.subscribe(inbox.task) == 0
+        assert await a.subscribe(b) == 0
+        assert await b.subscribe(a) == 0
+        assert a.send("looping") == 0
+        await trio.testing.wait_all_tasks_blocked()
+        assert len(inbox.got) == MAX_HOPS // 2
 
 
 @pytest.mark.parametrize("nodes", [2, 3])

@@ -36,11 +36,14 @@ async def test_thread_pool_results_errors_and_its_bound() -> None:
     lock = threading.Lock()
     running = [0, 0]  # now, most at once
     release = threading.Event()
+    both_busy = trio.Event()
 
     def work(n: int) -> int:
         with lock:
             running[0] += 1
             running[1] = max(running[1], running[0])
+            if running[0] == 2:  # (a pool thread is a trio worker thread)
+                trio.from_thread.run_sync(both_busy.set)
         release.wait(LIMIT)
         with lock:
             running[0] -= 1
@@ -56,12 +59,8 @@ async def test_thread_pool_results_errors_and_its_bound() -> None:
 
     async with node():
         tasks = [Task(body, n) for n in range(5)]
-        while True:  # until the pool's two threads are both busy
-            await trio.testing.wait_all_tasks_blocked()
-            with lock:
-                if running[0] == 2:
-                    break
-            await trio.sleep(0.001)
+        with trio.fail_after(LIMIT):
+            await both_busy.wait()  # the pool's two threads are both busy
         release.set()
         results = [await task.finish() for task in tasks]
     assert results == [0, 1, 4, "three", 16]

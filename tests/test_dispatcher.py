@@ -18,7 +18,7 @@ import pytest
 import trio
 import trio.testing
 
-from triopycos import Channel, MonitorStatus, Pycos, Task
+from triopycos import RPS, Channel, MonitorStatus, Pycos, Task
 from triopycos.protocol.messages import Kind
 from triopycos.services.peer import PeerConnection
 from triopycos.testing import VirtualNetwork
@@ -70,7 +70,8 @@ MALFORMED: list[tuple[str, int, list[Any], Any]] = [
     ("what to locate", Kind.LOCATE, ["node\n\x1b[31mFORGED", "n", None], None),
     ("channel name a big int", Kind.CHANNEL_DELIVER, [10**300, "m", None, 0], 0),
     ("n below 0", Kind.CHANNEL_DELIVER, ["c", "m", None, -1], 0),
-    ("path not bytes", Kind.CHANNEL_DELIVER, ["c", "m", None, 0, ["x"]], 0),
+    ("send id not bytes", Kind.CHANNEL_DELIVER, ["c", "m", None, 0, ["x", 1]], 0),
+    ("hops not an int", Kind.CHANNEL_DELIVER, ["c", "m", None, 0, [b"x", "1"]], 0),
     ("subscriber a str", Kind.CHANNEL_SUBSCRIBE, ["c", "sub", None], -1),
     ("extra field", Kind.ECHO, ["more"], False),
 ]
@@ -112,7 +113,7 @@ async def test_malformed_one_way_messages_are_dropped_and_the_session_goes_on(
             [Kind.TASK_SEND, "1", "m"],
             [Kind.TASK_SEND, 1],
             [Kind.CHANNEL_SEND, ["c"], "m"],
-            [Kind.CHANNEL_SEND, "c", "m", [b"x"] * 257],  # a path longer than MAX_HOPS
+            [Kind.CHANNEL_SEND, "c", "m", [b"x", 257]],  # more hops than MAX_HOPS
             [Kind.TASK_RESULT, None, 1],
             [Kind.REPLY, "1", None],
             [99, 1, 2],
@@ -133,7 +134,7 @@ async def test_a_bug_in_a_handler_is_logged_with_its_traceback_and_answered(
     """A handler that raises by a bug of this node (here: adding a monitor) answers
     the request with its failure value, says so loudly, and keeps the session."""
 
-    def broken(self: Task, monitor: Task) -> int:
+    def broken(self: Task, *args: object) -> int:
         raise RuntimeError("a bug in _add_monitor")
 
     async with two_nodes() as (a, b, conn):
@@ -261,3 +262,41 @@ async def test_a_reply_of_the_wrong_type_is_a_failure_not_an_exception(
             ]
 
         assert await b.spawn(client).finish() == [0, -1, -1]
+
+
+async def test_a_failed_rps_calls_reply_is_logged_escaped(
+    caplog: pytest.LogCaptureFixture, autojump_clock: trio.testing.MockClock
+) -> None:
+    """The caller logs why a remote call failed: the reply is the serving peer's
+    value, so its text is escaped and bounded (a hostile server's newlines and
+    terminal codes cannot forge log lines), and any other value is named by type."""
+
+    async def service() -> None:
+        pass
+
+    async with two_nodes() as (a, b, _conn):
+        with a_node(a):
+            assert RPS(service).register() == 0
+        replies: list[Any] = [
+            ValueError("nope\n2099-01-01 CRITICAL forged \x1b[2J" + "x" * 1000),
+            "text\nCRITICAL forged",
+        ]
+
+        def hostile(peer: PeerConnection, message: list[Any]) -> None:
+            peer.reply(message[1], replies.pop(0))  # a hostile, authenticated server
+
+        a._remote._handlers[Kind.RPS_CALL] = hostile
+
+        async def caller() -> list[Any]:
+            rps = await RPS.locate("service", a.location, timeout=5)
+            assert rps is not None
+            return [await rps(), await rps()]
+
+        caplog.set_level(logging.WARNING, logger="triopycos")
+        assert await b.spawn(caller).finish() == [None, None]
+    lines = [r.getMessage() for r in caplog.records if "call of" in r.getMessage()]
+    assert len(lines) == 2
+    for line in lines:
+        assert "\n" not in line and "\x1b" not in line and len(line) < 500, repr(line)
+    assert "ValueError: nope\\n2099-01-01 CRITICAL forged \\x1b[2J" in lines[0]
+    assert lines[1].endswith("failed: 'text\\nCRITICAL forged'")

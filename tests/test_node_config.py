@@ -16,7 +16,7 @@ from triopycos import Limits, NodeStatistics
 from triopycos._node_config import NodeConfig
 from triopycos._node_names import NameStatistics
 from triopycos._node_network import NetworkStatistics
-from triopycos._node_status import compose_statistics
+from triopycos._node_status import RemoteStatistics, compose_statistics
 from triopycos._node_tasks import TaskStatistics
 from triopycos.compat import _scheduler
 from triopycos.services.discovery import DiscoveryStatistics
@@ -151,6 +151,7 @@ def test_statistics_are_composed_from_each_part_s_snapshot() -> None:
     stats = compose_statistics(
         TaskStatistics(tasks=1, daemon_tasks=2, tasks_started=3, messages_refused=4),
         NameStatistics(tasks=5, channels=6, rps=7),
+        RemoteStatistics(monitors_refused=24, dials_refused=25, results_dropped=26),
         NetworkStatistics(
             peers=PeerServiceStatistics(
                 peers=8,
@@ -180,6 +181,9 @@ def test_statistics_are_composed_from_each_part_s_snapshot() -> None:
         handshakes_refused_busy=13,
         handshakes_pending=9,
         messages_refused=4 + 15,
+        monitors_refused=24,
+        dials_refused=25,
+        results_dropped=26,
         protocol_errors=16,
         files_received=17,
         files_refused=18,
@@ -189,5 +193,7 @@ def test_statistics_are_composed_from_each_part_s_snapshot() -> None:
 
 
 def test_before_the_network_runs_its_counters_are_zero() -> None:
-    stats = compose_statistics(TaskStatistics(), NameStatistics(), NetworkStatistics())
+    stats = compose_statistics(
+        TaskStatistics(), NameStatistics(), RemoteStatistics(), NetworkStatistics()
+    )
     assert set(dataclasses.asdict(stats).values()) == {0}

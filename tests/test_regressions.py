@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Generator
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import trio
 import trio.testing
 from conftest import Cluster
 
-from triopycos import Channel, Location, MonitorStatus, PeerLost, Task, open_pycos
+from triopycos import Channel, Limits, Location, MonitorStatus, PeerLost, Task, open_pycos
+from triopycos._watches import LOST_KEPT, WatchTable
 from triopycos.protocol.messages import Kind
 from triopycos.testing import VirtualNetwork
 
@@ -59,7 +60,7 @@ async def test_watches_of_ended_monitors_are_dropped(cluster: Cluster, clock: An
         w.send("end")
         await w.finish()
         with trio.fail_after(5):
-            while a._remote._watches.get(b._node_id):  # noqa: ASYNC110 (as above)
+            while a._remote._watches.watching(b._node_id):  # noqa: ASYNC110 (as above)
                 await trio.sleep(0.05)
 
 
@@ -94,6 +95,91 @@ async def test_monitoring_again_after_peer_lost_hears_the_real_exit(
         first, second = await a.spawn(guard).finish()
         assert first.type is PeerLost
         assert isinstance(second, MonitorStatus) and second.value == "done"
+
+
+async def test_each_monitor_hears_once_after_a_partition_whatever_the_number_of_watched_tasks(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Review finding: the PeerLost marks ("this monitor has been told") were kept
+    in one table of 4,096 entries for all nodes; a peer lost with more watched tasks
+    than that, and back after the partition healed (the same incarnation), had the
+    real statuses of its oldest watched tasks reach their monitors after PeerLost:
+    two exit statuses for one task.  The marks now stay on the node's own table
+    until the statuses arrive or the node is known gone.  (The server forgets the
+    client's monitors when it loses it, so here it pushes the real statuses itself,
+    as they arrive when it did not notice the loss.)"""
+    count = 4100  # more than the old table held
+    limits = Limits(peer_timeout=6.0, reconnect_delay=0.5, connect_timeout=3.0)
+    end = trio.Event()
+
+    async def worker() -> str:
+        await end.wait()
+        return "done"
+
+    async with (
+        VirtualNetwork(seed=1) as net,
+        net.open_pycos(name="client", limits=limits) as client,
+        net.open_pycos(name="server", limits=limits) as server,
+    ):
+        workers = [server.spawn(worker) for _ in range(count)]
+        assert await client.peer(server.location) == 0
+        got: list[MonitorStatus] = []
+        monitoring, all_lost = trio.Event(), trio.Event()
+
+        async def watcher(task: Task) -> None:
+            task.set_daemon()
+            for remote in workers:
+                ref = Task._reference(client, remote._triopycos_ref_())
+                assert await task.monitor(ref) == 0
+            monitoring.set()
+            while True:
+                got.append(await task.receive())
+                if len(got) == count:
+                    all_lost.set()
+
+        watching = client.spawn(watcher)
+        with trio.fail_after(600):
+            await monitoring.wait()
+        net.partition(client, server)
+        with trio.fail_after(60):
+            await all_lost.wait()
+        assert {s.type for s in got} == {PeerLost}
+        net.heal()
+        assert await client.locate("server", timeout=60) == server.location  # re-peered
+        end.set()  # every worker ends
+        await trio.testing.wait_all_tasks_blocked()
+        assert server._peers is not None
+        conn = server._peers.by_id[client._node_id]
+        for remote in workers:
+            status = MonitorStatus(remote, StopIteration, "done")
+            assert conn.send([Kind.TASK_SEND, watching._task_id, status]) == 0
+        await trio.testing.wait_all_tasks_blocked()
+        assert len(got) == count, f"{len(got) - count} real statuses after PeerLost"
+        assert client._remote._watches.marks(server._node_id) == 0  # all arrived
+
+
+def test_told_marks_go_when_their_node_is_known_gone() -> None:
+    """A lost node's marks (and its being a stale incarnation) stay until a new
+    incarnation appears at its location, or until ``LOST_KEPT`` other nodes have
+    been lost since (its marks are the first to go then, never another node's)."""
+    table = WatchTable()
+    monitor = cast(Task, object())
+    here, there = Location("10.0.0.1", 9705), Location("10.0.0.2", 9705)
+    for node_id, where in ((b"old", here), (b"other", there)):
+        assert table.watch(node_id, 1, monitor, "w")
+        assert [(1, "w", [monitor])] == table.lost(node_id, where)
+    table.online(b"other", (there,))  # back after a partition: its mark stays
+    assert table.marks(b"other") == 1 and not table.is_lost(b"other")
+    table.online(b"new", (here,))  # a new incarnation where b"old" was
+    assert table.marks(b"old") == 0 and not table.is_lost(b"old")
+    for i in range(LOST_KEPT):
+        table.lost(i.to_bytes(4, "big"), Location("10.0.1.1", 1 + i))
+    assert table.is_lost((0).to_bytes(4, "big"))
+    table.lost(b"one more", Location("10.0.2.1", 1))
+    assert not table.is_lost((0).to_bytes(4, "big"))  # the longest lost is forgotten
+    assert table.marks(b"other") == 1  # an online node's mark is never pushed out
+    assert table.heard(b"other", 1, monitor) is False  # its real status is dropped
+    assert table.marks(b"other") == 0 and table.heard(b"other", 1, monitor) is True
 
 
 async def test_a_task_failing_while_its_node_cancels_it_does_not_take_the_node_down(

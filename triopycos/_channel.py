@@ -1,18 +1,18 @@
 """``Channel``: publish/subscribe to tasks and (hierarchically) other channels.
 
 Cycles: channels may subscribe to each other in any pattern, on any nodes, and a
-message still reaches each channel at most once per path.  A message forwarded from
-one channel to another carries the keys of the channels it has passed (``visited``,
-also on the wire), and a channel that finds its own key there drops it: so a cycle
-of subscriptions (of any length, across nodes) ends the forwarding where it closes
-instead of looping.  Refusing such subscriptions instead would need the whole graph,
-which no single node knows (and two subscribes at once on two nodes could each close
-a cycle that neither sees).
+message still reaches each channel at most once per send.  A message forwarded from
+one channel to another carries the id of its send and the number of channels it has
+passed (also on the wire), and a channel that has already handled that send drops
+it (``_send_ids.py``): so a cycle of subscriptions (of any length, across nodes) ends
+the forwarding where it closes, and a channel that several paths reach handles the
+send once.  Refusing such subscriptions instead would need the whole graph, which no
+single node knows (and two subscribes at once on two nodes could each close a cycle
+that neither sees).
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
 import math
 from collections.abc import Callable
@@ -21,7 +21,9 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 import trio
 
 from ._entity import Entity
+from ._holds import involves
 from ._location import Location
+from ._send_ids import MAX_HOPS, SeenSends, new_send_id
 from ._task import Task, check_timeout
 from ._threads import from_any_thread, get_ident
 from .protocol.codec import Ref
@@ -37,14 +39,8 @@ log = logging.getLogger("triopycos.channel")
 Subscriber: TypeAlias = "Task | Channel"
 Transform = Callable[[str, Any], Any]
 
-#: Channels a forwarded message may pass through: a longer path is dropped (and is a
-#: malformed message from a peer).  No hierarchy of channels is this deep; the bound
-#: keeps a path (and a peer's message) small whatever the subscriptions.
-MAX_HOPS = 256
-
 # What ``_transformed`` gives for a message its transform dropped (None is a message).
 _DROPPED: Any = object()
-_serials = itertools.count(1)
 
 
 class Channel(Entity):
@@ -55,9 +51,10 @@ class Channel(Entity):
 
     __slots__ = (
         "__weakref__",
+        "_channels",
         "_closed",
-        "_key",
         "_registered",
+        "_seen",
         "_subscribed",
         "_subscribers",
         "_transform",
@@ -72,11 +69,12 @@ class Channel(Entity):
             raise TypeError(f"transform must be callable, not {type(transform).__name__}")
         node = current_node()
         self._bind(node, name)
-        # Unique among all channels of all nodes (names need not be): what a
-        # forwarded message records of the channels it passed.
-        self._key = node._node_id + next(_serials).to_bytes(8, "big")
         self._transform = transform
-        self._subscribers: list[Subscriber] = []
+        # Subscriber -> the peer that asked for it (None: this node's code), in the
+        # order added; a dict, so a peer's requests cost a lookup each, not a scan.
+        self._subscribers: dict[Subscriber, bytes | None] = {}
+        self._channels = 0  # how many subscribers are channels (a send needs an id)
+        self._seen: SeenSends | None = None  # sends handled lately, once forwarded to
         self._subscribed = trio.Event()
         self._registered: set[str] = set()
         self._closed = False
@@ -89,7 +87,6 @@ class Channel(Entity):
 
     def _init_reference(self, ref: Ref) -> None:
         self._closed = False
-        self._key = b""
 
     def __eq__(self, other: object) -> bool:
         # Two local channels are the same only if they are one object (names of
@@ -115,13 +112,27 @@ class Channel(Entity):
                 self, subscriber, timeout, Kind.CHANNEL_SUBSCRIBE
             )
         await trio.lowlevel.checkpoint()
+        return self._add_subscriber(subscriber, None)
+
+    def _add_subscriber(self, subscriber: Subscriber, asked_by: bytes | None) -> int:
+        """``subscribe`` on this (local) channel; ``asked_by``: the peer that asks
+        (None for this node's own code), which may hold only so many (see
+        ``_holds.py``)."""
         if self._closed:
             return -1
         if subscriber is self:
             log.warning("channel %r cannot subscribe to itself", self._name)
             return -1
-        if subscriber not in self._subscribers:
-            self._subscribers.append(subscriber)
+        subscribers = self._subscribers
+        if subscriber not in subscribers:
+            if asked_by is not None or not subscriber._local:
+                holds = self._node._remote.holds
+                if asked_by is not None and not holds.admit(asked_by):
+                    return -1
+                holds.add(self, subscriber, asked_by)
+            subscribers[subscriber] = asked_by
+            if isinstance(subscriber, Channel):
+                self._channels += 1
             self._subscribed.set()
             self._subscribed = trio.Event()
         return 0
@@ -135,10 +146,9 @@ class Channel(Entity):
                 self, subscriber, timeout, Kind.CHANNEL_UNSUB
             )
         await trio.lowlevel.checkpoint()
-        try:
-            self._subscribers.remove(subscriber)
-        except ValueError:
+        if subscriber not in self._subscribers:
             return -1
+        self._remove(subscriber)
         return 0
 
     # -- messages -----------------------------------------------------------------
@@ -163,31 +173,72 @@ class Channel(Entity):
 
     def _send(self, message: Any) -> int:
         """``send`` in the node's own thread (the library's internal callers are)."""
-        return self._forward(message, ())
+        return self._forward(message, None, 0)
 
-    def _forward(self, message: Any, visited: tuple[bytes, ...]) -> int:
-        """Send ``message``, which has passed the channels ``visited`` on its way here."""
+    def _forward(self, message: Any, sent: bytes | None, hops: int) -> int:
+        """Send ``message``: of the send ``sent`` (an id, see ``_send_ids.py``), after
+        ``hops`` channels, if other channels forwarded it here; else a new send."""
         if not self._local:
-            return self._node._remote.channel_send(self, message, visited)
+            return self._node._remote.channel_send(self, message, sent, hops)
         if self._closed:
             return -1
-        if self._key in visited or len(visited) >= MAX_HOPS:
-            return 0  # a cycle of subscriptions closes here (see the module docstring)
+        if sent is not None and not self._first(sent, hops):
+            return 0  # handled already, by another path or round a cycle
         if self._transform is not None:
             message = self._transformed(message)
             if message is _DROPPED:
                 return 0
-        subscribers = self._subscribers
-        if not subscribers:
+        if not self._subscribers:
             return 0
-        path = (*visited, self._key)
+        if sent is None and self._channels:
+            sent = self._new_send()
+        hops += 1
+        # A snapshot: a transform on the way may change the subscriptions meanwhile.
+        subscribers = list(self._subscribers)
+        gone: list[Subscriber] | None = None  # (made only if one is gone)
         # Remote subscribers first: a message that cannot be encoded fails at the
         # first of them, before anyone has it (no encoding just to check).
-        gone = [s for s in subscribers if not s._local and not _offer(s, message, path)]
-        gone += [s for s in subscribers if s._local and not _offer(s, message, path)]
-        for subscriber in gone:
-            self._drop(subscriber)
+        for remote in (True, False):
+            for subscriber in subscribers:
+                if subscriber._local is not remote and not self._offer(
+                    subscriber, message, sent, hops
+                ):
+                    if gone is None:
+                        gone = []
+                    gone.append(subscriber)
+        if gone is not None:
+            for subscriber in gone:
+                self._drop(subscriber)
         return 0
+
+    def _offer(self, subscriber: Subscriber, message: Any, sent: bytes | None, hops: int) -> bool:
+        """Give ``message`` to one subscriber (``sent``, ``hops``: its send and the
+        channels it has passed, this one included); False if the subscriber is gone
+        for good."""
+        if isinstance(subscriber, Channel):
+            return subscriber._forward(message, sent, hops) == 0
+        if subscriber._local:
+            # A live task refused it only because its mailbox is full: it stays.
+            return subscriber._send(message) == 0 or subscriber._alive
+        # A subscriber a peer asked for: on that peer's behalf (see _dials.py).
+        asked_by = self._subscribers.get(subscriber)
+        return self._node._remote.task_send(subscriber, message, asked_by) == 0
+
+    def _first(self, sent: bytes, hops: int) -> bool:
+        """Whether this channel is to handle the forwarded send ``sent`` (it had not,
+        and the message has passed fewer than ``MAX_HOPS`` channels)."""
+        if hops >= MAX_HOPS:
+            return False
+        seen = self._seen
+        if seen is None:
+            seen = self._seen = SeenSends()
+        return seen.first(sent)
+
+    def _new_send(self) -> bytes:
+        """An id for a send of this channel that it forwards to other channels."""
+        sent = new_send_id(self._node._node_id)
+        self._first(sent, 0)  # a cycle back here ends here
+        return sent
 
     async def deliver(self, message: Any, timeout: float | None = None, n: int = 0) -> int:
         """Deliver to every subscriber once there are at least ``n`` (waiting up to
@@ -196,20 +247,30 @@ class Channel(Entity):
         if isinstance(n, bool) or not isinstance(n, int) or n < 0:
             raise ValueError(f"n must be an int >= 0, not {n!r}")
         check_timeout(timeout)
-        return await self._deliver(message, timeout, n, ())
+        return await self._deliver(message, timeout, n, None, 0)
 
     async def _deliver(
-        self, message: Any, timeout: float | None, n: int, visited: tuple[bytes, ...]
+        self,
+        message: Any,
+        timeout: float | None,
+        n: int,
+        sent: bytes | None,
+        hops: int,
+        for_peer: bytes | None = None,
     ) -> int:
-        """``deliver`` of a message that has passed the channels ``visited``."""
+        """``deliver`` of a message of the send ``sent``, after ``hops`` channels, if
+        other channels forwarded it here (as ``_forward``).  ``for_peer``: for a
+        remote channel, the peer on whose behalf (see ``_dials.py``)."""
         if not self._local:
-            return await self._node._remote.channel_deliver(self, message, timeout, n, visited)
+            return await self._node._remote.channel_deliver(
+                self, message, timeout, n, sent, hops, for_peer
+            )
         if self._closed:
             await trio.lowlevel.checkpoint()
             return -1
-        if self._key in visited or len(visited) >= MAX_HOPS:
+        if sent is not None and not self._first(sent, hops):
             await trio.lowlevel.checkpoint()
-            return 0  # a cycle of subscriptions closes here: nobody new gets it
+            return 0  # handled already, by another path or round a cycle: nobody new
         if self._transform is not None:
             message = self._transformed(message)
             if message is _DROPPED:
@@ -238,18 +299,23 @@ class Channel(Entity):
             # Channels and remote tasks answer in their own time: ask them together,
             # all within what is left of the timeout.
             counts: list[int] = []
-            path = (*visited, self._key)
+            if sent is None and self._channels:
+                sent = self._new_send()
+            hops += 1
 
             async def one(subscriber: Subscriber) -> None:
+                # (A subscriber a peer asked for: on its behalf, see _dials.py.)
+                asked_by = self._subscribers.get(subscriber)
                 if isinstance(subscriber, Channel):
-                    got = await subscriber._deliver(message, remaining, 0, path)
+                    got = await subscriber._deliver(message, remaining, 0, sent, hops, asked_by)
                 else:
-                    got = await subscriber.deliver(message, timeout=remaining)
+                    got = await remote.task_deliver(subscriber, message, remaining, asked_by)
                 if got < 0:
                     self._drop(subscriber)
                 else:
                     counts.append(got)
 
+            remote = self._node._remote
             remaining = None if timeout is None else max(0.0, deadline - trio.current_time())
             with trio.move_on_at(deadline):
                 async with trio.open_nursery() as nursery:
@@ -267,13 +333,29 @@ class Channel(Entity):
             self._node._codec.encode(message)
 
     def _drop_node(self, node_id: bytes) -> None:
-        """Forget every subscriber living on the node ``node_id`` (it was lost)."""
-        self._subscribers = [s for s in self._subscribers if s._local or s._node_id != node_id]
+        """Forget every subscriber living on, or asked for by, the node ``node_id``:
+        it was lost (``_holds.PeerHolds.lost``)."""
+        subscribers = self._subscribers
+        holds = self._node._remote.holds
+        for subscriber, asked_by in [
+            (s, a) for s, a in subscribers.items() if involves(s, a, node_id)
+        ]:
+            del subscribers[subscriber]
+            if isinstance(subscriber, Channel):
+                self._channels -= 1
+            holds.remove(self, subscriber, asked_by)
 
     def _drop(self, subscriber: Subscriber) -> None:
         if subscriber in self._subscribers:
-            self._subscribers.remove(subscriber)
+            self._remove(subscriber)
             log.debug("subscriber %r of %r is gone; dropped", subscriber, self)
+
+    def _remove(self, subscriber: Subscriber) -> None:
+        asked_by = self._subscribers.pop(subscriber)
+        if isinstance(subscriber, Channel):
+            self._channels -= 1
+        if asked_by is not None or not subscriber._local:
+            self._node._remote.holds.remove(self, subscriber, asked_by)
 
     # -- names --------------------------------------------------------------------
 
@@ -313,20 +395,10 @@ class Channel(Entity):
             return
         for name in list(self._registered):
             self._node._unregister("channel", name, self)
-        self._subscribers.clear()
+        for subscriber in list(self._subscribers):
+            self._remove(subscriber)
         self._closed = True
         self._subscribed.set()
-
-
-def _offer(subscriber: Subscriber, message: Any, path: tuple[bytes, ...]) -> bool:
-    """Give ``message`` to one subscriber of a channel (``path``: the channels it has
-    passed, that one included); False if the subscriber is gone for good."""
-    if isinstance(subscriber, Channel):
-        return subscriber._forward(message, path) == 0
-    if subscriber._send(message) == 0:
-        return True
-    # A live local task refused it only because its mailbox is full: it stays.
-    return subscriber._local and subscriber._alive
 
 
 def _check_subscriber(subscriber: object) -> None:

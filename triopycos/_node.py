@@ -347,6 +347,7 @@ class Pycos:
         return compose_statistics(
             self._task_table.statistics(),
             self._names.statistics(),
+            self._remote.statistics(),
             network.statistics() if network is not None else NetworkStatistics(),
         )
 

@@ -29,6 +29,7 @@ __all__ = [
     "NodeStatistics",
     "NodeStatus",
     "PeerInfo",
+    "RemoteStatistics",
     "compose_statistics",
     "status_from_wire",
     "status_to_wire",
@@ -49,6 +50,9 @@ class NodeStatistics:
     handshakes_refused_busy: int
     handshakes_pending: int
     messages_refused: int
+    monitors_refused: int
+    dials_refused: int
+    results_dropped: int
     protocol_errors: int
     files_received: int
     files_refused: int
@@ -56,8 +60,20 @@ class NodeStatistics:
     datagrams_dropped: int
 
 
+@dataclass(frozen=True, slots=True)
+class RemoteStatistics:
+    """A snapshot of the remote operations' counters (``RemoteOps.statistics()``)."""
+
+    monitors_refused: int = 0
+    dials_refused: int = 0
+    results_dropped: int = 0
+
+
 def compose_statistics(
-    tasks: TaskStatistics, names: NameStatistics, network: NetworkStatistics
+    tasks: TaskStatistics,
+    names: NameStatistics,
+    remote: RemoteStatistics,
+    network: NetworkStatistics,
 ) -> NodeStatistics:
     """The node's statistics, from its parts' own snapshots."""
     peers, files, discovery = network.peers, network.files, network.discovery
@@ -73,6 +89,9 @@ def compose_statistics(
         handshakes_pending=peers.handshakes_pending,
         # Refused by a full mailbox here, or by a full outbox or the frame limit.
         messages_refused=tasks.messages_refused + peers.messages_refused,
+        monitors_refused=remote.monitors_refused,
+        dials_refused=remote.dials_refused,
+        results_dropped=remote.results_dropped,
         protocol_errors=peers.protocol_errors,
         files_received=files.received,
         files_refused=files.refused,

@@ -11,19 +11,23 @@ from __future__ import annotations
 
 import logging
 import math
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import trio
 
-from ._channel import MAX_HOPS, Channel
+from ._channel import Channel
+from ._dials import DialLimiter, Unreached
 from ._errors import PeerLost, PycosError
+from ._holds import PeerHolds
 from ._location import Location
-from ._node_status import NodeStatus, status_from_wire, status_to_wire
+from ._node_status import NodeStatus, RemoteStatistics, status_from_wire, status_to_wire
+from ._pushed import PushedResults
 from ._rps import RPS
+from ._send_ids import MAX_HOPS, MAX_SEND_ID
 from ._status import MonitorStatus, PeerStatus
 from ._task import Task
+from ._watches import WatchTable
 from .protocol.codec import Ref
 from .protocol.messages import FAILURE_VALUES, REQUEST_KINDS, Kind
 from .protocol.printable import describe, escape
@@ -47,12 +51,13 @@ class RemoteOps:
 
     def __init__(self, node: Pycos) -> None:
         self.node = node
-        # Local tasks monitoring tasks on peers: peer id -> task id -> monitors, so a
-        # lost peer can tell them at once.
-        self._watches: dict[bytes, dict[int, list[Task]]] = {}
-        # Names of the watched tasks, so the PeerLost status of one still names it.
-        self._watched_names: dict[tuple[bytes, int], str] = {}
+        # Local tasks monitoring tasks on peers, so a lost peer can tell them at once
+        # and exactly once; and the lost incarnations (see _watches.py).
+        self._watches = WatchTable()
         self._status_tasks: list[Task] = []
+        # Monitors and subscriptions held here that involve other nodes: capped per
+        # peer, dropped with a lost node (see _holds.py).
+        self.holds = PeerHolds(node)
         self._handlers: dict[int, Callable[[PeerConnection, list[Any]], None]] = {
             Kind.TASK_DELIVER: self._on_task_deliver,
             Kind.TASK_TERMINATE: self._on_task_terminate,
@@ -73,18 +78,12 @@ class RemoteOps:
             Kind.ECHO: self._on_echo,
         }
         # Results of tasks started by our RPS calls, pushed by the serving node when
-        # each task ends: finish() needs no second round trip and cannot lose a
-        # result however many tasks ended meanwhile (bounded: oldest fall off).
-        self._results: OrderedDict[tuple[bytes, int], _Pushed] = OrderedDict()
-        # Messages for nodes we are connecting to on demand, in the order sent.
-        self._unreached: dict[bytes, list[list[Any]]] = {}
-        self._flushed: dict[bytes, trio.Event] = {}  # set once a node's queue went out
-        # Monitors already told PeerLost for a task: if the node comes back and the
-        # real status arrives too, it is dropped, so each monitor hears exactly once.
-        self._told_lost: OrderedDict[tuple[bytes, int], list[Task]] = OrderedDict()
-        # Incarnations whose connection was lost: messages to them fail at once
-        # instead of each trying to reconnect (re-peering is the manager's job).
-        self._lost: set[bytes] = set()
+        # each task ends: finish() needs no second round trip (see _pushed.py).
+        self._results = PushedResults(node)
+        # Messages for nodes we are connecting to on demand, in the order sent, and
+        # the slots for such connections (see _dials.py).
+        self._unreached: dict[bytes, Unreached] = {}
+        self.dials = DialLimiter(node)
 
     # -- reaching the owner of a reference ----------------------------------------
 
@@ -93,37 +92,66 @@ class RemoteOps:
         return None if peers is None else peers.by_id.get(node_id)
 
     async def _reach(
-        self, node_id: bytes, location: Location, timeout: float | None
+        self,
+        node_id: bytes,
+        location: Location,
+        timeout: float | None,
+        for_peer: bytes | None = None,
     ) -> PeerConnection | None:
         """The connection to incarnation ``node_id``, connecting to ``location`` if we
-        are not peered with it yet (references travel to third nodes)."""
+        are not peered with it yet (references travel to third nodes).  ``for_peer``:
+        the peer on whose behalf (see ``_dials.py``), None for this node's code."""
         conn = self._connected(node_id)
-        if conn is not None or self.node._peers is None:
+        peers = self.node._peers
+        if conn is not None or peers is None:
             # No extra checkpoint: the request that follows is one (every pass costs
             # a scheduler round on the message path).
             return conn
         with trio.move_on_after(math.inf if timeout is None else timeout):
-            flushed = self._flushed.get(node_id)
-            if flushed is not None:
+            unreached = self._unreached.get(node_id)
+            if unreached is not None:
                 # Sends queued for this node go first (FIFO per node pair).
-                await flushed.wait()
+                await unreached.flushed.wait()
                 conn = self._connected(node_id)
             else:
-                conn = await self.node._peers.connect(location)
+                conn = await self._dial(location, for_peer)
         if conn is not None and conn.node_id == node_id:
             return conn
         return None
 
+    async def _dial(self, location: Location, for_peer: bytes | None) -> PeerConnection | None:
+        """``PeerManager.connect`` within the on-demand dial slots (``_dials.py``):
+        this node's own code waits for a slot; a peer's request is refused (None)
+        when there is none."""
+        peers = self.node._peers
+        if peers is None:
+            await trio.lowlevel.checkpoint()
+            return None
+        if for_peer is None:
+            await self.dials.take()
+        elif not self.dials.try_take(for_peer, location):
+            await trio.lowlevel.checkpoint()
+            return None
+        try:
+            return await peers.connect(location)
+        finally:
+            self.dials.release(for_peer)
+
     def _stale(self, node_id: bytes, location: Location) -> bool:
         peers = self.node._peers
-        if peers is None or node_id in self._lost:
+        # A lost incarnation: messages to it fail at once instead of each trying to
+        # reconnect (re-peering is the manager's job).
+        if peers is None or self._watches.is_lost(node_id):
             return True
         current = peers.find(location)
         return current is not None and current.node_id != node_id
 
     # -- tasks --------------------------------------------------------------------
 
-    def task_send(self, task: Task, message: Any) -> int:
+    def task_send(self, task: Task, message: Any, for_peer: bytes | None = None) -> int:
+        """``send`` to a task of another node.  ``for_peer``: the peer on whose
+        behalf (a monitor's status, a channel's message to a subscriber it asked
+        for), which limits the connections this may open (see ``_dials.py``)."""
         conn = self._connected(task._node_id)
         if conn is not None:
             return conn.send([_TASK_SEND, task._task_id, message])
@@ -132,16 +160,27 @@ class RemoteOps:
         # Not peered with its node yet: check now that it can be encoded (so the caller
         # gets the TypeError), then queue it; one background connect per node sends
         # the queue in order once connected.
-        self.node._codec.encode(message)
-        queue = self._unreached.get(task._node_id)
-        if queue is None:
-            queue = self._unreached[task._node_id] = []
-            self._flushed[task._node_id] = trio.Event()
-            self.node._spawn_service(self._send_when_reached, task._node_id, task._location)
-        queue.append([_TASK_SEND, task._task_id, message])
+        size = len(self.node._codec.encode(message))
+        unreached = self._unreached.get(task._node_id)
+        if unreached is None:
+            if self.node._closed or not self.dials.try_take(for_peer, task._location):
+                return -1
+            unreached = self._unreached[task._node_id] = Unreached()
+            self.node._spawn_service(
+                self._send_when_reached, task._node_id, task._location, for_peer
+            )
+        peers = self.node._peers
+        assert peers is not None  # (else _stale)
+        if unreached.size + size > peers.limits.max_outbox_bytes and unreached.messages:
+            peers.stats.messages_refused += 1
+            return -1
+        unreached.messages.append([_TASK_SEND, task._task_id, message])
+        unreached.size += size
         return 0
 
-    async def _send_when_reached(self, node_id: bytes, location: Location) -> None:
+    async def _send_when_reached(
+        self, node_id: bytes, location: Location, for_peer: bytes | None
+    ) -> None:
         conn: PeerConnection | None = None
         try:
             assert self.node._peers is not None
@@ -149,16 +188,24 @@ class RemoteOps:
             if conn is not None and conn.node_id != node_id:
                 conn = None
         finally:
-            queue = self._unreached.pop(node_id, [])
+            self.dials.release(for_peer)
+            unreached = self._unreached.pop(node_id)
             if conn is None:
-                log.warning("%d message(s) to %s dropped: cannot reach it", len(queue), location)
+                if self.dials.quota.allow(trio.current_time()):
+                    log.warning(
+                        "%d message(s) to %s dropped: cannot reach it",
+                        len(unreached.messages),
+                        location,
+                    )
             else:
-                for message in queue:
+                for message in unreached.messages:
                     conn.send(message)
-            self._flushed.pop(node_id).set()
+            unreached.flushed.set()
 
-    async def task_deliver(self, task: Task, message: Any, timeout: float | None) -> int:
-        conn = await self._reach(task._node_id, task._location, timeout)
+    async def task_deliver(
+        self, task: Task, message: Any, timeout: float | None, for_peer: bytes | None = None
+    ) -> int:
+        conn = await self._reach(task._node_id, task._location, timeout, for_peer)
         if conn is None:
             return 0
         result = await conn.request(Kind.TASK_DELIVER, task._task_id, message, timeout=timeout)
@@ -171,8 +218,7 @@ class RemoteOps:
         return conn.send([Kind.TASK_TERMINATE, task._task_id])
 
     async def task_finish(self, task: Task, timeout: float | None) -> Any:
-        key = (task._node_id, task._task_id)
-        pushed = self._results.get(key)
+        pushed = self._results.get(task._node_id, task._task_id)
         if pushed is not None:
             # A task started by our RPS call: its result is (or will be) pushed here,
             # no request needed.
@@ -186,6 +232,8 @@ class RemoteOps:
                         pushed.waiters.remove(waiter)
             else:
                 await trio.lowlevel.checkpoint()
+            if pushed.done:
+                self._results.read(task._node_id, task._task_id)
             return pushed.value
         conn = await self._reach(task._node_id, task._location, timeout)
         if conn is None:
@@ -194,8 +242,7 @@ class RemoteOps:
 
     def task_ended(self, task: Task) -> bool:
         """Whether a task started by one of our RPS calls is known to have ended."""
-        pushed = self._results.get((task._node_id, task._task_id))
-        return pushed is not None and pushed.done
+        return self._results.ended(task._node_id, task._task_id)
 
     async def task_monitor(self, monitor: Task, observe: Task) -> int:
         conn = await self._reach(observe._node_id, observe._location, None)
@@ -203,39 +250,30 @@ class RemoteOps:
             return -1
         # Watch before asking: the status of a task that has already ended can come
         # back ahead of the reply, and must find (and end) the watch.
-        watching = monitor._local and self._watch(
+        # (Monitoring again after PeerLost: this monitor wants the real status.)
+        watching = monitor._local and self._watches.watch(
             conn.node_id, observe._task_id, monitor, observe._name
         )
-        told = self._told_lost.get((conn.node_id, observe._task_id))
-        if told is not None and monitor in told:
-            told.remove(monitor)  # monitoring again: this monitor wants the real status
         result = await conn.request(Kind.TASK_MONITOR, observe._task_id, monitor)
         if type(result) is not int or result != 0:
             if watching:
-                self._unwatch(conn.node_id, observe, monitor)
+                self._watches.unwatch(conn.node_id, observe._task_id, monitor)
             return -1
         return 0
-
-    def _watch(self, node_id: bytes, task_id: int, monitor: Task, name: str = "?") -> bool:
-        if name != "?":
-            self._watched_names[(node_id, task_id)] = name
-        watchers = self._watches.setdefault(node_id, {}).setdefault(task_id, [])
-        if monitor in watchers:
-            return False
-        watchers.append(monitor)
-        return True
 
     def task_is_alive(self, task: Task) -> bool:
         return self._connected(task._node_id) is not None
 
     # -- channels -----------------------------------------------------------------
 
-    def channel_send(self, channel: Channel, message: Any, visited: tuple[bytes, ...] = ()) -> int:
+    def channel_send(
+        self, channel: Channel, message: Any, sent: bytes | None = None, hops: int = 0
+    ) -> int:
         conn = self._connected(channel._node_id)
         if conn is None:
             return -1
-        if visited:  # forwarded by our channels: the path goes with it
-            return conn.send([Kind.CHANNEL_SEND, channel._name, message, list(visited)])
+        if sent is not None:  # forwarded by our channels: its send id goes with it
+            return conn.send([Kind.CHANNEL_SEND, channel._name, message, [sent, hops]])
         return conn.send([Kind.CHANNEL_SEND, channel._name, message])
 
     async def channel_deliver(
@@ -244,14 +282,16 @@ class RemoteOps:
         message: Any,
         timeout: float | None,
         n: int,
-        visited: tuple[bytes, ...] = (),
+        sent: bytes | None = None,
+        hops: int = 0,
+        for_peer: bytes | None = None,
     ) -> int:
-        conn = await self._reach(channel._node_id, channel._location, timeout)
+        conn = await self._reach(channel._node_id, channel._location, timeout, for_peer)
         if conn is None:
             return 0
         fields: list[Any] = [channel._name, message, timeout, n]
-        if visited:
-            fields.append(list(visited))
+        if sent is not None:
+            fields.append([sent, hops])
         result = await conn.request(Kind.CHANNEL_DELIVER, *fields, timeout=timeout)
         return result if type(result) is int else 0
 
@@ -281,11 +321,9 @@ class RemoteOps:
             # tells PeerLost exist before the task can end or its node be lost.
             if isinstance(result, Task) and result._node_id == node_id:
                 for monitor in watchers:
-                    self._watch(node_id, result._task_id, monitor)
+                    self._watches.watch(node_id, result._task_id, monitor, result._name)
                 # Its result will be pushed here (finish() needs no request).
-                self._results.setdefault((node_id, result._task_id), _Pushed())
-                while len(self._results) > _RESULTS_KEPT:
-                    self._results.popitem(last=False)
+                self._results.expect(node_id, result._task_id)
 
         return await conn.request(
             Kind.RPS_CALL, rps._name, list(args), kwargs, monitors, on_reply=on_reply
@@ -305,7 +343,7 @@ class RemoteOps:
         conn = peers.find(location)
         if conn is None:
             with trio.move_on_after(math.inf if timeout is None else timeout):
-                conn = await peers.connect(location)
+                conn = await self._dial(location, None)
         return conn
 
     async def node_status(self, location: Location, timeout: float | None) -> NodeStatus | None:
@@ -385,6 +423,13 @@ class RemoteOps:
 
     # -- peers coming and going ---------------------------------------------------
 
+    def statistics(self) -> RemoteStatistics:
+        return RemoteStatistics(
+            monitors_refused=self.holds.refused,
+            dials_refused=self.dials.refused,
+            results_dropped=self._results.dropped,
+        )
+
     def set_status_task(self, task: Task | None) -> None:
         if task is None:
             self._status_tasks.clear()
@@ -407,30 +452,23 @@ class RemoteOps:
 
     def on_online(self, conn: PeerConnection) -> None:
         log.info("peer %r online", conn)
-        self._lost.discard(conn.node_id)
+        self._watches.online(conn.node_id, conn.locations)
+        self._results.online(conn.node_id)
         self._tell_status(conn, PeerStatus.Online)
 
     def on_offline(self, conn: PeerConnection) -> None:
         log.info("peer %r offline", conn)
-        self._lost.add(conn.node_id)
-        for (node_id, _), pushed in self._results.items():
-            if node_id == conn.node_id and not pushed.done:
-                pushed.finish(None)  # no result will come: finish() gives None
-        # Subscribers on the lost node leave every channel here, so no channel keeps
-        # trying to reach them.
-        for channel in list(self.node._channels):
-            channel._drop_node(conn.node_id)
-        watched = self._watches.pop(conn.node_id, {})
-        for task_id, monitors in watched.items():
-            name = self._watched_names.pop((conn.node_id, task_id), "?")
+        self._results.lost(conn.node_id)  # waiting finish() calls give None at once
+        # Monitors and subscribers on the lost node, or asked for by it, leave every
+        # task and channel here: their statuses and messages cannot reach it.
+        self.holds.lost(conn.node_id)
+        # Each monitor of its tasks hears PeerLost now, and only now (_watches.py).
+        for task_id, name, monitors in self._watches.lost(conn.node_id, conn.location):
             ref = Ref("task", conn.node_id, task_id, name, conn.location)
             lost = Task._reference(self.node, ref)
             reason = f"peer {conn.name!r} at {conn.location} was lost"
             for monitor in monitors:
                 monitor._send(MonitorStatus(lost, PeerLost, reason))
-            self._told_lost[(conn.node_id, task_id)] = monitors
-        while len(self._told_lost) > _TOLD_LOST_KEPT:
-            self._told_lost.popitem(last=False)
         self._tell_status(conn, PeerStatus.Offline)
 
     # -- serving peers: the dispatcher --------------------------------------------
@@ -538,28 +576,18 @@ class RemoteOps:
                 raise _Malformed(f"task id is {describe(task_id)}")
             ended = self.node._ended.get(task_id)
             if ended is not None and type(payload) is MonitorStatus:
-                if isinstance(payload.info, Task):
-                    self._unwatch(conn.node_id, payload.info, ended)  # monitor gone
+                if isinstance(payload.info, Task):  # the monitor is gone: watch over
+                    self._watches.heard(conn.node_id, payload.info._task_id, ended)
                 return
             conn.log_once("no-task", "message for unknown task id %s dropped", _id_text(task_id))
             return
-        if type(payload) is MonitorStatus and isinstance(payload.info, Task):
-            told = self._told_lost.get((conn.node_id, payload.info._task_id))
-            if told is not None and task in told:
-                told.remove(task)  # it already heard PeerLost for this task
-                return
-            self._unwatch(conn.node_id, payload.info, task)
+        if (
+            type(payload) is MonitorStatus
+            and isinstance(payload.info, Task)
+            and not self._watches.heard(conn.node_id, payload.info._task_id, task)
+        ):
+            return  # it already heard PeerLost for this task
         task._send(payload)
-
-    def _unwatch(self, node_id: bytes, observed: Task, monitor: Task) -> None:
-        by_task = self._watches.get(node_id)
-        if by_task is not None:
-            monitors = by_task.get(observed._task_id)
-            if monitors is not None and monitor in monitors:
-                monitors.remove(monitor)
-                if not monitors:
-                    del by_task[observed._task_id]
-                    self._watched_names.pop((node_id, observed._task_id), None)
 
     def _on_task_deliver(self, conn: PeerConnection, message: list[Any]) -> None:
         _, rid, task_id, payload = _request(message, 4)
@@ -577,7 +605,7 @@ class RemoteOps:
         if not isinstance(monitor, Task):
             raise _Malformed(f"the monitor is {describe(monitor)}")
         task = self._local_task(task_id)
-        conn.reply(rid, -1 if task is None else task._add_monitor(monitor))
+        conn.reply(rid, -1 if task is None else task._add_monitor(monitor, conn.node_id))
 
     def _on_task_finish(self, conn: PeerConnection, message: list[Any]) -> None:
         _, rid, task_id, timeout = _request(message, 4)
@@ -639,21 +667,21 @@ class RemoteOps:
 
     def _on_channel_send(self, conn: PeerConnection, message: list[Any]) -> None:
         if len(message) not in (3, 4):
-            raise _Malformed("a channel message is a name, a message and its path")
+            raise _Malformed("a channel message is a name, a message and its send's mark")
         channel = self._channel(message[1])
-        visited = _visited(message[3]) if len(message) == 4 else ()
+        sent, hops = _forwarded(message[3]) if len(message) == 4 else _NOT_FORWARDED
         if channel is None:
             conn.log_once(
                 "no-channel", "message for unknown channel %s dropped", describe(message[1])
             )
         else:
-            channel._forward(message[2], visited)
+            channel._forward(message[2], sent, hops)
 
     def _on_channel_deliver(self, conn: PeerConnection, message: list[Any]) -> None:
         if len(message) not in (6, 7):
             raise _Malformed("a channel delivery has 5 or 6 fields")
         _, rid, name, payload, timeout, n = _request(message[:6], 6)
-        visited = _visited(message[6]) if len(message) == 7 else ()
+        sent, hops = _forwarded(message[6]) if len(message) == 7 else _NOT_FORWARDED
         wait = _wire_timeout(timeout)
         if type(n) is not int or n < 0:
             raise _Malformed(f"n is {describe(n)}")
@@ -663,7 +691,7 @@ class RemoteOps:
             return
 
         async def deliver_and_reply() -> None:
-            conn.reply(rid, await channel._deliver(payload, wait, n, visited))
+            conn.reply(rid, await channel._deliver(payload, wait, n, sent, hops))
 
         self._later(conn, Kind.CHANNEL_DELIVER, rid, deliver_and_reply)
 
@@ -686,7 +714,8 @@ class RemoteOps:
 
         async def act_and_reply() -> None:
             if kind == Kind.CHANNEL_SUBSCRIBE:
-                conn.reply(rid, await target.subscribe(subscriber, wait))
+                await trio.lowlevel.checkpoint()
+                conn.reply(rid, target._add_subscriber(subscriber, conn.node_id))
             else:
                 conn.reply(rid, await target.unsubscribe(subscriber, wait))
 
@@ -719,7 +748,7 @@ class RemoteOps:
             conn.reply(rid, TypeError(f"malformed call of RPS {describe(name)}"))
             return
         try:
-            task = rps._start(args, kwargs, monitors)
+            task = rps._start(args, kwargs, monitors, conn.node_id)
         except (TypeError, PycosError) as exc:
             # Arguments that do not fit the method, or a node that is stopping: the
             # caller's to know (anything else is a bug here, for the dispatcher).
@@ -739,13 +768,7 @@ class RemoteOps:
 
     def _on_task_result(self, conn: PeerConnection, message: list[Any]) -> None:
         _, task_id, value = _fields(message, 3)
-        key = (conn.node_id, _task_id(task_id))
-        pushed = self._results.get(key)
-        if pushed is None:
-            pushed = self._results[key] = _Pushed()
-            while len(self._results) > _RESULTS_KEPT:
-                self._results.popitem(last=False)
-        pushed.finish(value)
+        self._results.arrived(conn, _task_id(task_id), value)  # only ours are kept
 
 
 class _Malformed(Exception):
@@ -792,15 +815,20 @@ def _task_id(value: object) -> int:
     return value
 
 
-def _visited(value: object) -> tuple[bytes, ...]:
-    """The channels a forwarded channel message has passed (see ``_channel.py``)."""
-    if type(value) is not list:
-        raise _Malformed(f"a channel path is {describe(value)}")
-    if len(value) > MAX_HOPS:
-        raise _Malformed(f"a channel path of {len(value)} channels (at most {MAX_HOPS})")
-    if not all(type(key) is bytes for key in value):
-        raise _Malformed("a channel path holds a key that is not bytes")
-    return tuple(value)
+def _forwarded(value: object) -> tuple[bytes, int]:
+    """The send id and hop count a forwarded channel message carries (see
+    ``_send_ids.py``)."""
+    if type(value) is not list or len(value) != 2:
+        raise _Malformed(f"a forwarded channel message's mark is {describe(value)}")
+    sent, hops = value
+    if type(sent) is not bytes or not 0 < len(sent) <= MAX_SEND_ID:
+        raise _Malformed(f"a channel send id is {describe(sent)}")
+    if type(hops) is not int or not 0 < hops <= MAX_HOPS:
+        raise _Malformed(f"a channel message's hops are {describe(hops)} (1 to {MAX_HOPS})")
+    return sent, hops
+
+
+_NOT_FORWARDED: tuple[None, int] = (None, 0)
 
 
 def _wire_timeout(value: object) -> float | None:
@@ -813,24 +841,4 @@ def _wire_timeout(value: object) -> float | None:
     return float(value)
 
 
-_RESULTS_KEPT = 65536
 _LOCATE_ROUND = 30.0  # seconds a peer waits for a name per request of a long locate
-_TOLD_LOST_KEPT = 4096
-
-
-class _Pushed:
-    """A pushed task result, or the promise of one, and the tasks waiting for it."""
-
-    __slots__ = ("done", "value", "waiters")
-
-    def __init__(self) -> None:
-        self.done = False
-        self.value: Any = None
-        self.waiters: list[Waiter] = []
-
-    def finish(self, value: Any) -> None:
-        self.value = value
-        self.done = True
-        waiters, self.waiters = self.waiters, []
-        for waiter in waiters:
-            waiter.wake()

@@ -15,10 +15,13 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from ._entity import Entity
+from ._errors import PycosError
 from ._location import Location
 from ._task import Task, _body_kind
 from ._threads import from_any_thread
 from .protocol.codec import Ref
+from .protocol.printable import describe
+from .services._failures import failure_text
 
 if TYPE_CHECKING:
     pass
@@ -140,17 +143,30 @@ class RPS(Entity):
                 self._prune_at = max(64, len(created))
             return result
         if result is not None:
-            log.warning("call of %r failed: %s", self, result)
+            # The serving peer's value: its text only escaped and bounded (a reply
+            # could forge log lines), anything else by its type name.
+            reason = failure_text(result) if isinstance(result, BaseException) else describe(result)
+            log.warning("call of %r failed: %s", self, reason)
         return None
 
     def _start(
-        self, args: tuple[Any, ...] | list[Any], kwargs: dict[str, Any], monitors: list[Task]
+        self,
+        args: tuple[Any, ...] | list[Any],
+        kwargs: dict[str, Any],
+        monitors: list[Task],
+        asked_by: bytes | None = None,
     ) -> Task:
         """Start a task on this (serving) node with the monitors of the call and of
-        this RPS attached before it runs."""
+        this RPS attached before it runs.  ``asked_by``: the peer that called, whose
+        monitors here are capped (``PycosError`` if the call's do not fit)."""
         assert self._method is not None
+        holds = self._node._remote.holds
+        if asked_by is not None and monitors and not holds.admit(asked_by, len(set(monitors))):
+            raise PycosError("too many monitors held for this peer (max_monitors_per_peer)")
         task = self._node.spawn(self._method, *args, **kwargs)
-        for monitor in (*monitors, *self._monitors):
+        for monitor in monitors:
+            task._add_monitor(monitor, asked_by)
+        for monitor in self._monitors:
             task._add_monitor(monitor)
         return task
 

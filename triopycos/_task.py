@@ -33,6 +33,7 @@ from ._context import current_node_var as _current_node
 from ._entity import Entity
 from ._errors import PycosError
 from ._generator import run_generator
+from ._holds import involves
 from ._location import Location
 from ._status import MonitorStatus
 from ._threads import from_any_thread, get_ident
@@ -187,13 +188,17 @@ class Task(Entity):
         self._scope = trio.CancelScope()
         self._alive = True
         self._daemon = False
-        self._monitors: list[Task] | None = None
+        # Monitor -> the peer that asked for it (None: this node's code), in the
+        # order added; a dict, so a peer's requests cost a lookup each, not a scan.
+        self._monitors: dict[Task, bytes | None] | None = None
         self._registered: set[str] | None = None
         self._done: trio.Event | None = None
         self._streak = 0
         self._suspender: trio.lowlevel.Task | None = None
         self._thrown: BaseException | None = None
-        self._end_callbacks: list[Callable[[], None]] | None = None
+        # (A dict, in the order added: a peer's parked finish() requests each add
+        # one and take it back, a lookup each.)
+        self._end_callbacks: dict[Callable[[], None], None] | None = None
         self._value: Any = None
         self._exit: tuple[object, object] | None = None
         node._adopt(self)
@@ -261,19 +266,31 @@ class Task(Entity):
         for callback in callbacks or ():
             callback()
         monitors, self._monitors = self._monitors, None
-        for monitor in monitors or ():
-            if self._tell(monitor) < 0:
-                log.debug("monitor %r of %r is gone", monitor, self)
+        if monitors:
+            holds = self._node._remote.holds
+            for monitor, asked_by in monitors.items():
+                if asked_by is not None or not monitor._local:
+                    holds.remove(self, monitor, asked_by)
+                if self._tell(monitor, asked_by) < 0:
+                    log.debug("monitor %r of %r is gone", monitor, self)
 
-    def _tell(self, monitor: Task) -> int:
-        """Send this ended task's exit status to ``monitor``: 0 / -1."""
+    def _tell(self, monitor: Task, asked_by: bytes | None = None) -> int:
+        """Send this ended task's exit status to ``monitor``: 0 / -1.  ``asked_by``:
+        the peer that asked for this monitor, if one did (see ``_dials.py``)."""
         assert self._exit is not None
         kind, value = self._exit
         try:
-            return monitor.send(MonitorStatus(self, kind, value))
+            return self._status_to(monitor, MonitorStatus(self, kind, value), asked_by)
         except (TypeError, ValueError) as exc:
             # A remote monitor, and the exit value cannot travel: say so instead.
-            return monitor.send(MonitorStatus(self, type(exc), f"exit status not sent: {exc}"))
+            status = MonitorStatus(self, type(exc), f"exit status not sent: {exc}")
+            return self._status_to(monitor, status, asked_by)
+
+    def _status_to(self, monitor: Task, status: MonitorStatus, asked_by: bytes | None) -> int:
+        if asked_by is None or monitor._local:
+            return monitor.send(status)
+        # On the peer's behalf: the connections it may make this node open are few.
+        return self._node._remote.task_send(monitor, status, asked_by)
 
     # -- messages -----------------------------------------------------------------
 
@@ -583,23 +600,44 @@ class Task(Entity):
         to peers are queued at the very moment of the end, ahead of any goodbye."""
         if self._alive:
             if self._end_callbacks is None:
-                self._end_callbacks = []
-            self._end_callbacks.append(callback)
+                self._end_callbacks = {}
+            self._end_callbacks[callback] = None
         else:
             callback()
 
     def _forget_when_done(self, callback: Callable[[], None]) -> None:
-        if self._end_callbacks is not None and callback in self._end_callbacks:
-            self._end_callbacks.remove(callback)
+        if self._end_callbacks is not None:
+            self._end_callbacks.pop(callback, None)
 
-    def _add_monitor(self, monitor: Task) -> int:
+    def _add_monitor(self, monitor: Task, asked_by: bytes | None = None) -> int:
+        """Make ``monitor`` a monitor of this task: 0, or -1 if the task has ended
+        and its status cannot be sent, or if ``asked_by`` (the peer that asks, None
+        for this node's own code) already holds all it may (see ``_holds.py``)."""
         if self._alive:
-            if self._monitors is None:
-                self._monitors = []
-            if monitor not in self._monitors:
-                self._monitors.append(monitor)
+            monitors = self._monitors
+            if monitors is None:
+                monitors = self._monitors = {}
+            elif monitor in monitors:
+                return 0
+            if asked_by is not None or not monitor._local:
+                holds = self._node._remote.holds
+                if asked_by is not None and not holds.admit(asked_by):
+                    return -1
+                holds.add(self, monitor, asked_by)
+            monitors[monitor] = asked_by
             return 0
-        return 0 if self._tell(monitor) == 0 else -1
+        return 0 if self._tell(monitor, asked_by) == 0 else -1
+
+    def _drop_node(self, node_id: bytes) -> None:
+        """Forget the monitors that live on, or were asked for by, the node
+        ``node_id``: it was lost (``_holds.PeerHolds.lost``)."""
+        monitors = self._monitors
+        if not monitors:
+            return
+        holds = self._node._remote.holds
+        for monitor, asked_by in [(m, a) for m, a in monitors.items() if involves(m, a, node_id)]:
+            del monitors[monitor]
+            holds.remove(self, monitor, asked_by)
 
 
 def _exception_from(args: tuple[Any, ...]) -> BaseException:

@@ -17,9 +17,9 @@ TASK_FINISH        request id, task id, timeout or None              the task's 
 TASK_ALIVE         request id, task id                               bool
 LOCATE             request id, "task"/"channel"/"rps", name,         a reference or None
                    timeout or None
-CHANNEL_SEND       channel name, message[, path]                     none
+CHANNEL_SEND       channel name, message[, forwarded]                none
 CHANNEL_DELIVER    request id, channel name, message, timeout, n     count
-                   [, path]
+                   [, forwarded]
 CHANNEL_SUBSCRIBE  request id, channel name, subscriber, timeout     0 / -1
 CHANNEL_UNSUB      request id, channel name, subscriber, timeout     0 / -1
 PING / PONG        (nothing)                                         PONG for PING
@@ -39,9 +39,11 @@ ECHO               request id                                        True (a rou
                                                                      ``Pycos.ping``)
 =================  ===============================================  ==================
 
-``path`` (only on a message one channel forwards to another): the keys (bytes) of the
-channels it has passed, at most ``MAX_HOPS``; a channel on the path drops it, so a
-cycle of subscriptions cannot loop a message (see ``_channel.py``).
+``forwarded`` (only on a message one channel forwards to another): ``[send id, hops]``,
+the id of the send it belongs to (bytes, at most ``MAX_SEND_ID``: the sending node's
+id and a counter) and how many channels it has passed (1 to ``MAX_HOPS``); a channel
+that has handled that send already drops it, so a cycle of subscriptions cannot loop
+a message and each channel handles a send once (see ``_send_ids.py``).
 
 A request that the receiver cannot serve (unknown task id, unknown kind, bad shape,
 or a failure of the receiver's own) is answered with the request's failure value, or,

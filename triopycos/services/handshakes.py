@@ -62,9 +62,18 @@ class LogQuota:
     """At most ``lines`` warnings per ``period`` seconds; the rest are counted, and
     their number is logged when the next period lets a line through."""
 
-    def __init__(self, lines: int = 20, period: float = 10.0) -> None:
+    def __init__(
+        self,
+        lines: int = 20,
+        period: float = 10.0,
+        *,
+        what: str = "failed inbound handshakes",
+        logger: logging.Logger = log,
+    ) -> None:
         self._lines = lines
         self._period = period
+        self._what = what
+        self._log = logger
         self._start = -math.inf
         self._used = 0
         self._dropped = 0
@@ -72,7 +81,7 @@ class LogQuota:
     def allow(self, now: float) -> bool:
         if now - self._start >= self._period:
             if self._dropped:
-                log.warning("%d more failed inbound handshakes were not logged", self._dropped)
+                self._log.warning("%d more %s were not logged", self._dropped, self._what)
             self._start, self._used, self._dropped = now, 0, 0
         if self._used < self._lines:
             self._used += 1

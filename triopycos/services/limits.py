@@ -40,6 +40,22 @@ class Limits:
     # Requests of one peer waiting here at once (a locate, finish, channel deliver or
     # subscription that waits): more are answered at once with their failure value.
     max_parked_requests: int = 4096
+    # Monitors of this node's tasks and subscriptions to its channels that one peer
+    # may ask this node to hold at once (TASK_MONITOR, an RPS call's monitors,
+    # CHANNEL_SUBSCRIBE): more are refused (-1) and counted in
+    # statistics().monitors_refused.
+    max_monitors_per_peer: int = 65536
+    # Connections opened at once to reach nodes this node is not peered with (a
+    # reference to one of their tasks or channels was used), and of those, on behalf
+    # of one peer (a monitor's status or a channel message for a monitor or
+    # subscriber it asked for).  More are refused and counted in
+    # statistics().dials_refused (requests of this node's own code wait instead).
+    max_dials: int = 32
+    max_dials_per_peer: int = 4
+    # Results of tasks started by this node's RPS calls, pushed by each serving node
+    # and kept for finish(): entries and bytes (encoded) per serving node.
+    max_results_per_peer: int = 65536
+    max_result_bytes_per_peer: int = 64 * 1024 * 1024
 
     def __post_init__(self) -> None:
         if self.max_mailbox is not None and (
@@ -50,6 +66,19 @@ class Limits:
             raise ValueError(
                 f"max_parked_requests must be an int >= 0, not {self.max_parked_requests!r}"
             )
+        if type(self.max_monitors_per_peer) is not int or self.max_monitors_per_peer < 0:
+            raise ValueError(
+                f"max_monitors_per_peer must be an int >= 0, not {self.max_monitors_per_peer!r}"
+            )
+        for name in (
+            "max_dials",
+            "max_dials_per_peer",
+            "max_results_per_peer",
+            "max_result_bytes_per_peer",
+        ):
+            value = getattr(self, name)
+            if type(value) is not int or value < 1:
+                raise ValueError(f"{name} must be an int >= 1, not {value!r}")
         if not self.hello_timeout > 0:
             raise ValueError(f"hello_timeout must be > 0, not {self.hello_timeout}")
         if self.max_handshakes < 1 or self.max_handshakes_per_address < 1:

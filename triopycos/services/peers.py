@@ -115,6 +115,9 @@ class PeerManager:
         self._reconnecting: dict[Location, str] = {}
         self.admission = Admission(limits.max_handshakes, limits.max_handshakes_per_address)
         self._inbound_log = LogQuota()
+        # Dials can be many too (references name nodes anywhere): their failures are
+        # logged within a quota of their own.
+        self._outbound_log = LogQuota(what="failed outbound connections")
         self._nursery: trio.Nursery | None = None
         self.changed = trio.Event()  # set (and replaced) whenever a peer comes online
         self._leaving = False
@@ -259,7 +262,7 @@ class PeerManager:
                 self._reconnecting[location] = f"cannot connect: {exc.reason}"
                 log.debug("cannot connect to %s: %s", location, exc.detail)
             else:
-                log.warning("cannot connect to %s: %s", location, exc.detail)
+                self._warn_outbound("cannot connect to %s: %s", location, exc.detail)
             return None
 
     def _replace_at(self, location: Location, node_id: bytes) -> None:
@@ -333,7 +336,7 @@ class PeerManager:
             locations=[(loc.addr, loc.port) for loc in self.locations],
             expect=expect,
         )
-        warn = log.warning if initiator else self._warn_inbound
+        warn = self._warn_outbound if initiator else self._warn_inbound
         outcome = _Refused.FAILED
         try:
             with trio.fail_after(self.limits.handshake_timeout):
@@ -365,6 +368,11 @@ class PeerManager:
         self.stats.handshakes_failed += 1
         await trio.aclose_forcefully(stream)
         return outcome
+
+    def _warn_outbound(self, text: str, *args: object) -> None:
+        """A warning about a connection this node opens, within its quota."""
+        if self._outbound_log.allow(trio.current_time()):
+            log.warning(text, *args)
 
     def _warn_inbound(self, text: str, *args: object) -> None:
         """A warning about an inbound connection, within the log quota (a flood of
