@@ -174,28 +174,28 @@ async def test_hotswap(tmp_path: Path) -> None:
             # hotswap.py loads hotswap_funcs.py from its working folder.
             cwd = Path(example("hotswap.py")).parent
             async with program(runner, lan.hosts[0], "hotswap.py", home=folder, cwd=cwd) as p:
-                await shown(p, "received: 1\n")
+                await shown(p, "received: 1")
                 await p.send_input("client\n")
                 await shown(p, "  * client_proc2/")  # the client's new body runs
-                await shown(p, "received: 42\n")
+                await shown(p, "received: 42")
                 await p.send_input("server\n")
                 await shown(p, "new function: server_proc2, 2")
                 await shown(p, "  * server_proc2/")  # the server's new body runs
                 await p.send_input("quit\n")
                 await exits_0(p)
-        out = printed(p)
+        # Searched in the whole output, not line by line: a line may run into the
+        # main thread's prompt ('"quit" to exit:   * client_proc2...', or '...: 42Enter
+        # ...'), as print() writes its text and its newline apart and input() may
+        # come between them.
+        out = "\n".join(printed(p))
         sent = [
-            (line.startswith("  * "), int(m.group(1)))
-            for line in out
-            if (m := re.fullmatch(r"(?:  \* )?client_proc2?/\S+: sending (\d+)", line))
+            (m.group(1) is not None, int(m.group(2)))
+            for m in re.finditer(r"(  \* )?client_proc2?/\S+: sending (\d+)", out)
         ]
         received = [
-            (line.startswith("  * "), int(m.group(1)), m.group(2), m.group(3))
-            for line in out
-            if (
-                m := re.fullmatch(
-                    r"(?:  \* )?server_proc2?/\S+ received: (\d+)(?:,  (log|sqrt)=(\S+))?", line
-                )
+            (m.group(1) is not None, int(m.group(2)), m.group(3), m.group(4))
+            for m in re.finditer(
+                r"(  \* )?server_proc2?/\S+ received: (\d+)(?:,  (log|sqrt)=([\d.]+))?", out
             )
         ]
         # The old client body counts 1, 2, ...; the new one 42, 44, ...: every number
