@@ -28,7 +28,7 @@ from .protocol.codec import Ref, register_type
 from .protocol.messages import FAILURE_VALUES, REQUEST_KINDS, Kind
 from .protocol.printable import describe, escape
 from .services.peer import PeerConnection
-from .services.timer import Waiter
+from .services.timer import Parked
 
 if TYPE_CHECKING:
     from ._node import Kind as RegistryKind
@@ -177,12 +177,12 @@ class RemoteOps:
             # A task started by our RPS call: its result is (or will be) pushed here,
             # no request needed.
             if not pushed.done:
-                waiter = Waiter()
+                waiter = Parked(False)
                 pushed.waiters.append(waiter)
                 try:
                     await waiter.wait(self.node._timer, timeout)
                 finally:
-                    if not waiter.woken:  # timed out or cancelled
+                    if waiter.value is not True:  # timed out or cancelled
                         pushed.waiters.remove(waiter)
             else:
                 await trio.lowlevel.checkpoint()
@@ -826,14 +826,14 @@ class _Pushed:
     def __init__(self) -> None:
         self.done = False
         self.value: Any = None
-        self.waiters: list[Waiter] = []
+        self.waiters: list[Parked] = []
 
     def finish(self, value: Any) -> None:
         self.value = value
         self.done = True
         waiters, self.waiters = self.waiters, []
         for waiter in waiters:
-            waiter.wake()
+            waiter.wake(True)
 
 
 # PeerLost travels inside MonitorStatus: let it arrive as itself on every node.
