@@ -23,7 +23,7 @@ from triopycos._remote import RemoteOps
 from triopycos.protocol.auth import derive_key
 from triopycos.protocol.discovery import MAX_DATAGRAM, Announcement, encode
 from triopycos.protocol.files import FileReceiving, Refused, SendRequest, encode_end
-from triopycos.protocol.messages import Kind
+from triopycos.protocol.messages import Message, TaskSend
 from triopycos.services import files as files_service
 from triopycos.testing import VirtualNetwork
 
@@ -79,8 +79,8 @@ async def test_a_message_that_breaks_the_dispatcher_closes_only_its_connection(
 ) -> None:
     original = RemoteOps.dispatch
 
-    def dispatch(self: RemoteOps, conn: Any, message: list[Any]) -> None:
-        if message[0] == Kind.TASK_SEND and message[2] == "boom":
+    def dispatch(self: RemoteOps, conn: Any, message: Message) -> None:
+        if isinstance(message, TaskSend) and message.message == "boom":
             raise RuntimeError(FORGED)  # a bug quoting the peer's value
         original(self, conn, message)
 

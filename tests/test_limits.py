@@ -12,7 +12,7 @@ import trio
 import trio.testing
 
 from triopycos import Channel, Limits, Location, Pycos, Task, open_pycos
-from triopycos.protocol.messages import Kind
+from triopycos.protocol.messages import ChannelDeliver, Locate, TaskFinish
 from triopycos.services.peer import PeerConnection
 from triopycos.testing import VirtualNetwork
 
@@ -175,7 +175,7 @@ async def test_a_status_task_with_a_full_mailbox_stays_one(
 
 
 async def raw_locate(conn: PeerConnection, name: str, wait: float) -> Any:
-    return await conn.request(Kind.LOCATE, "task", name, wait, timeout=wait + 1)
+    return await conn.request(Locate("task", name, wait), timeout=wait + 1)
 
 
 async def test_parked_requests_are_capped_per_peer(
@@ -206,12 +206,12 @@ async def test_parked_requests_are_capped_per_peer(
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(timed, "locate", raw_locate(conn, "later", 10))
-            finish = conn.request(Kind.TASK_FINISH, running._task_id, 20, timeout=21)
+            finish = conn.request(TaskFinish(running._task_id, 20), timeout=21)
             nursery.start_soon(timed, "finish", finish)
             await trio.testing.wait_all_tasks_blocked()
             assert connection(a, b.location).parked == 2
             await timed("refused locate", raw_locate(conn, "later", 10))
-            deliver = conn.request(Kind.CHANNEL_DELIVER, "empty", "m", 10, 1, timeout=11)
+            deliver = conn.request(ChannelDeliver("empty", "m", 10, 1), timeout=11)
             await timed("refused deliver", deliver)
             await timed("other peer", raw_locate(connection(c, a.location), "later", 1))
             a.spawn(registers_later)  # the parked locate is answered

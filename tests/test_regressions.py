@@ -161,7 +161,7 @@ async def test_bad_values_in_a_peer_message_do_not_end_the_session(
             [Kind.CHANNEL_DELIVER, 902, "c", "m", None, -1],
             [[1], 903],
         ):
-            conn.send(bad)
+            conn.send_raw(bad)
         assert await b.locate("a", timeout=1) == a.location
         assert a.peers() == [b.location] and not conn.closed
 

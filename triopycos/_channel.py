@@ -16,19 +16,17 @@ import itertools
 import logging
 import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import Any, TypeAlias
 
 import trio
+import trio_util
 
 from ._entity import Entity
 from ._location import Location
 from ._task import Task, check_timeout
 from ._threads import from_any_thread, get_ident
 from .protocol.codec import Ref
-from .protocol.messages import Kind
-
-if TYPE_CHECKING:
-    pass
+from .protocol.wire import MAX_HOPS
 
 __all__ = ["Channel"]
 
@@ -36,11 +34,6 @@ log = logging.getLogger("triopycos.channel")
 
 Subscriber: TypeAlias = "Task | Channel"
 Transform = Callable[[str, Any], Any]
-
-#: Channels a forwarded message may pass through: a longer path is dropped (and is a
-#: malformed message from a peer).  No hierarchy of channels is this deep; the bound
-#: keeps a path (and a peer's message) small whatever the subscriptions.
-MAX_HOPS = 256
 
 # What ``_transformed`` gives for a message its transform dropped (None is a message).
 _DROPPED: Any = object()
@@ -77,7 +70,7 @@ class Channel(Entity):
         self._key = node._node_id + next(_serials).to_bytes(8, "big")
         self._transform = transform
         self._subscribers: list[Subscriber] = []
-        self._subscribed = trio.Event()
+        self._subscribed = trio_util.RepeatedEvent()  # set on each new subscriber
         self._registered: set[str] = set()
         self._closed = False
         if node._thread_id != get_ident():  # a plain thread: the node's set is its own
@@ -112,7 +105,7 @@ class Channel(Entity):
         check_timeout(timeout)
         if not self._local:
             return await self._node._remote.channel_subscribe(
-                self, subscriber, timeout, Kind.CHANNEL_SUBSCRIBE
+                self, subscriber, timeout, subscribe=True
             )
         await trio.lowlevel.checkpoint()
         if self._closed:
@@ -123,7 +116,6 @@ class Channel(Entity):
         if subscriber not in self._subscribers:
             self._subscribers.append(subscriber)
             self._subscribed.set()
-            self._subscribed = trio.Event()
         return 0
 
     async def unsubscribe(self, subscriber: Subscriber, timeout: float | None = None) -> int:
@@ -132,7 +124,7 @@ class Channel(Entity):
         check_timeout(timeout)
         if not self._local:
             return await self._node._remote.channel_subscribe(
-                self, subscriber, timeout, Kind.CHANNEL_UNSUB
+                self, subscriber, timeout, subscribe=False
             )
         await trio.lowlevel.checkpoint()
         try:

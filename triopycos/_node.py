@@ -43,7 +43,6 @@ from ._threads import get_ident
 from ._version import __version__
 from .protocol.codec import Codec, Ref
 from .protocol.handshake import MAX_LOCATIONS, MAX_NAME
-from .protocol.messages import Kind as MessageKind
 from .services.discovery import Discovery, announce_interval_ok
 from .services.files import FileReceiver, del_file, send_file
 from .services.peers import Limits, PeerManager
@@ -224,7 +223,7 @@ class Pycos:
         if conn is None:
             await trio.lowlevel.checkpoint()
             return -1
-        conn.send([MessageKind.BYE])
+        conn.say_bye()
         await conn.flush(2.0 if timeout is None else timeout)
         conn.close(deliberately=True)
         return 0
@@ -662,6 +661,7 @@ class Pycos:
             codec=self._codec,
             limits=limits,
             dispatch=self._remote.dispatch,
+            is_reference=self._remote.is_reference,
             on_online=self._remote.on_online,
             on_offline=self._remote.on_offline,
             timer=self._timer,
@@ -682,7 +682,7 @@ class Pycos:
             with trio.move_on_after(limit):
                 await self._tasks_gone.wait()
             if self._peers is not None:
-                await self._peers.goodbye([MessageKind.BYE])
+                await self._peers.goodbye()
 
 
 _ENDED_KEPT = 4096

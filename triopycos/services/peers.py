@@ -26,7 +26,6 @@ import logging
 from collections.abc import Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
-from typing import Any
 
 import trio
 import trio_util
@@ -35,6 +34,7 @@ from .._location import Location
 from ..protocol.auth import derive_key
 from ..protocol.codec import Codec
 from ..protocol.handshake import Authenticated, Handshake, HandshakeFailed
+from ..protocol.messages import IsReference, Message
 from ..protocol.printable import escape
 from ..transport import Transport, os_error_reason
 from .admission import Admission, Slot
@@ -120,7 +120,8 @@ class PeerManager:
         secret: str,
         codec: Codec,
         limits: Limits,
-        dispatch: Callable[[PeerConnection, list[Any]], None],
+        dispatch: Callable[[PeerConnection, Message], None],
+        is_reference: IsReference,
         on_online: Callable[[PeerConnection], None],
         on_offline: Callable[[PeerConnection], None],
         timer: Timer,
@@ -135,6 +136,7 @@ class PeerManager:
         self.codec = codec
         self.limits = limits
         self._dispatch = dispatch
+        self._is_reference = is_reference
         self._on_online = on_online
         self._on_offline = on_offline
         self.locations: list[Location] = []
@@ -146,7 +148,7 @@ class PeerManager:
         self.admission = Admission(limits.max_handshakes, limits.max_handshakes_per_address)
         self._inbound_log = LogQuota()
         self._nursery: trio.Nursery | None = None
-        self.changed = trio.Event()  # set (and replaced) whenever a peer comes online
+        self.changed = trio_util.RepeatedEvent()  # set whenever a peer comes online
         self._leaving = False
         # Handles an inbound connection whose hello says "file" (the file service).
         self.file_handler: Callable[[trio.abc.Stream, Authenticated], Awaitable[None]] | None = None
@@ -417,6 +419,7 @@ class PeerManager:
             initiated_by_us=initiated_by_us,
             own_id=self.node_id,
             dispatch=self._dispatch,
+            is_reference=self._is_reference,
             max_frame_size=self.limits.max_frame_size,
             max_outbox_bytes=self.limits.max_outbox_bytes,
             peer_timeout=self.limits.peer_timeout,
@@ -454,7 +457,6 @@ class PeerManager:
         self.by_id[conn.node_id] = conn
         self._on_online(conn)
         self.changed.set()
-        self.changed = trio.Event()
         return conn
 
     async def _run(self, conn: PeerConnection) -> None:
@@ -505,14 +507,14 @@ class PeerManager:
             delay = min(delay * 2, 30.0)
         log.warning("gave up reconnecting to %s after %d attempts: %s", where, attempts, reason)
 
-    async def goodbye(self, bye: list[Any]) -> None:
+    async def goodbye(self) -> None:
         """Tell every peer we are leaving, so they see Offline at once."""
         self._leaving = True
         conns = list(self.by_id.values())
         with trio.move_on_after(self.limits.goodbye_timeout):
             async with trio.open_nursery() as nursery:
                 for conn in conns:
-                    if conn.send(bye) == 0:
+                    if conn.say_bye() == 0:
                         nursery.start_soon(conn.flush, self.limits.goodbye_timeout)
         for conn in conns:
             conn.close(deliberately=True)

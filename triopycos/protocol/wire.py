@@ -1,0 +1,132 @@
+"""The small parts of the session's wire form: checks of a peer's values, and the
+CBOR of message envelopes written by hand.
+
+Checks raise ``MalformedMessage`` with a reason that quotes the peer's values only as
+``printable.describe`` shows them (it is logged).
+
+By hand: an envelope (the kind and the ints of a task message, a delivery, a reply)
+costs cbor2 more as an outer list than the small message it carries, so the session
+writes it and the codec encodes only the payload.  The bytes are the ones cbor2
+writes (the shortest head for every int and length; ``test_session.py`` compares
+them); whatever these helpers do not cover raises ``NotByHand`` and goes through
+the codec whole.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any, Final
+
+from .printable import describe
+
+__all__ = [
+    "LOCATABLE",
+    "MAX_HOPS",
+    "TASK_ID_LIMIT",
+    "MalformedMessage",
+    "NotByHand",
+]
+
+#: Channels a forwarded message may pass through: a longer path is malformed.  No
+#: hierarchy of channels is this deep; the bound keeps a peer's message small.
+MAX_HOPS: Final = 256
+#: Task ids are 1 .. TASK_ID_LIMIT - 1.  The bound also bounds hash collisions: a
+#: peer's ids become dict keys (pushed results, watches), and big multiples of
+#: 2**61 - 1 all hash alike, which would make inserting them quadratic.
+TASK_ID_LIMIT: Final = 2**63
+#: What ``Locate`` may look for.
+LOCATABLE: Final = ("task", "channel", "rps")
+
+
+class MalformedMessage(Exception):
+    """A received message without the shape of its kind."""
+
+
+class NotByHand(Exception):
+    """An envelope field the hand-written encoder does not cover: use the codec."""
+
+
+def check_count(message: list[Any], count: int) -> None:
+    if len(message) != count:
+        raise MalformedMessage(f"{len(message) - 1} fields instead of {count - 1}")
+
+
+def request_id(message: list[Any], count: int) -> int:
+    """A request's id, after checking it has ``count`` items with the kind."""
+    check_count(message, count)
+    rid = message[1]
+    if type(rid) is not int:
+        raise MalformedMessage(f"request id is {describe(rid)}")
+    return rid
+
+
+def task_id(value: object) -> int:
+    if type(value) is not int:
+        raise MalformedMessage(f"task id is {describe(value)}")
+    if not 0 < value < TASK_ID_LIMIT:
+        raise MalformedMessage("task id is out of range")
+    return value
+
+
+def name(value: object, what: str) -> str:
+    if type(value) is not str:
+        raise MalformedMessage(f"{what} is {describe(value)}")
+    return value
+
+
+def timeout(value: object) -> float | None:
+    """None or seconds >= 0 (``not >= 0`` refuses NaN)."""
+    if value is None:
+        return None
+    if (type(value) is not int and type(value) is not float) or not value >= 0:
+        raise MalformedMessage(f"timeout is {describe(value)}")
+    return float(value)
+
+
+def path(value: object) -> tuple[bytes, ...]:
+    if type(value) is not list:
+        raise MalformedMessage(f"a channel path is {describe(value)}")
+    if len(value) > MAX_HOPS:
+        raise MalformedMessage(f"a channel path of {len(value)} channels (at most {MAX_HOPS})")
+    if not all(type(key) is bytes for key in value):
+        raise MalformedMessage("a channel path holds a key that is not bytes")
+    return tuple(value)
+
+
+# -- envelopes by hand -----------------------------------------------------------------
+
+_BYTES: Final = [bytes((i,)) for i in range(256)]
+_pack_8: Final = struct.Struct(">BB").pack
+_pack_16: Final = struct.Struct(">BH").pack
+_pack_32: Final = struct.Struct(">BI").pack
+_pack_64: Final = struct.Struct(">BQ").pack
+
+
+def head(major: int, value: int) -> bytes:
+    """A CBOR head with the shortest argument, as cbor2 writes it."""
+    if value < 24:
+        return _BYTES[major | value]
+    if value < 0x100:
+        return _pack_8(major | 24, value)
+    if value < 0x1_0000:
+        return _pack_16(major | 25, value)
+    if value < 0x1_0000_0000:
+        return _pack_32(major | 26, value)
+    return _pack_64(major | 27, value)
+
+
+def uint(value: object) -> bytes:
+    """An int 0 .. 2**64 - 1 (a bool, a bigger or negative int: the codec's job)."""
+    if type(value) is not int or not 0 <= value < 0x1_0000_0000_0000_0000:
+        raise NotByHand
+    return _BYTES[value] if value < 24 else head(0, value)
+
+
+def text(value: object) -> bytes:
+    if type(value) is not str:
+        raise NotByHand
+    try:
+        data = value.encode()
+    except UnicodeEncodeError:  # lone surrogates: the codec says why it refuses
+        raise NotByHand from None
+    return head(0x60, len(data)) + data
