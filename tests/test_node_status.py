@@ -277,6 +277,7 @@ async def test_a_malformed_answer_from_a_peer_is_none_and_logged(
     cluster: Cluster, clock: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     async with cluster("a", "b") as (a, b):
+
         def bad(conn: Any, message: Request) -> None:
             conn.reply(message, {"name": "b"})
 

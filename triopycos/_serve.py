@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, cast
 
 import trio
@@ -34,6 +34,7 @@ from ._rps import RPS
 from ._status import MonitorStatus
 from ._task import Task
 from .protocol.messages import (
+    Bye,
     ChannelDeliver,
     ChannelSend,
     ChannelSubscribe,
@@ -54,6 +55,7 @@ from .protocol.messages import (
     kind_name,
 )
 from .protocol.printable import describe, escape
+from .protocol.session import SessionEvent
 from .services.peer import PeerConnection
 from .services.timer import Parked
 
@@ -114,51 +116,77 @@ class ServingPeers:
             return isinstance(value, Task)
         return kind == "channel" and isinstance(value, Channel)
 
-    def dispatch(self, conn: PeerConnection, message: Message) -> None:
-        """Handle one message from ``conn``; never raises, and every request gets a
-        reply (see the module docstring)."""
-        try:
-            match message:
-                case TaskSend():
-                    self._on_task_send(conn, message)
-                case TaskDeliver():
-                    self._on_task_deliver(conn, message)
-                case ChannelSend():
-                    self._on_channel_send(conn, message)
-                case TaskResult():
-                    self._on_task_result(conn, message)
-                case TaskTerminate():
-                    self._on_task_terminate(conn, message)
-                case TaskMonitor():
-                    self._on_task_monitor(conn, message)
-                case TaskFinish():
-                    self._on_task_finish(conn, message)
-                case TaskAlive():
-                    self._on_task_alive(conn, message)
-                case Locate():
-                    self._on_locate(conn, message)
-                case ChannelDeliver():
-                    self._on_channel_deliver(conn, message)
-                case ChannelSubscribe() | ChannelUnsubscribe():
-                    self._on_subscription(conn, message)
-                case RpsCall():
-                    self._on_rps_call(conn, message)
-                case StatusRequest():
-                    self._on_node_status(conn, message)
-                case Echo():
-                    self._on_echo(conn, message)
-                case _:
-                    # PING, PONG, BYE and replies are the session's: none comes here.
-                    raise TypeError(f"{type(message).__name__} is not for the dispatcher")
-        except Exception:
-            log.exception(
-                "%r: handling a %s message failed (a bug of this node, not the peer's); "
-                "the node goes on serving",
-                conn,
-                kind_name(message.KIND),
-            )
-            if isinstance(message, Request):
-                conn.reply(message, message.FAILURE)
+    def dispatch(self, conn: PeerConnection, events: Iterable[object]) -> None:
+        """Handle the events of one read of ``conn`` in order: the messages here, the
+        session's own (a reply, the peer's BYE, a message it dropped) by the
+        connection (``conn.session_event``), up to BYE.  A message never makes it
+        raise, and every request gets a reply (see the module docstring); a
+        ``ProtocolError`` of the session comes out of ``events``, to the caller.
+
+        One call per read, not per message: the hot path (a message for a running
+        task) costs a loop turn here and no call."""
+        tasks = self.node._tasks
+        for message in events:
+            try:
+                if type(message) is TaskSend:
+                    # The hot path, ahead of the match (a class pattern costs as
+                    # much again as the rest): a message for a running task.
+                    task = tasks.get(message.task_id)
+                    payload = message.message
+                    if task is None or type(payload) is MonitorStatus:
+                        self._on_task_send(conn, message)
+                    else:
+                        task._send(payload)
+                    continue
+                match message:
+                    case TaskDeliver():
+                        self._on_task_deliver(conn, message)
+                    case SessionEvent() | Bye():
+                        # A reply, the peer's BYE, a message the session dropped.
+                        if conn.session_event(message):
+                            return
+                    case ChannelSend():
+                        self._on_channel_send(conn, message)
+                    case TaskResult():
+                        self._on_task_result(conn, message)
+                    case TaskTerminate():
+                        self._on_task_terminate(conn, message)
+                    case TaskMonitor():
+                        self._on_task_monitor(conn, message)
+                    case TaskFinish():
+                        self._on_task_finish(conn, message)
+                    case TaskAlive():
+                        self._on_task_alive(conn, message)
+                    case Locate():
+                        self._on_locate(conn, message)
+                    case ChannelDeliver():
+                        self._on_channel_deliver(conn, message)
+                    case ChannelSubscribe() | ChannelUnsubscribe():
+                        self._on_subscription(conn, message)
+                    case RpsCall():
+                        self._on_rps_call(conn, message)
+                    case StatusRequest():
+                        self._on_node_status(conn, message)
+                    case Echo():
+                        self._on_echo(conn, message)
+                    case _:
+                        raise TypeError(f"{type(message).__name__} is not an event")
+            except Exception:
+                self._bug(conn, message)
+
+    @staticmethod
+    def _bug(conn: PeerConnection, message: object) -> None:
+        """A handler raised: a bug of this node, said loudly; a request still gets
+        its failure value."""
+        what = kind_name(message.KIND) if isinstance(message, Message) else "session"
+        log.exception(
+            "%r: handling a %s message failed (a bug of this node, not the peer's); "
+            "the node goes on serving",
+            conn,
+            what,
+        )
+        if isinstance(message, Request):
+            conn.reply(message, message.FAILURE)
 
     def _later(
         self, conn: PeerConnection, request: Request, handler: Callable[[], Awaitable[None]]

@@ -41,7 +41,7 @@ would otherwise make us hold some 40 bytes of object per byte received.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Final, NoReturn
 
 from .errors import FrameTooLarge, ProtocolError
@@ -169,6 +169,47 @@ class FrameDecoder:
             end = HEADER_SIZE + size
         self._pos = end
         return buf[pos + HEADER_SIZE : end]
+
+    def spans(self) -> Iterator[tuple[bytes, int, int]]:
+        """Every complete frame, in order, as ``(buffer, start, end)``: its payload is
+        ``buffer[start:end]``.  ``next_frame`` in a loop, but cheaper: no call per
+        frame, and no copy of a frame the reader only needs part of.  Each frame is
+        taken as it is yielded; one not yet yielded stays buffered, and bytes
+        received meanwhile are seen.  Later chunks are joined on as ``next_frame``
+        joins them: only once they complete a header or a frame."""
+        if self._error is not None:
+            self._raise_error()
+        limit = self._max_frame_size
+        while True:
+            buf = self._buf
+            pos = self._pos
+            stop = len(buf) - HEADER_SIZE
+            size = -1
+            while pos <= stop:
+                (size,) = _unpack_header(buf, pos)
+                if size > limit:
+                    self._fail(FrameTooLarge(size, limit))
+                start = pos + HEADER_SIZE
+                end = start + size
+                if end > len(buf):
+                    break
+                size = -1
+                self._pos = end
+                yield buf, start, end
+                if self._buf is not buf:
+                    break  # merged, taken or failed meanwhile: start over
+                pos = end
+            else:
+                pos = self._pos
+            if self._buf is not buf:
+                continue
+            # What is left of the buffer is not a whole frame: join the later chunks
+            # on only if they make one (or its header) whole.
+            pending = self._pending
+            avail = len(buf) - pos
+            if not pending or avail + pending < (HEADER_SIZE if size < 0 else HEADER_SIZE + size):
+                return
+            self._merge()
 
     def take_unread(self) -> bytes:
         """Hand over every byte received but not yet returned as a frame, and forget

@@ -60,6 +60,8 @@ with ``is_reference``, given by the node: this layer does not know its classes.
 from __future__ import annotations
 
 import enum
+import struct
+from collections.abc import Iterator
 from typing import Any, Final, Generic, NamedTuple, NoReturn, TypeAlias, TypeVar
 
 from .codec import Codec, Ref
@@ -79,11 +81,13 @@ from .messages import (
     Pong,
     Reply,
     Request,
+    TaskDeliver,
     TaskSend,
     kind_name,
 )
 from .printable import describe
-from .wire import TASK_ID_LIMIT, MalformedMessage
+from .wire import TASK_ID_LIMIT, MalformedMessage, NotByHand
+from .wire import read_uint as _read_uint
 
 __all__ = [
     "Answer",
@@ -93,6 +97,7 @@ __all__ = [
     "PeerSession",
     "SendRefused",
     "SessionClosed",
+    "SessionEvent",
     "SessionState",
     "Undecodable",
 ]
@@ -100,26 +105,44 @@ __all__ = [
 W = TypeVar("W")
 
 
-class Answer(NamedTuple, Generic[W]):
-    """The reply to one of our requests: the ``waiter`` given to ``send_request``."""
+class SessionEvent:
+    """An event of the session itself, not a message for the node: the driver's."""
 
+    __slots__ = ()
+
+
+class _Answer(NamedTuple, Generic[W]):
     waiter: W
     value: Any
 
 
-class Malformed(NamedTuple):
-    """A message without the shape of its kind was dropped (a request among them was
-    answered with its failure value).  ``reason`` quotes the peer only through
-    ``printable.describe``."""
+class Answer(SessionEvent, _Answer[W]):
+    """The reply to one of our requests: the ``waiter`` given to ``send_request``."""
 
+    __slots__ = ()
+
+
+class _Malformed(NamedTuple):
     kind: str  # the kind's name: "TASK_SEND", "kind 99", "unknown"
     reason: str
 
 
-class Undecodable(NamedTuple):
+class Malformed(SessionEvent, _Malformed):
+    """A message without the shape of its kind was dropped (a request among them was
+    answered with its failure value).  ``reason`` quotes the peer only through
+    ``printable.describe``."""
+
+    __slots__ = ()
+
+
+class _Undecodable(NamedTuple):
+    reason: str
+
+
+class Undecodable(SessionEvent, _Undecodable):
     """A frame that is not valid CBOR (or holds what the codec refuses) was dropped."""
 
-    reason: str
+    __slots__ = ()
 
 
 Event: TypeAlias = "Message | Answer[W] | Malformed | Undecodable"
@@ -157,7 +180,16 @@ def references_are_refs(value: object, kind: str) -> bool:
 
 _new: Final = tuple.__new__
 _join: Final = b"".join
+# A TaskSend's frame header (4 bytes), array head, kind, and task id (see send).
+_task_send_0: Final = struct.Struct(">IHB").pack
+_task_send_8: Final = struct.Struct(">IHBB").pack
+_task_send_16: Final = struct.Struct(">IHBH").pack
+_reply_0: Final = _task_send_0  # the same layout: (size, array and kind, request id)
+_reply_8: Final = _task_send_8
+_reply_16: Final = _task_send_16
 _TASK_SEND: Final = TaskSend.KIND
+_TASK_DELIVER: Final = TaskDeliver.KIND
+_REPLY: Final = Reply.KIND
 
 
 class PeerSession(Generic[W]):
@@ -175,6 +207,7 @@ class PeerSession(Generic[W]):
         "_output",
         "_receiving",
         "_sending",
+        "_spans",
         "_state",
         "_waiting",
     )
@@ -190,6 +223,7 @@ class PeerSession(Generic[W]):
         self._encode = codec.encode
         self._decode = codec.decode
         self._decoder = FrameDecoder(max_frame_size)
+        self._spans = self._decoder.spans
         self._max_frame_size = max_frame_size
         self._is_reference = is_reference
         self._next_request = 0
@@ -218,7 +252,24 @@ class PeerSession(Generic[W]):
         """The frame of a one-way message or a reply, to be written as it is."""
         if not self._sending:
             self._refuse()
-        head, body = message._encode(self._encode, 0)
+        if type(message) is TaskSend:
+            # The hot path, by hand: the frame header and the envelope of a task id
+            # below 2**16 in one struct (TaskSend._encode, the general way, says the
+            # same bytes), and only the payload through the codec.
+            body = self._encode(message.message)
+            task_id = message.task_id
+            if type(task_id) is int and 0 <= task_id < 0x1_0000:
+                size = len(body) + (3 if task_id < 24 else 4 if task_id < 0x100 else 5)
+                if size > self._max_frame_size:
+                    raise MessageTooLarge(size, self._max_frame_size)
+                if task_id < 24:
+                    return _task_send_0(size, 0x8301, task_id) + body
+                if task_id < 0x100:
+                    return _task_send_8(size, 0x8301, 0x18, task_id) + body
+                return _task_send_16(size, 0x8301, 0x19, task_id) + body
+            head, body = message._encode(self._encode, 0)
+        else:
+            head, body = message._encode(self._encode, 0)
         size = len(head) + len(body)
         if size > self._max_frame_size:
             raise MessageTooLarge(size, self._max_frame_size)
@@ -226,6 +277,23 @@ class PeerSession(Generic[W]):
             self._sending = False
             self._state = SessionState.SAID_BYE
         return _join((encode_frame_header(size), head, body))
+
+    def send_reply(self, request_id: int, value: object) -> bytes:
+        """``send(Reply(request_id, value))``, without making the Reply: the frame of
+        the answer to the peer's request ``request_id``."""
+        if not self._sending:
+            self._refuse()
+        body = self._encode(value)
+        if type(request_id) is int and 0 <= request_id < 0x1_0000:
+            size = len(body) + (3 if request_id < 24 else 4 if request_id < 0x100 else 5)
+            if size > self._max_frame_size:
+                raise MessageTooLarge(size, self._max_frame_size)
+            if request_id < 24:
+                return _reply_0(size, 0x8300, request_id) + body
+            if request_id < 0x100:
+                return _reply_8(size, 0x8300, 0x18, request_id) + body
+            return _reply_16(size, 0x8300, 0x19, request_id) + body
+        return self.send(Reply(request_id, value))
 
     def send_request(self, request: Request, waiter: W) -> tuple[int, bytes]:
         """Number ``request`` and return its id and frame; its reply will come back
@@ -295,7 +363,7 @@ class PeerSession(Generic[W]):
 
     def _answer(self, request_id: int, value: object) -> None:
         if self._sending:
-            self._output.append(self.send(Reply(request_id, value)))
+            self._output.append(self.send_reply(request_id, value))
 
     # -- receiving ----------------------------------------------------------------
 
@@ -321,35 +389,90 @@ class PeerSession(Generic[W]):
 
     def next_event(self) -> Event[W] | None:
         """The next event, or None (see the module docstring)."""
+        return next(self.events(), None)
+
+    def events(self) -> Iterator[Event[W]]:
+        """Every event the data received so far makes, in order, each read only when
+        the one before has been handled (wsproto's ``events()``; ``next_event`` one at
+        a time, as h11).  The driver's loop: one generator per read, not a call per
+        message."""
         if not self._receiving:
             if self._error is not None:
                 self._raise_error()
             if self._state is SessionState.PEER_LEFT:
-                return None
-        next_frame = self._decoder.next_frame
+                return
         decode = self._decode
-        while True:
-            try:
-                frame = next_frame()
-            except ProtocolError as exc:
-                self._fail(exc)
-            if frame is None:
-                return None
-            try:
-                message = decode(frame)
-            except DecodeError as exc:
-                return Undecodable(str(exc))
-            if type(message) is not list or not message:
-                self._fail(ProtocolError("message is not a non-empty list"))
-            kind = message[0]
-            # The hot path: a task message with a good shape, checked inline.
-            if type(kind) is int and kind == _TASK_SEND and len(message) == 3:
-                task_id = message[1]
-                if type(task_id) is int and 0 < task_id < TASK_ID_LIMIT:
-                    return _new(TaskSend, (task_id, message[2]))
-            event = self._event(message, kind)
-            if event is not None:
-                return event
+        try:
+            for buf, start, end in self._spans():
+                # The hot kinds (a task message, a delivery, a reply) have their
+                # envelope (an array, the kind, the ints) read by hand, as send
+                # writes it, and only the payload goes through the codec, which would
+                # read the same bytes the same way.  Anything else, or any envelope
+                # these lines do not cover, is the codec's job, whole.
+                if end - start > 3:
+                    kind = buf[start + 1]
+                    if kind == _TASK_SEND and buf[start] == 0x83:
+                        task_id = buf[start + 2]
+                        at = start + 3
+                        if task_id >= 24:  # (the common heads inline: a call less)
+                            if task_id == 0x18 and end - start > 4:
+                                task_id, at = buf[start + 3], start + 4
+                            elif task_id == 0x19 and end - start > 5:
+                                task_id, at = buf[start + 3] << 8 | buf[start + 4], start + 5
+                            else:
+                                task_id = 0  # not by hand
+                        if task_id:
+                            try:
+                                payload = decode(buf[at:end])
+                            except DecodeError as exc:
+                                yield Undecodable(str(exc))
+                                continue
+                            yield _new(TaskSend, (task_id, payload))
+                            continue
+                    elif kind == _REPLY and buf[start] == 0x83:
+                        try:
+                            request_id, at = _read_uint(buf, start + 2, end)
+                            value = decode(buf[at:end])
+                        except NotByHand:
+                            pass
+                        except DecodeError as exc:
+                            yield Undecodable(str(exc))
+                            continue
+                        else:
+                            waiter = self._waiting.pop(request_id, None)
+                            if waiter is not None:
+                                yield _new(Answer, (waiter, value))
+                            continue
+                    elif kind == _TASK_DELIVER and buf[start] == 0x84:
+                        try:
+                            request_id, at = _read_uint(buf, start + 2, end)
+                            task_id, at = _read_uint(buf, at, end)
+                        except NotByHand:
+                            task_id = 0
+                        if 0 < task_id < TASK_ID_LIMIT:
+                            try:
+                                payload = decode(buf[at:end])
+                            except DecodeError as exc:
+                                yield Undecodable(str(exc))
+                                continue
+                            yield _new(TaskDeliver, (task_id, payload, request_id))
+                            continue
+                try:
+                    message = decode(buf[start:end])
+                except DecodeError as exc:
+                    yield Undecodable(str(exc))
+                    continue
+                if type(message) is not list or not message:
+                    self._fail(ProtocolError("message is not a non-empty list"))
+                event = self._event(message, message[0])
+                if event is not None:
+                    yield event
+                    if not self._receiving:
+                        return  # the peer's BYE: nothing after it is read
+        except ProtocolError as exc:
+            if exc is not self._error:
+                self._fail(exc)  # the framing's: a frame over the limit
+            raise
 
     def _event(self, message: list[Any], kind: object) -> Event[W] | None:
         """The event for one decoded message; None if the session consumed it."""
@@ -368,7 +491,7 @@ class PeerSession(Generic[W]):
         if cls is Reply:
             assert isinstance(event, Reply)
             waiter = self._waiting.pop(event.request_id, None)
-            return None if waiter is None else Answer(waiter, event.value)
+            return None if waiter is None else _new(Answer, (waiter, event.value))
         if cls is Ping:
             if self._sending:
                 self._output.append(self.send(PONG))

@@ -130,3 +130,20 @@ def text(value: object) -> bytes:
     except UnicodeEncodeError:  # lone surrogates: the codec says why it refuses
         raise NotByHand from None
     return head(0x60, len(data)) + data
+
+
+def read_uint(data: bytes, pos: int, end: int) -> tuple[int, int]:
+    """The unsigned int whose CBOR head starts at ``data[pos]`` (before ``end``),
+    and the position after it; ``NotByHand`` for anything else (the codec's job)."""
+    if pos >= end:
+        raise NotByHand
+    first = data[pos]
+    if first < 24:
+        return first, pos + 1
+    width = _WIDTHS.get(first)
+    if width is None or pos + 1 + width > end:
+        raise NotByHand
+    return int.from_bytes(data[pos + 1 : pos + 1 + width]), pos + 1 + width
+
+
+_WIDTHS: Final = {0x18: 1, 0x19: 2, 0x1A: 4, 0x1B: 8}

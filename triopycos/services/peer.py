@@ -34,9 +34,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
 import trio
 
@@ -48,12 +48,10 @@ from ..protocol.messages import (
     REQUEST_TYPES,
     Bye,
     IsReference,
-    Message,
     OneWay,
     Reply,
     Request,
     TaskResult,
-    TaskSend,
 )
 from ..protocol.printable import describe, escape
 from ..protocol.session import (
@@ -69,7 +67,7 @@ from ..transport import nowait_sender, receiver
 from ._failures import failure_text
 from .timer import Parked, Timer
 
-__all__ = ["PeerConnection", "PeerStatistics"]
+__all__ = ["Dispatch", "PeerConnection", "PeerStatistics"]
 
 log = logging.getLogger("triopycos.peer")
 
@@ -78,6 +76,10 @@ _now = trio.current_time
 #: Frames a connection may write from the sender's task (see the module docstring)
 #: before the reader or the writer runs again; the rest go through the writer.
 _INLINE_FRAMES = 4
+
+
+#: The node's dispatcher: takes the events of one read, in order (``_serve.py``).
+Dispatch: TypeAlias = "Callable[[PeerConnection, Iterator[object]], None]"
 
 
 @dataclass
@@ -100,7 +102,10 @@ class _Waiting(Parked):
     __slots__ = ("on_reply",)
 
     def __init__(self, failure: object, on_reply: Callable[[Any], None] | None) -> None:
-        super().__init__(failure)
+        # Parked's fields, set here: a super() call costs as much again.
+        self.done = False
+        self.task = None
+        self.value = failure
         self.on_reply = on_reply
 
 
@@ -116,7 +121,7 @@ class PeerConnection:
         codec: Codec,
         initiated_by_us: bool,
         own_id: bytes,
-        dispatch: Callable[[PeerConnection, Message], None],
+        dispatch: Dispatch,
         max_frame_size: int,
         max_outbox_bytes: int,
         peer_timeout: float,
@@ -175,7 +180,28 @@ class PeerConnection:
             frame = self._session.send(message)
         except SendRefused as exc:
             return self._refused(exc)
-        return self._write(frame)
+        # _write, inline: this is every message's path.
+        writer = self._writer
+        if writer is None:
+            if self._outbox_bytes + len(frame) > self._max_outbox and self._outbox:
+                return self._outbox_full()
+        elif self._inline and self._send_nowait is not None:
+            self._inline -= 1
+            try:
+                written = self._send_nowait(frame)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                written = 0
+            if written == len(frame):
+                self.last_sent = _now()
+                return 0
+            if written:
+                frame = frame[written:]
+        self._outbox.append(frame)
+        self._outbox_bytes += len(frame)
+        if writer is not None:
+            self._writer = None
+            _reschedule(writer)
+        return 0
 
     def send_raw(self, fields: list[Any]) -> int:
         """Send any list as a message, unchecked, as a faulty or hostile peer could
@@ -194,15 +220,18 @@ class PeerConnection:
             self.stats.messages_refused += 1
         return -1
 
+    def _outbox_full(self) -> int:
+        self.log_once("full", "outbox full (peer is slower than its senders)")
+        self.stats.messages_refused += 1
+        return -1
+
     def _write(self, frame: bytes) -> int:
         """Queue (or write at once, see the module docstring) one or more frames."""
         writer = self._writer
         if writer is None:
             # The writer is busy (or already woken): it takes this with the rest.
             if self._outbox_bytes + len(frame) > self._max_outbox and self._outbox:
-                self.log_once("full", "outbox full (peer is slower than its senders)")
-                self.stats.messages_refused += 1
-                return -1
+                return self._outbox_full()
         elif self._inline and self._send_nowait is not None:
             # The writer is idle: nothing is queued or being written, so writing
             # here keeps the order.  One attempt that cannot wait.
@@ -246,7 +275,13 @@ class PeerConnection:
             self._refused(exc)
             await trio.lowlevel.checkpoint()
             return waiter.value
-        return await self._wait_reply(request_id, frame, waiter, timeout)
+        try:  # (_wait_reply, inline: a coroutine less on every request)
+            if self._write(frame) < 0:
+                await trio.lowlevel.checkpoint()
+                return waiter.value
+            return await waiter.wait(self._timer, timeout)
+        finally:
+            self._session.forget(request_id)  # a late reply finds no one
 
     async def request_raw(self, kind: int, *fields: Any, timeout: float | None = None) -> Any:
         """``request`` of any kind and fields, unchecked (see ``send_raw``)."""
@@ -288,11 +323,18 @@ class PeerConnection:
 
     def reply(self, request: Request, value: Any) -> None:
         """Answer one of the peer's requests (a value that cannot be sent: None)."""
+        if self.closed:
+            return
         try:
-            self.send(Reply(request.request_id, value))
+            frame = self._session.send_reply(request.request_id, value)
         except (TypeError, ValueError) as exc:
             self.log_once("reply", "reply cannot be encoded (%s); sending None", exc)
             self.send(Reply(request.request_id, None))
+            return
+        except SendRefused as exc:
+            self._refused(exc)
+            return
+        self._write(frame)
 
     def push_result(self, task_id: int, value: Any) -> None:
         """Tell the peer how a task it started ended (see ``TaskResult``)."""
@@ -341,32 +383,32 @@ class PeerConnection:
 
     async def _read_loop(self) -> None:
         session = self._session
-        next_event = session.next_event
         dispatch = self._dispatch
         receive = receiver(self.stream)
         while True:
-            while (event := next_event()) is not None:
-                if type(event) is TaskSend:  # the hot path: straight to the node
-                    dispatch(self, event)
-                elif self._handle(event):
-                    self._write_output()
-                    return  # the peer said BYE
+            # The node takes every event of what was read, one at a time: each
+            # message is handled before the next frame is even decoded.
+            dispatch(self, session.events())
             self._write_output()
+            if self.leaving:
+                return  # the peer said BYE
             data = await receive(65536)
             if not data:
                 self.end_reason = "the peer closed the connection"
                 session.receive_data(b"")  # ProtocolError if it stopped mid-frame
-                while (event := next_event()) is not None:
-                    self._handle(event)
+                dispatch(self, session.events())
                 return
             self.last_heard = _now()
             self._inline = _INLINE_FRAMES
             session.receive_data(data)
 
-    def _handle(self, event: object) -> bool:
-        """Handle one event of the session; True if it was the peer's BYE."""
+    def session_event(self, event: object) -> bool:
+        """Handle an event of the session itself, handed back by the node's
+        dispatcher: a reply, the peer's BYE (True), a message the session dropped."""
         match event:
-            case Answer(waiter=waiter, value=value):
+            case Answer():
+                waiter: _Waiting = event.waiter
+                value = event.value
                 on_reply = waiter.on_reply
                 if on_reply is None:
                     waiter.wake(value)
@@ -385,8 +427,8 @@ class PeerConnection:
             case Undecodable(reason=reason):
                 # The framing is intact: drop this message, keep the session.
                 self.log_once("decode", "undecodable message dropped: %s", reason)
-            case Message():
-                self._dispatch(self, event)
+            case _:
+                raise TypeError(f"{type(event).__name__} is not an event of the session")
         return False
 
     def _write_output(self) -> None:

@@ -34,12 +34,12 @@ from .._location import Location
 from ..protocol.auth import derive_key
 from ..protocol.codec import Codec
 from ..protocol.handshake import Authenticated, Handshake, HandshakeFailed
-from ..protocol.messages import IsReference, Message
+from ..protocol.messages import IsReference
 from ..protocol.printable import escape
 from ..transport import Transport, os_error_reason
 from .admission import Admission, Slot
 from .handshakes import LogQuota, address, describe, exchange, tell_busy
-from .peer import PeerConnection, PeerStatistics
+from .peer import Dispatch, PeerConnection, PeerStatistics
 from .timer import Timer
 
 __all__ = ["Limits", "PeerManager", "PeerStatistics"]
@@ -120,7 +120,7 @@ class PeerManager:
         secret: str,
         codec: Codec,
         limits: Limits,
-        dispatch: Callable[[PeerConnection, Message], None],
+        dispatch: Dispatch,
         is_reference: IsReference,
         on_online: Callable[[PeerConnection], None],
         on_offline: Callable[[PeerConnection], None],
