@@ -141,7 +141,13 @@ async def say_until_heard(
         with contextlib.suppress(trio.BrokenResourceError):  # (a client that gave up)
             await speaker.send_input(f"{text}\n")
         with trio.move_on_after(0.5):
-            await listener.wait_for_output(heard)
+            try:
+                await listener.wait_for_output(heard)
+            except EOFError:
+                # It gave up while we waited (pycos's locate took a "not here").
+                if "Could not locate server" in listener.stdout:
+                    raise ClientGaveUp(listener) from None
+                raise
             return
     raise AssertionError(f"{heard!r} never heard:\n{listener.describe()}")
 

@@ -58,7 +58,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final, NamedTuple, cast
 
 from . import wire
 from .printable import describe
-from .wire import LOCATABLE, MAX_HOPS, TASK_ID_LIMIT, MalformedMessage, NotByHand
+from .wire import LOCATABLE, MAX_HOPS, TASK_ID_LIMIT, Kind, MalformedMessage, NotByHand, kind_name
 from .wire import text as _text
 from .wire import uint as _uint
 
@@ -96,46 +96,12 @@ __all__ = [
 ]
 
 
-class Kind:
-    """Message kinds: plain ints on the wire."""
-
-    REPLY: Final = 0
-    TASK_SEND: Final = 1
-    TASK_DELIVER: Final = 2
-    TASK_TERMINATE: Final = 3
-    TASK_MONITOR: Final = 4
-    TASK_FINISH: Final = 5
-    TASK_ALIVE: Final = 6
-    LOCATE: Final = 7
-    CHANNEL_SEND: Final = 8
-    CHANNEL_DELIVER: Final = 9
-    CHANNEL_SUBSCRIBE: Final = 10
-    CHANNEL_UNSUB: Final = 11
-    PING: Final = 12
-    PONG: Final = 13
-    BYE: Final = 14
-    RPS_CALL: Final = 15
-    TASK_RESULT: Final = 16
-    NODE_STATUS: Final = 17
-    ECHO: Final = 18
-
-
 #: ``is_reference(value, kind)``: whether a decoded value is a reference to a task
 #: or a channel (``kind`` "task" or "channel").  The node's own classes come from
 #: above this layer, so the session is given the test (``session.py``).
 IsReference = Callable[[object, str], bool]
 #: The codec's ``encode``.
 Encode = Callable[[object], bytes]
-
-_KIND_NAMES: Final = {value: name for name, value in vars(Kind).items() if name.isupper()}
-
-
-def kind_name(kind: object) -> str:
-    """The name of a kind for log lines ("TASK_SEND", "kind 99", "unknown")."""
-    if type(kind) is int:
-        return _KIND_NAMES.get(kind) or f"kind {kind if -(2**63) <= kind < 2**63 else 'huge'}"
-    return "unknown"
-
 
 # -- the base classes ------------------------------------------------------------------
 

@@ -1,16 +1,17 @@
 """``PeerSession``: one authenticated peer session as a state machine, sans-IO.
 
-Modelled on h11's ``Connection``: the driver (``services/peer.py``) feeds it what
-the stream gives (``receive_data``), takes events out (``next_event``), and writes
-the bytes that ``send``, ``send_request`` and ``data_to_send`` return.  Nothing
-here does I/O or awaits::
+Modelled on h11's ``Connection`` (and wsproto's ``events()``): the driver
+(``services/peer.py``) feeds it what the stream gives (``receive_data``), takes the
+events out (``events()``, or ``next_event()`` one at a time), and writes the bytes
+that ``send``, ``send_request``, ``send_reply`` and ``data_to_send`` return.
+Nothing here does I/O or awaits::
 
     session = PeerSession(codec, max_frame_size=limit, data=leftover)
     frame = session.send(TaskSend(task_id, "hi"))           # bytes for the stream
     request_id, frame = session.send_request(Echo(), waiter)
     session.receive_data(await stream.receive_some())
-    while (event := session.next_event()) is not None:
-        ...                                                 # see "Events"
+    for event in session.events():                          # see "Events"
+        ...
     stream.send_all(session.data_to_send())                 # PONGs, failure replies
 
 States::
@@ -23,38 +24,44 @@ States::
 
 Rules:
 
-* Sending: only in OPEN.  ``send`` and ``send_request`` raise ``SessionClosed``
-  in any other state (after BYE nothing more is read by the peer) and
-  ``MessageTooLarge`` for a frame over ``max_frame_size``; ``TypeError`` or
-  ``ValueError`` from the codec (a value that cannot travel) go to the caller.
-  Nothing is half-sent: a refused message changes no state.
+* Sending: only in OPEN.  ``send``, ``send_request`` and ``send_reply`` raise
+  ``SessionClosed`` in any other state (after a BYE the peer reads nothing more)
+  and ``MessageTooLarge`` for a frame over ``max_frame_size``; ``TypeError`` or
+  ``ValueError`` from the codec (a value that cannot travel) go to the caller.  A
+  refused message changes nothing (no request id is used up, no state changes).
 * Requests: ``send_request`` numbers each request (1, 2, ... per session) and keeps
-  the caller's ``waiter`` until its reply is read: then ``next_event`` returns
-  ``Answer(waiter, value)``, once.  A reply to an id not waiting (the caller gave
-  up: ``forget``; or the peer made it up) is dropped without a word.  Requests
-  still waiting when the session ends are the driver's to fail (``abandon``).
-* Receiving, in OPEN and SAID_BYE: every frame is decoded and its shape checked
-  against its kind (``messages.py``).  An undecodable frame is ``Undecodable``;
-  a list without the shape of its kind is ``Malformed`` and, if it was a request
-  with an int id, answered with the kind's ``FAILURE`` (in ``data_to_send``).
-  Both are dropped, and the session goes on: framing is intact, only that message
-  is lost.  A frame that is not a non-empty list, or that breaks the framing, is a
-  ``ProtocolError``: ERROR.
-* PING is answered with PONG (in ``data_to_send``) and PONG is consumed: neither is
-  an event.  Any frame proves the peer alive; timing that is the driver's.
+  the caller's ``waiter`` until its reply is read: then an ``Answer(waiter,
+  value)`` event, once.  A reply to an id not waiting (the caller gave up:
+  ``forget``; or the peer made it up) is dropped without a word.  Requests still
+  waiting when the session ends are the driver's to fail (``abandon``).  A request
+  received carries the peer's ``request_id``: answer it with ``send_reply``.
+* Receiving, in OPEN and SAID_BYE: each frame is read when the event before it has
+  been handled, and its shape checked against its kind (``messages.py``).  An
+  undecodable frame is ``Undecodable``; a list without the shape of its kind is
+  ``Malformed`` and, if it was a request with an int id, answered with the kind's
+  ``FAILURE`` (in ``data_to_send``).  Both are dropped and the session goes on:
+  the framing is intact, only that message is lost.  A frame that is not a
+  non-empty list, or that breaks the framing, is a ``ProtocolError``: ERROR.
+* PING is answered with PONG (in ``data_to_send``, while sending is allowed) and
+  PONG is consumed: neither is an event.  Any frame proves the peer alive; timing
+  that is the driver's.
 * The peer's BYE is returned as ``Bye`` and is the last event: PEER_LEFT ignores
   whatever comes after it.
-* CLOSED (the peer ended its stream): events already buffered are still returned,
-  then ``None``; ``receive_data`` with bytes raises ``RuntimeError``.
-* ERROR is final: every call raises ``ProtocolError``.
+* CLOSED (the peer ended its stream): events already buffered are still returned;
+  ``receive_data`` with bytes raises ``RuntimeError``.
+* ERROR is final: receiving and sending raise ``ProtocolError``.
 
-Events (``next_event``): a ``OneWay`` or ``Request`` message for the node (a
-request carries the peer's ``request_id``, to answer with ``send(Reply(...))``),
-``Answer``, ``Bye``, ``Malformed``, ``Undecodable``; ``None`` when it needs more
-data (or, in PEER_LEFT and CLOSED, when nothing more will come).
+Events: a ``OneWay`` or ``Request`` message for the node, and the session's own
+(``SessionEvent``: ``Answer``, ``Malformed``, ``Undecodable``; and ``Bye``).
+``next_event`` returns None when there is none (more data is needed, or nothing
+more will come).
 
 Values that refer to the node's own objects (a monitor, a subscriber) are checked
 with ``is_reference``, given by the node: this layer does not know its classes.
+
+The hot kinds (a task message, a delivery, a reply) have their envelope written and
+read by hand (``wire.py`` says why); the result is the same as the codec's, byte
+for byte and event for event (``test_session.py`` checks both).
 """
 
 from __future__ import annotations
@@ -100,6 +107,7 @@ __all__ = [
     "SessionEvent",
     "SessionState",
     "Undecodable",
+    "references_are_refs",
 ]
 
 W = TypeVar("W")

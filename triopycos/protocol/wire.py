@@ -1,15 +1,15 @@
-"""The small parts of the session's wire form: checks of a peer's values, and the
-CBOR of message envelopes written by hand.
+"""The small parts of the session's wire form: the kinds' numbers, checks of a
+peer's values, and the CBOR of message envelopes written and read by hand.
 
 Checks raise ``MalformedMessage`` with a reason that quotes the peer's values only as
 ``printable.describe`` shows them (it is logged).
 
 By hand: an envelope (the kind and the ints of a task message, a delivery, a reply)
 costs cbor2 more as an outer list than the small message it carries, so the session
-writes it and the codec encodes only the payload.  The bytes are the ones cbor2
-writes (the shortest head for every int and length; ``test_session.py`` compares
-them); whatever these helpers do not cover raises ``NotByHand`` and goes through
-the codec whole.
+writes it and the codec encodes only the payload (and reads it the same way back).
+The bytes are the ones cbor2 writes (the shortest head for every int and length;
+``test_session.py`` compares them); whatever these helpers do not cover raises
+``NotByHand`` and goes through the codec whole.
 """
 
 from __future__ import annotations
@@ -23,9 +23,46 @@ __all__ = [
     "LOCATABLE",
     "MAX_HOPS",
     "TASK_ID_LIMIT",
+    "Kind",
     "MalformedMessage",
     "NotByHand",
+    "kind_name",
 ]
+
+
+class Kind:
+    """Message kinds: plain ints on the wire."""
+
+    REPLY: Final = 0
+    TASK_SEND: Final = 1
+    TASK_DELIVER: Final = 2
+    TASK_TERMINATE: Final = 3
+    TASK_MONITOR: Final = 4
+    TASK_FINISH: Final = 5
+    TASK_ALIVE: Final = 6
+    LOCATE: Final = 7
+    CHANNEL_SEND: Final = 8
+    CHANNEL_DELIVER: Final = 9
+    CHANNEL_SUBSCRIBE: Final = 10
+    CHANNEL_UNSUB: Final = 11
+    PING: Final = 12
+    PONG: Final = 13
+    BYE: Final = 14
+    RPS_CALL: Final = 15
+    TASK_RESULT: Final = 16
+    NODE_STATUS: Final = 17
+    ECHO: Final = 18
+
+
+_KIND_NAMES: Final = {value: name for name, value in vars(Kind).items() if name.isupper()}
+
+
+def kind_name(kind: object) -> str:
+    """The name of a kind for log lines ("TASK_SEND", "kind 99", "unknown")."""
+    if type(kind) is int:
+        return _KIND_NAMES.get(kind) or f"kind {kind if -(2**63) <= kind < 2**63 else 'huge'}"
+    return "unknown"
+
 
 #: Channels a forwarded message may pass through: a longer path is malformed.  No
 #: hierarchy of channels is this deep; the bound keeps a peer's message small.
