@@ -180,28 +180,7 @@ class PeerConnection:
             frame = self._session.send(message)
         except SendRefused as exc:
             return self._refused(exc)
-        # _write, inline: this is every message's path.
-        writer = self._writer
-        if writer is None:
-            if self._outbox_bytes + len(frame) > self._max_outbox and self._outbox:
-                return self._outbox_full()
-        elif self._inline and self._send_nowait is not None:
-            self._inline -= 1
-            try:
-                written = self._send_nowait(frame)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                written = 0
-            if written == len(frame):
-                self.last_sent = _now()
-                return 0
-            if written:
-                frame = frame[written:]
-        self._outbox.append(frame)
-        self._outbox_bytes += len(frame)
-        if writer is not None:
-            self._writer = None
-            _reschedule(writer)
-        return 0
+        return self._write(frame)
 
     def send_raw(self, fields: list[Any]) -> int:
         """Send any list as a message, unchecked, as a faulty or hostile peer could
@@ -275,13 +254,7 @@ class PeerConnection:
             self._refused(exc)
             await trio.lowlevel.checkpoint()
             return waiter.value
-        try:  # (_wait_reply, inline: a coroutine less on every request)
-            if self._write(frame) < 0:
-                await trio.lowlevel.checkpoint()
-                return waiter.value
-            return await waiter.wait(self._timer, timeout)
-        finally:
-            self._session.forget(request_id)  # a late reply finds no one
+        return await self._wait_reply(request_id, frame, waiter, timeout)
 
     async def request_raw(self, kind: int, *fields: Any, timeout: float | None = None) -> Any:
         """``request`` of any kind and fields, unchecked (see ``send_raw``)."""
