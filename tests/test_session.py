@@ -371,10 +371,13 @@ IDS = st.one_of(
 )
 
 
+NAMES = st.text(max_size=40) | st.sampled_from(["", "news", "n" * 23, "n" * 24, "ü" * 200])
+
+
 @FUZZ
-@given(IDS, IDS, values)
+@given(IDS, IDS, values, NAMES)
 def test_envelopes_written_by_hand_are_the_codecs_bytes(
-    request_id: int, task_id: int, payload: object
+    request_id: int, task_id: int, payload: object, name: str
 ) -> None:
     a, _ = sessions()
     assert a.send(TaskSend(task_id, payload)) == frame(
@@ -387,8 +390,8 @@ def test_envelopes_written_by_hand_are_the_codecs_bytes(
     assert a.send(TaskResult(task_id, payload)) == frame(
         CODEC.encode([Kind.TASK_RESULT, task_id, payload])
     )
-    assert a.send(ChannelSend("news", payload)) == frame(
-        CODEC.encode([Kind.CHANNEL_SEND, "news", payload])
+    assert a.send(ChannelSend(name, payload)) == frame(
+        CODEC.encode([Kind.CHANNEL_SEND, name, payload])
     )
     number, data = a.send_request(TaskDeliver(task_id, payload), "w")
     assert data == frame(CODEC.encode([Kind.TASK_DELIVER, number, task_id, payload]))
@@ -402,16 +405,20 @@ def written_by_the_codec(data: bytes) -> bytes:
 
 
 @FUZZ
-@given(IDS, IDS, values)
+@given(IDS, IDS, values, NAMES, st.binary(max_size=30))
 def test_envelopes_read_by_hand_give_what_the_codec_reads(
-    request_id: int, task_id: int, payload: object
+    request_id: int, task_id: int, payload: object, name: str, raw_name: bytes
 ) -> None:
     a, _ = sessions()
+    text = struct.pack(">BI", 0x7A, len(raw_name)) + raw_name  # maybe not UTF-8
     sent = [
         a.send(TaskSend(task_id, payload)),
         a.send_reply(request_id, payload),
         a.send_request(TaskDeliver(task_id, payload), "w")[1],
         a.send_raw([Kind.TASK_DELIVER, request_id, task_id, payload]),
+        a.send(TaskResult(task_id, payload)),
+        a.send(ChannelSend(name, payload)),
+        frame(b"\x83\x08" + text + CODEC.encode(payload)),
     ]
     for data in sent:
         by_hand = events_text(b_with_waiters(request_id), data)

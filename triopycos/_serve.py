@@ -138,15 +138,15 @@ class ServingPeers:
                     else:
                         task._send(payload)
                     continue
-                match message:
+                match message:  # (the hot kinds first: a case costs a check)
+                    case ChannelSend():
+                        self._on_channel_send(conn, message)
                     case TaskDeliver():
                         self._on_task_deliver(conn, message)
                     case SessionEvent() | Bye():
                         # A reply, the peer's BYE, a message the session dropped.
                         if conn.session_event(message):
                             return
-                    case ChannelSend():
-                        self._on_channel_send(conn, message)
                     case TaskResult():
                         self._on_task_result(conn, message)
                     case TaskTerminate():

@@ -81,6 +81,7 @@ from .messages import (
     REQUEST_TYPES,
     TYPES,
     Bye,
+    ChannelSend,
     IsReference,
     Message,
     OneWay,
@@ -89,11 +90,13 @@ from .messages import (
     Reply,
     Request,
     TaskDeliver,
+    TaskResult,
     TaskSend,
     kind_name,
 )
 from .printable import describe
 from .wire import TASK_ID_LIMIT, MalformedMessage, NotByHand
+from .wire import read_text as _read_text
 from .wire import read_uint as _read_uint
 
 __all__ = [
@@ -197,7 +200,11 @@ _reply_8: Final = _task_send_8
 _reply_16: Final = _task_send_16
 _TASK_SEND: Final = TaskSend.KIND
 _TASK_DELIVER: Final = TaskDeliver.KIND
+_TASK_RESULT: Final = TaskResult.KIND
 _REPLY: Final = Reply.KIND
+# Kinds whose envelope is read by hand (TASK_SEND too, inline in events()).
+_BY_HAND: Final = frozenset((_REPLY, _TASK_DELIVER, _TASK_RESULT, ChannelSend.KIND))
+_BY_THE_CODEC: Final = object()
 
 
 class PeerSession(Generic[W]):
@@ -412,11 +419,12 @@ class PeerSession(Generic[W]):
         decode = self._decode
         try:
             for buf, start, end in self._spans():
-                # The hot kinds (a task message, a delivery, a reply) have their
-                # envelope (an array, the kind, the ints) read by hand, as send
-                # writes it, and only the payload goes through the codec, which would
-                # read the same bytes the same way.  Anything else, or any envelope
-                # these lines do not cover, is the codec's job, whole.
+                # The hot kinds (a task message, a delivery, a reply, a result, a
+                # channel message) have their envelope (an array, the kind, the ints
+                # or the name) read by hand, as send writes it, and only the payload
+                # goes through the codec, which would read the same bytes the same
+                # way.  Anything else, or any envelope these lines do not cover, is
+                # the codec's job, whole.
                 if end - start > 3:
                     kind = buf[start + 1]
                     if kind == _TASK_SEND and buf[start] == 0x83:
@@ -437,33 +445,11 @@ class PeerSession(Generic[W]):
                                 continue
                             yield _new(TaskSend, (task_id, payload))
                             continue
-                    elif kind == _REPLY and buf[start] == 0x83:
-                        try:
-                            request_id, at = _read_uint(buf, start + 2, end)
-                            value = decode(buf[at:end])
-                        except NotByHand:
-                            pass
-                        except DecodeError as exc:
-                            yield Undecodable(str(exc))
-                            continue
-                        else:
-                            waiter = self._waiting.pop(request_id, None)
-                            if waiter is not None:
-                                yield _new(Answer, (waiter, value))
-                            continue
-                    elif kind == _TASK_DELIVER and buf[start] == 0x84:
-                        try:
-                            request_id, at = _read_uint(buf, start + 2, end)
-                            task_id, at = _read_uint(buf, at, end)
-                        except NotByHand:
-                            task_id = 0
-                        if 0 < task_id < TASK_ID_LIMIT:
-                            try:
-                                payload = decode(buf[at:end])
-                            except DecodeError as exc:
-                                yield Undecodable(str(exc))
-                                continue
-                            yield _new(TaskDeliver, (task_id, payload, request_id))
+                    elif kind in _BY_HAND:
+                        event = self._read_by_hand(kind, buf, start, end)
+                        if event is not _BY_THE_CODEC:
+                            if event is not None:
+                                yield event
                             continue
                 try:
                     message = decode(buf[start:end])
@@ -481,6 +467,42 @@ class PeerSession(Generic[W]):
             if exc is not self._error:
                 self._fail(exc)  # the framing's: a frame over the limit
             raise
+
+    def _read_by_hand(self, kind: int, buf: bytes, start: int, end: int) -> Any:
+        """The event of a reply, a delivery, a task result or a channel message whose
+        envelope is read by hand (None: a reply nobody waits for);
+        ``_BY_THE_CODEC`` if these lines do not cover it."""
+        first = buf[start]
+        decode = self._decode
+        try:
+            if kind == _REPLY:
+                if first != 0x83:
+                    return _BY_THE_CODEC
+                request_id, at = _read_uint(buf, start + 2, end)
+                value = decode(buf[at:end])
+                waiter = self._waiting.pop(request_id, None)
+                return None if waiter is None else _new(Answer, (waiter, value))
+            if kind == _TASK_DELIVER:
+                if first != 0x84:
+                    return _BY_THE_CODEC
+                request_id, at = _read_uint(buf, start + 2, end)
+                task_id, at = _read_uint(buf, at, end)
+                if not 0 < task_id < TASK_ID_LIMIT:
+                    return _BY_THE_CODEC  # (its reason comes from the codec's way)
+                return _new(TaskDeliver, (task_id, decode(buf[at:end]), request_id))
+            if first != 0x83:  # a task result, or a channel message without a path
+                return _BY_THE_CODEC
+            if kind == _TASK_RESULT:
+                task_id, at = _read_uint(buf, start + 2, end)
+                if not 0 < task_id < TASK_ID_LIMIT:
+                    return _BY_THE_CODEC
+                return _new(TaskResult, (task_id, decode(buf[at:end])))
+            name, at = _read_text(buf, start + 2, end)
+            return _new(ChannelSend, (name, decode(buf[at:end]), ()))
+        except NotByHand:
+            return _BY_THE_CODEC
+        except DecodeError as exc:
+            return Undecodable(str(exc))
 
     def _event(self, message: list[Any], kind: object) -> Event[W] | None:
         """The event for one decoded message; None if the session consumed it."""

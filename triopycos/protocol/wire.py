@@ -184,3 +184,25 @@ def read_uint(data: bytes, pos: int, end: int) -> tuple[int, int]:
 
 
 _WIDTHS: Final = {0x18: 1, 0x19: 2, 0x1A: 4, 0x1B: 8}
+
+
+def read_text(data: bytes, pos: int, end: int) -> tuple[str, int]:
+    """The text whose CBOR head starts at ``data[pos]`` (before ``end``), and the
+    position after it; ``NotByHand`` for anything else, invalid UTF-8 included (the
+    codec says why it refuses)."""
+    if pos >= end or data[pos] >> 5 != 3:
+        raise NotByHand
+    first = data[pos] & 0x1F
+    if first < 24:
+        size, at = first, pos + 1
+    else:
+        width = _WIDTHS.get(first)
+        if width is None or pos + 1 + width > end:
+            raise NotByHand
+        size, at = int.from_bytes(data[pos + 1 : pos + 1 + width]), pos + 1 + width
+    if at + size > end:
+        raise NotByHand
+    try:
+        return data[at : at + size].decode(), at + size
+    except UnicodeDecodeError:
+        raise NotByHand from None
