@@ -41,7 +41,7 @@ would otherwise make us hold some 40 bytes of object per byte received.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable
 from typing import Final, NoReturn
 
 from .errors import FrameTooLarge, ProtocolError
@@ -170,17 +170,19 @@ class FrameDecoder:
         self._pos = end
         return buf[pos + HEADER_SIZE : end]
 
-    def spans(self) -> Iterator[tuple[bytes, int, int]]:
-        """Every complete frame, in order, as ``(buffer, start, end)``: its payload is
-        ``buffer[start:end]``.  ``next_frame`` in a loop, but cheaper: no call per
-        frame, and no copy of a frame the reader only needs part of.  Each frame is
-        taken as it is yielded; one not yet yielded stays buffered, and bytes
-        received meanwhile are seen.  Later chunks are joined on as ``next_frame``
-        joins them: only once they complete a header or a frame."""
-        if self._error is not None:
-            self._raise_error()
-        limit = self._max_frame_size
+    def spans(self) -> Generator[tuple[bytes, int, int] | None, None, NoReturn]:
+        """A generator to keep for the decoder's life: it yields each complete frame,
+        in order, as ``(buffer, start, end)`` (its payload is ``buffer[start:end]``),
+        and ``None`` whenever it needs more bytes; after ``receive_data`` the next
+        ``next()`` goes on.  ``next_frame`` in a loop, but cheaper: no call per frame,
+        no copy of a frame the reader only needs part of, nothing made per read.
+        Each frame is taken as it is yielded.  Later chunks are joined on as
+        ``next_frame`` joins them: only once they complete a header or a frame.
+        Once the decoder has failed, it raises ``ProtocolError`` (and is done)."""
         while True:
+            if self._error is not None:
+                self._raise_error()
+            limit = self._max_frame_size
             buf = self._buf
             pos = self._pos
             stop = len(buf) - HEADER_SIZE
@@ -198,7 +200,7 @@ class FrameDecoder:
                 yield buf, start, end
                 if self._buf is not buf:
                     break  # merged, taken or failed meanwhile: start over
-                pos = end
+                pos = self._pos  # (next_frame may have taken more meanwhile)
             else:
                 pos = self._pos
             if self._buf is not buf:
@@ -206,10 +208,12 @@ class FrameDecoder:
             # What is left of the buffer is not a whole frame: join the later chunks
             # on only if they make one (or its header) whole.
             pending = self._pending
-            avail = len(buf) - pos
-            if not pending or avail + pending < (HEADER_SIZE if size < 0 else HEADER_SIZE + size):
-                return
-            self._merge()
+            if pending and len(buf) - pos + pending >= (
+                HEADER_SIZE if size < 0 else HEADER_SIZE + size
+            ):
+                self._merge()
+            else:
+                yield None
 
     def take_unread(self) -> bytes:
         """Hand over every byte received but not yet returned as a frame, and forget

@@ -362,7 +362,9 @@ class PeerConnection:
             # The node takes every event of what was read, one at a time: each
             # message is handled before the next frame is even decoded.
             dispatch(self, session.events())
-            self._write_output()
+            output = session.data_to_send()  # PONGs, failure replies
+            if output and not self.closed:
+                self._write(output)
             if self.leaving:
                 return  # the peer said BYE
             data = await receive(65536)
@@ -403,11 +405,6 @@ class PeerConnection:
             case _:
                 raise TypeError(f"{type(event).__name__} is not an event of the session")
         return False
-
-    def _write_output(self) -> None:
-        data = self._session.data_to_send()  # PONGs, failure replies
-        if data and not self.closed:
-            self._write(data)
 
     async def _write_loop(self) -> None:
         # The only writer: nobody else ever waits on the stream's send side, so a
