@@ -311,7 +311,7 @@ class Task(Entity):
 
     async def receive(self, timeout: float | None = None, alarm_value: Any = None) -> Any:
         """Next message in the mailbox; waits up to ``timeout`` (then ``alarm_value``)."""
-        if self._trio_task is not _current_task() or self._trio_task is None:
+        if self._trio_task is not _current_task():  # (None is never the current task)
             raise RuntimeError(f"only task {self!r} itself can receive its messages")
         if self._thrown is not None:
             self._raise_thrown()
@@ -346,7 +346,7 @@ class Task(Entity):
         """Suspend this task until another calls ``resume(update)`` (returns
         ``update``) or ``timeout`` seconds pass (returns ``alarm_value``)."""
         check_timeout(timeout)
-        if self._trio_task is not _current_task() or self._trio_task is None:
+        if self._trio_task is not _current_task():  # (None is never the current task)
             raise RuntimeError(f"only task {self!r} itself can suspend")
         if self._thrown is not None:
             self._raise_thrown()

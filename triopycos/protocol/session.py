@@ -68,7 +68,7 @@ from __future__ import annotations
 
 import enum
 import struct
-from collections.abc import Generator, Iterator
+from collections.abc import Iterator
 from typing import Any, Final, Generic, NamedTuple, NoReturn, TypeAlias, TypeVar
 
 from .codec import Codec, Ref
@@ -218,12 +218,11 @@ class PeerSession(Generic[W]):
         "_error",
         "_is_reference",
         "_max_frame_size",
-        "_next",
         "_next_request",
-        "_next_span",
         "_output",
         "_receiving",
         "_sending",
+        "_spans",
         "_state",
         "_waiting",
     )
@@ -239,7 +238,7 @@ class PeerSession(Generic[W]):
         self._encode = codec.encode
         self._decode = codec.decode
         self._decoder = FrameDecoder(max_frame_size)
-        self._next_span = self._decoder.spans().__next__
+        self._spans = self._decoder.spans()
         self._max_frame_size = max_frame_size
         self._is_reference = is_reference
         self._next_request = 0
@@ -250,7 +249,6 @@ class PeerSession(Generic[W]):
         self._sending = True
         self._receiving = True
         self._error: ProtocolError | None = None
-        self._next = self._event_stream().__next__
         if data:
             self.receive_data(data)
 
@@ -406,37 +404,25 @@ class PeerSession(Generic[W]):
 
     def next_event(self) -> Event[W] | None:
         """The next event, or None (see the module docstring)."""
-        if not self._receiving:
-            if self._error is not None:
-                self._raise_error()
-            if self._state is SessionState.PEER_LEFT:
-                return None
-        return self._next()
+        return next(self.events(), None)
 
     def events(self) -> Iterator[Event[W]]:
         """Every event the data received so far makes, in order, each read only when
         the one before has been handled (wsproto's ``events()``; ``next_event`` one at
-        a time, as h11).  The driver's loop: one cheap iterator per read, no call per
+        a time, as h11).  The driver's loop: one generator per read, not a call per
         message."""
         if not self._receiving:
             if self._error is not None:
                 self._raise_error()
             if self._state is SessionState.PEER_LEFT:
-                return iter(())
-        return iter(self._next, None)
-
-    def _event_stream(self) -> Generator[Event[W] | None, None, NoReturn]:
-        """The events, and None whenever more data is needed: one generator for the
-        session's life (``events`` and ``next_event`` resume it), so a read costs no
-        generator of its own."""
+                return
         decode = self._decode
-        next_span = self._next_span
         try:
-            while True:
-                span = next_span()
+            # The decoder's one generator, kept across reads (``for`` runs it fastest;
+            # None: it needs more data).
+            for span in self._spans:
                 if span is None:
-                    yield None
-                    continue
+                    return
                 buf, start, end = span
                 # The hot kinds (a task message, a delivery, a reply, a result, a
                 # channel message) have their envelope (an array, the kind, the ints
@@ -481,19 +467,10 @@ class PeerSession(Generic[W]):
                 if event is not None:
                     yield event
                     if not self._receiving:
-                        while True:  # the peer's BYE: nothing after it is read
-                            yield None
+                        return  # the peer's BYE: nothing after it is read
         except ProtocolError as exc:
             if exc is not self._error:
                 self._fail(exc)  # the framing's: a frame over the limit
-            raise
-        except BaseException as exc:
-            # A bug of ours, or the generator closed: this stream of events is over,
-            # and the session with it (ERROR), rather than going quiet.
-            if self._error is None:
-                self._error = ProtocolError(f"the session stopped reading ({type(exc).__name__})")
-                self._state = SessionState.ERROR
-                self._sending = self._receiving = False
             raise
 
     def _read_by_hand(self, kind: int, buf: bytes, start: int, end: int) -> Any:
