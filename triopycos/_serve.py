@@ -138,33 +138,33 @@ class ServingPeers:
                     else:
                         task._send(payload)
                     continue
-                match message:  # (the hot kinds first: a case costs a check)
-                    case ChannelSend():
-                        self._on_channel_send(conn, message)
-                    case TaskDeliver():
-                        self._on_task_deliver(conn, message)
+                match message:  # (the frequent kinds first: a case costs a check)
                     case SessionEvent() | Bye():
                         # A reply, the peer's BYE, a message the session dropped.
                         if conn.session_event(message):
                             return
+                    case TaskDeliver():
+                        self._on_task_deliver(conn, message)
+                    case ChannelSend():
+                        self._on_channel_send(conn, message)
                     case TaskResult():
                         self._on_task_result(conn, message)
-                    case TaskTerminate():
-                        self._on_task_terminate(conn, message)
+                    case RpsCall():
+                        self._on_rps_call(conn, message)
+                    case Locate():
+                        self._on_locate(conn, message)
                     case TaskMonitor():
                         self._on_task_monitor(conn, message)
                     case TaskFinish():
                         self._on_task_finish(conn, message)
                     case TaskAlive():
                         self._on_task_alive(conn, message)
-                    case Locate():
-                        self._on_locate(conn, message)
                     case ChannelDeliver():
                         self._on_channel_deliver(conn, message)
                     case ChannelSubscribe() | ChannelUnsubscribe():
                         self._on_subscription(conn, message)
-                    case RpsCall():
-                        self._on_rps_call(conn, message)
+                    case TaskTerminate():
+                        self._on_task_terminate(conn, message)
                     case StatusRequest():
                         self._on_node_status(conn, message)
                     case Echo():

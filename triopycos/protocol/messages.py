@@ -54,7 +54,7 @@ The wire form of each class is here too: ``_parse`` checks a received list's sha
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, ClassVar, Final, NamedTuple, cast
+from typing import TYPE_CHECKING, Any, ClassVar, Final, NamedTuple
 
 from . import wire
 from .printable import describe
@@ -138,7 +138,7 @@ class OneWay(Message):
     __slots__ = ()
 
     def _wire(self, request_id: int) -> list[Any]:
-        return [self.KIND, *cast("tuple[Any, ...]", self)]
+        return [self.KIND, *self]  # type: ignore[misc]
 
 
 class Request(Message):
@@ -153,7 +153,7 @@ class Request(Message):
 
     def _wire(self, request_id: int) -> list[Any]:
         # The request id is the last field and the first on the wire.
-        return [self.KIND, request_id, *cast("tuple[Any, ...]", self)[:-1]]
+        return [self.KIND, request_id, *self[:-1]]  # type: ignore[index]
 
 
 _new: Final = tuple.__new__

@@ -109,6 +109,12 @@ class _Waiting(Parked):
         self.on_reply = on_reply
 
 
+async def _failed(waiter: _Waiting) -> Any:
+    """A request that was not sent: its failure value, after a checkpoint."""
+    await trio.lowlevel.checkpoint()
+    return waiter.value
+
+
 class PeerConnection:
     """A live session with one peer. Created after the handshake succeeded."""
 
@@ -231,45 +237,42 @@ class PeerConnection:
             _reschedule(writer)
         return 0
 
-    async def request(
+    def request(
         self,
         request: Request,
         *,
         timeout: float | None = None,
         on_reply: Callable[[Any], None] | None = None,
-    ) -> Any:
-        """Send a request and wait for its reply; the request's failure value if the
-        peer goes away, the message cannot be queued, or ``timeout`` passes.
+    ) -> Awaitable[Any]:
+        """Send a request now; await its reply (at once): the request's failure value
+        if the peer goes away, the message cannot be queued, or ``timeout`` passes.
 
         ``on_reply(value)``, if given, is called with the reply by the reader, as it
         reads it: before any later message from the peer is dispatched (the waiting
-        task itself runs only later)."""
+        task itself runs only later).  Not ``async``: the awaitable is the wait
+        itself, a coroutine frame less on every request."""
         waiter = _Waiting(request.FAILURE, on_reply)
         if self.closed:
-            await trio.lowlevel.checkpoint()
-            return waiter.value
+            return _failed(waiter)
         try:
             request_id, frame = self._session.send_request(request, waiter)
         except SendRefused as exc:
             self._refused(exc)
-            await trio.lowlevel.checkpoint()
-            return waiter.value
-        return await self._wait_reply(request_id, frame, waiter, timeout)
+            return _failed(waiter)
+        return self._wait_reply(request_id, frame, waiter, timeout)
 
-    async def request_raw(self, kind: int, *fields: Any, timeout: float | None = None) -> Any:
+    def request_raw(self, kind: int, *fields: Any, timeout: float | None = None) -> Awaitable[Any]:
         """``request`` of any kind and fields, unchecked (see ``send_raw``)."""
         request = REQUEST_TYPES.get(kind)
         waiter = _Waiting(None if request is None else request.FAILURE, None)
         if self.closed:
-            await trio.lowlevel.checkpoint()
-            return waiter.value
+            return _failed(waiter)
         try:
             request_id, frame = self._session.send_raw_request(kind, list(fields), waiter)
         except SendRefused as exc:
             self._refused(exc)
-            await trio.lowlevel.checkpoint()
-            return waiter.value
-        return await self._wait_reply(request_id, frame, waiter, timeout)
+            return _failed(waiter)
+        return self._wait_reply(request_id, frame, waiter, timeout)
 
     async def _wait_reply(
         self, request_id: int, frame: bytes, waiter: _Waiting, timeout: float | None
