@@ -190,14 +190,15 @@ def references_are_refs(value: object, kind: str) -> bool:
 
 
 _new: Final = tuple.__new__
+_from_bytes: Final = int.from_bytes
 _join: Final = b"".join
-# A TaskSend's frame header (4 bytes), array head, kind, and task id (see send).
-_task_send_0: Final = struct.Struct(">IHB").pack
-_task_send_8: Final = struct.Struct(">IHBB").pack
-_task_send_16: Final = struct.Struct(">IHBH").pack
-_reply_0: Final = _task_send_0  # the same layout: (size, array and kind, request id)
-_reply_8: Final = _task_send_8
-_reply_16: Final = _task_send_16
+# A frame header (4 bytes), an array head and a kind (as one 16-bit word), and an
+# unsigned int's head and value: a task message's or a reply's envelope (_framed).
+_head_0: Final = struct.Struct(">IHB").pack
+_head_8: Final = struct.Struct(">IHBB").pack
+_head_16: Final = struct.Struct(">IHBH").pack
+_head_32: Final = struct.Struct(">IHBI").pack
+_head_64: Final = struct.Struct(">IHBQ").pack
 _TASK_SEND: Final = TaskSend.KIND
 _TASK_DELIVER: Final = TaskDeliver.KIND
 _TASK_RESULT: Final = TaskResult.KIND
@@ -268,23 +269,18 @@ class PeerSession(Generic[W]):
         if not self._sending:
             self._refuse()
         if type(message) is TaskSend:
-            # The hot path, by hand: the frame header and the envelope of a task id
-            # below 2**16 in one struct (TaskSend._encode, the general way, says the
-            # same bytes), and only the payload through the codec.
+            # The hot path, by hand: the frame header and the envelope (TaskSend's
+            # ``_encode`` says the same bytes the general way) in one struct, and only
+            # the payload through the codec.
             body = self._encode(message.message)
             task_id = message.task_id
-            if type(task_id) is int and 0 <= task_id < 0x1_0000:
-                size = len(body) + (3 if task_id < 24 else 4 if task_id < 0x100 else 5)
+            if type(task_id) is int and 0 <= task_id < 24:
+                size = len(body) + 3
                 if size > self._max_frame_size:
                     raise MessageTooLarge(size, self._max_frame_size)
-                if task_id < 24:
-                    return _task_send_0(size, 0x8301, task_id) + body
-                if task_id < 0x100:
-                    return _task_send_8(size, 0x8301, 0x18, task_id) + body
-                return _task_send_16(size, 0x8301, 0x19, task_id) + body
-            head, body = message._encode(self._encode, 0)
-        else:
-            head, body = message._encode(self._encode, 0)
+                return _head_0(size, 0x8301, task_id) + body
+            return self._framed(0x8301, task_id, body, message)
+        head, body = message._encode(self._encode, 0)
         size = len(head) + len(body)
         if size > self._max_frame_size:
             raise MessageTooLarge(size, self._max_frame_size)
@@ -298,17 +294,37 @@ class PeerSession(Generic[W]):
         the answer to the peer's request ``request_id``."""
         if not self._sending:
             self._refuse()
-        body = self._encode(value)
-        if type(request_id) is int and 0 <= request_id < 0x1_0000:
-            size = len(body) + (3 if request_id < 24 else 4 if request_id < 0x100 else 5)
-            if size > self._max_frame_size:
-                raise MessageTooLarge(size, self._max_frame_size)
-            if request_id < 24:
-                return _reply_0(size, 0x8300, request_id) + body
-            if request_id < 0x100:
-                return _reply_8(size, 0x8300, 0x18, request_id) + body
-            return _reply_16(size, 0x8300, 0x19, request_id) + body
-        return self.send(Reply(request_id, value))
+        return self._framed(0x8300, request_id, self._encode(value), Reply(request_id, value))
+
+    def _framed(self, word: int, number: object, body: bytes, message: Message) -> bytes:
+        """The frame of ``[kind, number, payload]`` (``word``: the array head and the
+        kind), ``body`` being the payload's encoding; ``message`` the general way, for
+        a number that is not an int in 0 .. 2**64 - 1."""
+        if type(number) is not int or not 0 <= number < 0x1_0000_0000_0000_0000:
+            whole = self._encode(message._wire(0))
+            if len(whole) > self._max_frame_size:
+                raise MessageTooLarge(len(whole), self._max_frame_size)
+            return encode_frame_header(len(whole)) + whole
+        limit = self._max_frame_size
+        if number < 24:
+            if len(body) + 3 > limit:
+                raise MessageTooLarge(len(body) + 3, limit)
+            return _head_0(len(body) + 3, word, number) + body
+        if number < 0x100:
+            if len(body) + 4 > limit:
+                raise MessageTooLarge(len(body) + 4, limit)
+            return _head_8(len(body) + 4, word, 0x18, number) + body
+        if number < 0x1_0000:
+            if len(body) + 5 > limit:
+                raise MessageTooLarge(len(body) + 5, limit)
+            return _head_16(len(body) + 5, word, 0x19, number) + body
+        if number < 0x1_0000_0000:
+            if len(body) + 7 > limit:
+                raise MessageTooLarge(len(body) + 7, limit)
+            return _head_32(len(body) + 7, word, 0x1A, number) + body
+        if len(body) + 11 > limit:
+            raise MessageTooLarge(len(body) + 11, limit)
+        return _head_64(len(body) + 11, word, 0x1B, number) + body
 
     def send_request(self, request: Request, waiter: W) -> tuple[int, bytes]:
         """Number ``request`` and return its id and frame; its reply will come back
@@ -440,6 +456,8 @@ class PeerSession(Generic[W]):
                                 task_id, at = buf[start + 3], start + 4
                             elif task_id == 0x19 and end - start > 5:
                                 task_id, at = buf[start + 3] << 8 | buf[start + 4], start + 5
+                            elif task_id == 0x1A and end - start > 7:
+                                task_id, at = _from_bytes(buf[start + 3 : start + 7]), start + 7
                             else:
                                 task_id = 0  # not by hand
                         if task_id:
