@@ -274,11 +274,15 @@ class PeerSession(Generic[W]):
             # the payload through the codec.
             body = self._encode(message.message)
             task_id = message.task_id
-            if type(task_id) is int and 0 <= task_id < 24:
-                size = len(body) + 3
+            if type(task_id) is int and 0 <= task_id < 0x1_0000:  # (_framed, inline)
+                size = len(body) + (3 if task_id < 24 else 4 if task_id < 0x100 else 5)
                 if size > self._max_frame_size:
                     raise MessageTooLarge(size, self._max_frame_size)
-                return _head_0(size, 0x8301, task_id) + body
+                if task_id < 24:
+                    return _head_0(size, 0x8301, task_id) + body
+                if task_id < 0x100:
+                    return _head_8(size, 0x8301, 0x18, task_id) + body
+                return _head_16(size, 0x8301, 0x19, task_id) + body
             return self._framed(0x8301, task_id, body, message)
         head, body = message._encode(self._encode, 0)
         size = len(head) + len(body)
