@@ -185,32 +185,29 @@ class FrameDecoder:
             limit = self._max_frame_size
             buf = self._buf
             pos = self._pos
-            stop = len(buf) - HEADER_SIZE
-            size = -1
+            length = len(buf)
+            stop = length - HEADER_SIZE
+            partial = -1  # the size of a frame whose header is in but not its body
             while pos <= stop:
                 (size,) = _unpack_header(buf, pos)
                 if size > limit:
                     self._fail(FrameTooLarge(size, limit))
                 start = pos + HEADER_SIZE
                 end = start + size
-                if end > len(buf):
+                if end > length:
+                    partial = size
                     break
-                size = -1
                 self._pos = end
                 yield buf, start, end
                 if self._buf is not buf:
                     break  # merged, taken or failed meanwhile: start over
                 pos = self._pos  # (next_frame may have taken more meanwhile)
-            else:
-                pos = self._pos
             if self._buf is not buf:
                 continue
             # What is left of the buffer is not a whole frame: join the later chunks
             # on only if they make one (or its header) whole.
             pending = self._pending
-            if pending and len(buf) - pos + pending >= (
-                HEADER_SIZE if size < 0 else HEADER_SIZE + size
-            ):
+            if pending and length - self._pos + pending >= HEADER_SIZE + max(partial, 0):
                 self._merge()
             else:
                 yield None
