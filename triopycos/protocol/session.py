@@ -283,7 +283,7 @@ class PeerSession(Generic[W]):
                 if task_id < 0x100:
                     return _head_8(size, 0x8301, 0x18, task_id) + body
                 return _head_16(size, 0x8301, 0x19, task_id) + body
-            return self._framed(0x8301, task_id, body, message)
+            return self._framed(0x8301, task_id, body) or self._whole(message)
         head, body = message._encode(self._encode, 0)
         size = len(head) + len(body)
         if size > self._max_frame_size:
@@ -298,17 +298,15 @@ class PeerSession(Generic[W]):
         the answer to the peer's request ``request_id``."""
         if not self._sending:
             self._refuse()
-        return self._framed(0x8300, request_id, self._encode(value), Reply(request_id, value))
+        framed = self._framed(0x8300, request_id, self._encode(value))
+        return framed or self._whole(Reply(request_id, value))
 
-    def _framed(self, word: int, number: object, body: bytes, message: Message) -> bytes:
+    def _framed(self, word: int, number: object, body: bytes) -> bytes:
         """The frame of ``[kind, number, payload]`` (``word``: the array head and the
-        kind), ``body`` being the payload's encoding; ``message`` the general way, for
-        a number that is not an int in 0 .. 2**64 - 1."""
+        kind), ``body`` being the payload's encoding; b"" for a number that is not an
+        int in 0 .. 2**64 - 1 (``_whole``'s)."""
         if type(number) is not int or not 0 <= number < 0x1_0000_0000_0000_0000:
-            whole = self._encode(message._wire(0))
-            if len(whole) > self._max_frame_size:
-                raise MessageTooLarge(len(whole), self._max_frame_size)
-            return encode_frame_header(len(whole)) + whole
+            return b""
         limit = self._max_frame_size
         if number < 24:
             if len(body) + 3 > limit:
@@ -329,6 +327,10 @@ class PeerSession(Generic[W]):
         if len(body) + 11 > limit:
             raise MessageTooLarge(len(body) + 11, limit)
         return _head_64(len(body) + 11, word, 0x1B, number) + body
+
+    def _whole(self, message: Message) -> bytes:
+        """The frame of ``message``'s wire list, all of it through the codec."""
+        return self._raw_frame(message._wire(0))
 
     def send_request(self, request: Request, waiter: W) -> tuple[int, bytes]:
         """Number ``request`` and return its id and frame; its reply will come back
