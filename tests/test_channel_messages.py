@@ -18,7 +18,7 @@ from trio.testing import MockClock
 
 from triopycos import Channel, Pycos, Task, _send_ids, open_pycos
 from triopycos._send_ids import MAX_HOPS
-from triopycos.protocol.messages import Kind
+from triopycos.protocol.messages import ChannelDeliver, Kind
 from triopycos.testing import VirtualNetwork
 
 
@@ -250,9 +250,9 @@ async def test_a_send_id_already_seen_is_dropped_and_the_hop_bound_is_the_last_s
         assert b._peers is not None
         (conn,) = b._peers.by_id.values()
         for mark in ([b"send 1", 1], [b"send 1", 2], [b"send 2", 1], [b"send 3", MAX_HOPS]):
-            assert conn.send([Kind.CHANNEL_SEND, "feed", mark[0], mark]) == 0
-        assert await conn.request(Kind.CHANNEL_DELIVER, "feed", "d", 5, 0, [b"send 2", 3]) == 0
-        assert await conn.request(Kind.CHANNEL_DELIVER, "feed", "d", 5, 0, [b"send 4", 3]) == 1
+            assert conn.send_raw([Kind.CHANNEL_SEND, "feed", mark[0], mark]) == 0
+        assert await conn.request(ChannelDeliver("feed", "d", 5, 0, b"send 2", 3)) == 0
+        assert await conn.request(ChannelDeliver("feed", "d", 5, 0, b"send 4", 3)) == 1
         await trio.testing.wait_all_tasks_blocked()
         assert inbox.got == [b"send 1", b"send 2", "d"]
 

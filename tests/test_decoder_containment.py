@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import struct
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
 
@@ -23,7 +24,7 @@ from triopycos._remote import RemoteOps
 from triopycos.protocol.auth import derive_key
 from triopycos.protocol.discovery import MAX_DATAGRAM, Announcement, encode
 from triopycos.protocol.files import FileReceiving, Refused, SendRequest, encode_end
-from triopycos.protocol.messages import Kind
+from triopycos.protocol.messages import TaskSend
 from triopycos.services.files import receiver as files_receiver
 from triopycos.testing import VirtualNetwork
 
@@ -79,10 +80,14 @@ async def test_a_message_that_breaks_the_dispatcher_closes_only_its_connection(
 ) -> None:
     original = RemoteOps.dispatch
 
-    def dispatch(self: RemoteOps, conn: Any, message: list[Any]) -> None:
-        if message[0] == Kind.TASK_SEND and message[2] == "boom":
-            raise RuntimeError(FORGED)  # a bug quoting the peer's value
-        original(self, conn, message)
+    def dispatch(self: RemoteOps, conn: Any, events: Iterator[object]) -> None:
+        def checked() -> Iterator[object]:
+            for message in events:
+                if isinstance(message, TaskSend) and message.message == "boom":
+                    raise RuntimeError(FORGED)  # a bug quoting the peer's value
+                yield message
+
+        original(self, conn, checked())
 
     monkeypatch.setattr(RemoteOps, "dispatch", dispatch)
     async with VirtualNetwork(seed=32) as net:

@@ -3,8 +3,8 @@ whether its handler meets a malformed message (the peer's fault: logged once, br
 with the peer's values escaped and bounded) or raises by a bug of its own (logged as
 an error with its traceback); either way the session and the node go on serving.
 
-Requests are written raw with the connection's own ``request`` (as a faulty or
-hostile peer could), on the virtual network under the autojump clock."""
+Requests are written raw with the connection's ``request_raw`` and ``send_raw``
+(as a faulty or hostile peer could), on the virtual network under the autojump clock."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import trio
 import trio.testing
 
 from triopycos import RPS, Channel, MonitorStatus, Pycos, Task
-from triopycos.protocol.messages import Kind
+from triopycos.protocol.messages import Kind, RpsCall
 from triopycos.services.peer import PeerConnection
 from triopycos.testing import VirtualNetwork
 
@@ -47,7 +47,7 @@ async def keeper(task: Task) -> None:
 async def ask(conn: PeerConnection, kind: int, *fields: Any) -> tuple[Any, float]:
     """The reply to a raw request, and how long it took (the bound is far longer)."""
     start = trio.current_time()
-    reply = await conn.request(kind, *fields, timeout=30)
+    reply = await conn.request_raw(kind, *fields, timeout=30)
     return reply, trio.current_time() - start
 
 
@@ -119,7 +119,7 @@ async def test_malformed_one_way_messages_are_dropped_and_the_session_goes_on(
             [99, 1, 2],
             ["kind", 1],
         ):
-            assert conn.send(bad) == 0
+            assert conn.send_raw(bad) == 0
         await still_serving(a, b, conn)
     said = [r.getMessage() for r in caplog.records if "malformed" in r.getMessage()]
     assert len(said) == 6, said  # once per kind
@@ -227,9 +227,9 @@ async def test_task_ids_whose_hashes_collide_are_refused_in_bounded_time(
     Task ids are refused outside 1..2**63 - 1, so they never get that far."""
     async with two_nodes() as (a, b, conn):
         for k in range(1, 2001):
-            assert conn.send([Kind.TASK_RESULT, k * (2**61 - 1) * 2**64, None]) == 0
+            assert conn.send_raw([Kind.TASK_RESULT, k * (2**61 - 1) * 2**64, None]) == 0
         for bad in (0, -1, 2**63):
-            assert conn.send([Kind.TASK_RESULT, bad, None]) == 0
+            assert conn.send_raw([Kind.TASK_RESULT, bad, None]) == 0
         await still_serving(a, b, conn)
         assert not a._remote._results  # none was kept
 
@@ -282,10 +282,10 @@ async def test_a_failed_rps_calls_reply_is_logged_escaped(
             "text\nCRITICAL forged",
         ]
 
-        def hostile(peer: PeerConnection, message: list[Any]) -> None:
-            peer.reply(message[1], replies.pop(0))  # a hostile, authenticated server
+        def hostile(peer: PeerConnection, message: RpsCall) -> None:
+            peer.reply(message, replies.pop(0))  # a hostile, authenticated server
 
-        a._remote._handlers[Kind.RPS_CALL] = hostile
+        a._remote._on_rps_call = hostile  # type: ignore[method-assign, assignment]
 
         async def caller() -> list[Any]:
             rps = await RPS.locate("service", a.location, timeout=5)

@@ -225,3 +225,97 @@ def test_garbage_raises_only_protocol_errors(pieces: list[bytes], limit: int) ->
     except ProtocolError:
         with pytest.raises(ProtocolError):
             decoder.next_frame()
+
+
+# -- spans: the reader's loop without a call (or a copy) per frame ----------------------
+
+
+def feed_spans(decoder: FrameDecoder, pieces: list[bytes]) -> list[bytes]:
+    """``feed``, through one ``spans()`` generator kept across the pieces."""
+    spans = decoder.spans()
+    frames = []
+    for piece in pieces:
+        decoder.receive_data(piece)
+        while (span := next(spans)) is not None:
+            buffer, start, end = span
+            frames.append(buffer[start:end])
+    return frames
+
+
+def test_spans_needs_more_data_then_goes_on() -> None:
+    decoder = FrameDecoder(max_frame_size=100)
+    spans = decoder.spans()
+    assert next(spans) is None
+    blob = encode_frames([b"one", b"two"])
+    decoder.receive_data(blob[:9])  # the first frame and a bit of the second
+    buffer, start, end = next(spans)  # type: ignore[misc]
+    assert buffer[start:end] == b"one"
+    assert next(spans) is None and next(spans) is None
+    decoder.receive_data(blob[9:])
+    buffer, start, end = next(spans)  # type: ignore[misc]
+    assert buffer[start:end] == b"two"
+    assert next(spans) is None
+    decoder.eof()
+
+
+def test_spans_refuses_an_oversized_header_and_stays_failed() -> None:
+    decoder = FrameDecoder(max_frame_size=10)
+    spans = decoder.spans()
+    decoder.receive_data(encode_frame(b"ok") + struct.pack(">I", 11))
+    buffer, start, end = next(spans)  # type: ignore[misc]
+    assert buffer[start:end] == b"ok"
+    with pytest.raises(FrameTooLarge):
+        next(spans)
+    with pytest.raises(ProtocolError):
+        next(decoder.spans())
+    with pytest.raises(ProtocolError):
+        decoder.next_frame()
+
+
+def test_spans_of_a_big_frame_in_small_chunks_is_linear() -> None:
+    payload = bytes(range(256)) * (8 * 4096)  # 8 MiB
+    blob = encode_frame(payload)
+    decoder = FrameDecoder(max_frame_size=len(payload))
+    start = time.perf_counter()
+    frames = feed_spans(decoder, [blob[i : i + 4096] for i in range(0, len(blob), 4096)])
+    assert time.perf_counter() - start < 2.0
+    assert frames == [payload]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    payloads=st.lists(st.binary(max_size=300), max_size=20),
+    data=st.data(),
+)
+def test_spans_of_any_split_are_the_same_frames(payloads: list[bytes], data: st.DataObject) -> None:
+    blob = encode_frames(payloads)
+    cuts = data.draw(st.lists(st.integers(0, len(blob)), max_size=40))
+    decoder = FrameDecoder(max_frame_size=300)
+    assert feed_spans(decoder, split(blob, cuts)) == payloads
+    decoder.eof()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    payloads=st.lists(st.binary(max_size=60), max_size=12),
+    data=st.data(),
+)
+def test_spans_and_next_frame_take_turns(payloads: list[bytes], data: st.DataObject) -> None:
+    """A reader may mix both: each frame comes once, in order."""
+    decoder = FrameDecoder(max_frame_size=60)
+    decoder.receive_data(encode_frames(payloads))
+    spans = decoder.spans()
+    frames = []
+    while True:
+        if data.draw(st.booleans()):
+            span = next(spans)
+            if span is None:
+                break
+            buffer, start, end = span
+            frames.append(buffer[start:end])
+        else:
+            frame = decoder.next_frame()
+            if frame is None:
+                break
+            frames.append(frame)
+    assert frames == payloads

@@ -14,7 +14,15 @@ import trio.testing
 
 from triopycos import RPS, Channel, Limits, Location, Pycos, PycosError, Task, open_pycos
 from triopycos.protocol.codec import Ref
-from triopycos.protocol.messages import Kind
+from triopycos.protocol.messages import (
+    ChannelDeliver,
+    ChannelSubscribe,
+    Kind,
+    Locate,
+    RpsCall,
+    TaskFinish,
+    TaskMonitor,
+)
 from triopycos.services.peer import PeerConnection
 from triopycos.testing import VirtualNetwork
 
@@ -185,7 +193,7 @@ async def test_a_status_task_with_a_full_mailbox_stays_one(
 
 
 async def raw_locate(conn: PeerConnection, name: str, wait: float) -> Any:
-    return await conn.request(Kind.LOCATE, "task", name, wait, timeout=wait + 1)
+    return await conn.request(Locate("task", name, wait), timeout=wait + 1)
 
 
 async def test_parked_requests_are_capped_per_peer(
@@ -216,12 +224,12 @@ async def test_parked_requests_are_capped_per_peer(
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(timed, "locate", raw_locate(conn, "later", 10))
-            finish = conn.request(Kind.TASK_FINISH, running._task_id, 20, timeout=21)
+            finish = conn.request(TaskFinish(running._task_id, 20), timeout=21)
             nursery.start_soon(timed, "finish", finish)
             await trio.testing.wait_all_tasks_blocked()
             assert connection(a, b.location).parked == 2
             await timed("refused locate", raw_locate(conn, "later", 10))
-            deliver = conn.request(Kind.CHANNEL_DELIVER, "empty", "m", 10, 1, timeout=11)
+            deliver = conn.request(ChannelDeliver("empty", "m", 10, 1), timeout=11)
             await timed("refused deliver", deliver)
             await timed("other peer", raw_locate(connection(c, a.location), "later", 1))
             a.spawn(registers_later)  # the parked locate is answered
@@ -292,8 +300,8 @@ async def test_a_peers_monitor_and_subscribe_requests_cost_linear_work(
         monkeypatch.setattr(Channel, "__eq__", counting(channel_eq))
         for i in range(1, n + 1):
             monitor = fake_task(b, b._node_id, i, b.location)
-            conn.send([Kind.TASK_MONITOR, 10**6 + i, target._task_id, monitor])
-            conn.send([Kind.CHANNEL_SUBSCRIBE, 2 * 10**6 + i, "feed", monitor, None])
+            conn.send_raw([Kind.TASK_MONITOR, 10**6 + i, target._task_id, monitor])
+            conn.send_raw([Kind.CHANNEL_SUBSCRIBE, 2 * 10**6 + i, "feed", monitor, None])
             if i % 500 == 0:
                 await trio.lowlevel.checkpoint()
         await trio.testing.wait_all_tasks_blocked()
@@ -329,11 +337,11 @@ async def test_monitors_and_subscriptions_a_peer_holds_are_capped(
 
         async def monitor(target: Task, task_id: int) -> Any:
             watcher = fake_task(b, b._node_id, task_id, b.location)
-            return await conn.request(Kind.TASK_MONITOR, target._task_id, watcher)
+            return await conn.request(TaskMonitor(target._task_id, watcher))
 
         async def subscribe(task_id: int) -> Any:
             subscriber = fake_task(b, b._node_id, task_id, b.location)
-            return await conn.request(Kind.CHANNEL_SUBSCRIBE, "feed", subscriber, None)
+            return await conn.request(ChannelSubscribe("feed", subscriber, None))
 
         assert [await monitor(t, 1) for t in long_lived[:2]] == [0, 0]
         assert await monitor(long_lived[0], 1) == 0  # the same monitor again: no cost
@@ -341,9 +349,7 @@ async def test_monitors_and_subscriptions_a_peer_holds_are_capped(
         assert await monitor(long_lived[2], 1) == -1
         assert await subscribe(2) == -1
         calls = [
-            await conn.request(
-                Kind.RPS_CALL, "quick", [], {}, [fake_task(b, b._node_id, 9, b.location)]
-            )
+            await conn.request(RpsCall("quick", [], {}, [fake_task(b, b._node_id, 9, b.location)]))
         ]
         assert isinstance(calls[0], PycosError) and "max_monitors_per_peer" in str(calls[0])
         assert a.statistics().monitors_refused == 3
@@ -351,7 +357,7 @@ async def test_monitors_and_subscriptions_a_peer_holds_are_capped(
         # Another peer, and the node's own code, are not refused.
         other = fake_task(c, c._node_id, 1, c.location)
         c_conn = connection(c, a.location)
-        assert await c_conn.request(Kind.TASK_MONITOR, long_lived[2]._task_id, other) == 0
+        assert await c_conn.request(TaskMonitor(long_lived[2]._task_id, other)) == 0
         assert long_lived[2].notify(fake_task(a, b._node_id, 7, b.location)) == 0
         # A task that ends gives its monitors' room back.
         long_lived[1].terminate()
@@ -392,8 +398,8 @@ async def test_a_lost_peers_monitors_and_subscriptions_leave_long_lived_tasks(
             on_b = [fake_task(b, b._node_id, i, b.location) for i in (1, 2)]
             on_c = fake_task(b, c._node_id, 3, c.location)  # asked for by b, lives on c
             for watcher in (*on_b, on_c):
-                assert await conn.request(Kind.TASK_MONITOR, long_lived._task_id, watcher) == 0
-                assert await conn.request(Kind.CHANNEL_SUBSCRIBE, "feed", watcher, None) == 0
+                assert await conn.request(TaskMonitor(long_lived._task_id, watcher)) == 0
+                assert await conn.request(ChannelSubscribe("feed", watcher, None)) == 0
             assert long_lived._monitors is not None and len(long_lived._monitors) == 4
             assert len(feed._subscribers) == 4
             lost = b._node_id
@@ -441,8 +447,8 @@ async def test_a_peers_messages_cannot_make_the_node_dial_many_places_at_once(
         for i in range(1, n + 1):
             fake = fake_task(peer, os.urandom(16), 1, Location(sink.ipv4, 1000 + i))
             target = (ended, running)[i % 2]._task_id
-            conn.send([Kind.TASK_MONITOR, i, target, fake])
-            conn.send([Kind.CHANNEL_SUBSCRIBE, n + i, "feed", fake, None])
+            conn.send_raw([Kind.TASK_MONITOR, i, target, fake])
+            conn.send_raw([Kind.CHANNEL_SUBSCRIBE, n + i, "feed", fake, None])
             if i % 100 == 0:
                 await trio.testing.wait_all_tasks_blocked()
                 most = max(most, len(victim._peers._connecting))

@@ -26,7 +26,7 @@ from triopycos import (
 )
 from triopycos._node_status import status_from_wire, status_to_wire
 from triopycos.protocol.codec import Codec
-from triopycos.protocol.messages import Kind
+from triopycos.protocol.messages import Kind, Request
 from triopycos.testing import VirtualNetwork
 
 LIMIT = 10
@@ -131,13 +131,13 @@ async def test_status_and_ping_fail_at_once_when_the_peer_goes_away_meanwhile(
             (a,) = nodes
             asked = trio.Event()
 
-            def never_answer(conn: Any, message: list[Any]) -> None:
+            def never_answer(conn: Any, message: Request) -> None:
                 asked.set()
 
             async def run_b(*, task_status: trio.TaskStatus[triopycos.Pycos]) -> None:
                 async with nodes.open("b") as b:
-                    b._remote._handlers[Kind.NODE_STATUS] = never_answer
-                    b._remote._handlers[Kind.ECHO] = never_answer
+                    b._remote._on_node_status = never_answer  # type: ignore[method-assign]
+                    b._remote._on_echo = never_answer  # type: ignore[method-assign]
                     task_status.started(b)
                     await trio.sleep_forever()
 
@@ -277,19 +277,18 @@ async def test_a_malformed_answer_from_a_peer_is_none_and_logged(
     cluster: Cluster, clock: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     async with cluster("a", "b") as (a, b):
-        handlers = b._remote._handlers
 
-        def bad(conn: Any, message: list[Any]) -> None:
-            conn.reply(message[1], {"name": "b"})
+        def bad(conn: Any, message: Request) -> None:
+            conn.reply(message, {"name": "b"})
 
-        handlers[Kind.NODE_STATUS], served = bad, handlers[Kind.NODE_STATUS]
+        b._remote._on_node_status = bad  # type: ignore[method-assign]
         with caplog.at_level(logging.WARNING, "triopycos.remote"):
             assert await a.status(b.location, timeout=5) is None
         assert "malformed status" in caplog.text
-        handlers[Kind.NODE_STATUS] = served
+        del b._remote._on_node_status
         # A malformed request is answered with the failure value; the session goes on.
         assert a._peers is not None
         (conn,) = a._peers.by_id.values()
-        assert await conn.request(Kind.NODE_STATUS, "extra", timeout=5) is None
-        assert await conn.request(Kind.ECHO, "extra", timeout=5) is False
+        assert await conn.request_raw(Kind.NODE_STATUS, "extra", timeout=5) is None
+        assert await conn.request_raw(Kind.ECHO, "extra", timeout=5) is False
         assert await a.ping(b.location, timeout=5) is not None

@@ -13,7 +13,7 @@ from conftest import Cluster
 
 from triopycos import Channel, Limits, Location, MonitorStatus, PeerLost, Task, open_pycos
 from triopycos._watches import LOST_KEPT, WatchTable
-from triopycos.protocol.messages import Kind
+from triopycos.protocol.messages import Kind, TaskSend
 from triopycos.testing import VirtualNetwork
 
 
@@ -152,7 +152,7 @@ async def test_each_monitor_hears_once_after_a_partition_whatever_the_number_of_
         conn = server._peers.by_id[client._node_id]
         for remote in workers:
             status = MonitorStatus(remote, StopIteration, "done")
-            assert conn.send([Kind.TASK_SEND, watching._task_id, status]) == 0
+            assert conn.send(TaskSend(watching._task_id, status)) == 0
         await trio.testing.wait_all_tasks_blocked()
         assert len(got) == count, f"{len(got) - count} real statuses after PeerLost"
         assert client._remote._watches.marks(server._node_id) == 0  # all arrived
@@ -247,7 +247,7 @@ async def test_bad_values_in_a_peer_message_do_not_end_the_session(
             [Kind.CHANNEL_DELIVER, 902, "c", "m", None, -1],
             [[1], 903],
         ):
-            conn.send(bad)
+            conn.send_raw(bad)
         assert await b.locate("a", timeout=1) == a.location
         assert a.peers() == [b.location] and not conn.closed
 

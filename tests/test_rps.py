@@ -17,7 +17,7 @@ from trio.testing import MockClock
 from triopycos import RPS, Limits, MonitorStatus, Pycos, Task, open_pycos
 from triopycos._pushed import PushedResults
 from triopycos.protocol.codec import Codec
-from triopycos.protocol.messages import Kind
+from triopycos.protocol.messages import TaskFinish, TaskResult
 from triopycos.services.peer import PeerConnection
 from triopycos.testing import VirtualNetwork
 
@@ -329,11 +329,11 @@ async def test_finish_of_an_rps_task_survives_a_flood_of_pushed_results(
         flood = 65_537  # one more than the old table's size (max_results_per_peer)
         conn = connection_of(flooder, client)
         for task_id in range(1, flood + 1):
-            conn.send([Kind.TASK_RESULT, task_id, None])
+            conn.send(TaskResult(task_id, None))
             if task_id % 4096 == 0:
                 await trio.lowlevel.checkpoint()
         # The serving node itself pushing a result for a task we did not start:
-        connection_of(server, client).send([Kind.TASK_RESULT, 10**6, "unasked"])
+        connection_of(server, client).send(TaskResult(10**6, "unasked"))
         await trio.testing.wait_all_tasks_blocked()
         assert len(client._remote._results) == 1  # our call's entry only
         assert client.statistics().results_dropped == flood + 1
@@ -494,13 +494,13 @@ async def test_the_result_of_a_task_that_ends_at_once_is_kept_without_a_request(
         with a_node(server):
             serve([double])
         asked: list[Any] = []
-        serve_finish = server._remote._handlers[Kind.TASK_FINISH]
+        serve_finish = server._remote._on_task_finish
 
-        def counting(conn: PeerConnection, message: list[Any]) -> None:
+        def counting(conn: PeerConnection, message: TaskFinish) -> None:
             asked.append(message)
             serve_finish(conn, message)
 
-        server._remote._handlers[Kind.TASK_FINISH] = counting
+        server._remote._on_task_finish = counting  # type: ignore[method-assign]
 
         async def calls() -> list[Any]:
             d = await RPS.locate("double", server.location, timeout=5)

@@ -11,7 +11,7 @@ import trio.testing
 from trio.testing import MockClock
 
 from triopycos import Task, open_pycos
-from triopycos.services.timer import Timer, Waiter
+from triopycos.services.timer import Parked, Timer
 
 
 class Note:
@@ -68,15 +68,15 @@ async def test_timer_compacts_ended_expiries_and_keeps_live_ones(
     assert fired[0][1] - start == pytest.approx(100)
 
 
-async def test_waiter_wake_timeout_and_cancel(autojump_clock: MockClock) -> None:
+async def test_parked_wake_timeout_and_cancel(autojump_clock: MockClock) -> None:
     timer = Timer()
     async with trio.open_nursery() as nursery:
         nursery.start_soon(timer.run)
-        woken = Waiter()
+        woken = Parked(False)
 
         async def wake_later() -> None:
             await trio.sleep(1)
-            woken.wake()
+            assert woken.wake(True)
 
         nursery.start_soon(wake_later)
         start = trio.current_time()
@@ -84,14 +84,36 @@ async def test_waiter_wake_timeout_and_cancel(autojump_clock: MockClock) -> None
         assert trio.current_time() - start == pytest.approx(1)
 
         start = trio.current_time()
-        assert await Waiter().wait(timer, 3) is False
+        assert await Parked(False).wait(timer, 3) is False
         assert trio.current_time() - start == pytest.approx(3)
 
-        cancelled = Waiter()
+        cancelled = Parked(False)
         with trio.move_on_after(2):
             await cancelled.wait(timer, None)
-        assert cancelled.done and not cancelled.woken
-        cancelled.wake()  # too late: nothing happens
+        assert cancelled.done and cancelled.value is False
+        assert not cancelled.wake(True)  # too late: nothing happens
+        assert cancelled.value is False
+        nursery.cancel_scope.cancel()
+
+
+async def test_parked_throw_raises_in_the_waiting_task(autojump_clock: MockClock) -> None:
+    timer = Timer()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(timer.run)
+        parked = Parked()
+
+        async def throw_later() -> None:
+            await trio.sleep(1)
+            assert parked.throw(KeyError("thrown"))
+
+        nursery.start_soon(throw_later)
+        with pytest.raises(KeyError):
+            await parked.wait(timer, 5)
+        assert not parked.throw(KeyError("again")) and not parked.wake(1)
+        # Woken before it waited: the wait gives the value after a checkpoint.
+        early = Parked()
+        assert early.wake("early")
+        assert await early.wait(timer, None) == "early"
         nursery.cancel_scope.cancel()
 
 
@@ -110,8 +132,8 @@ async def test_receive_timeout_never_loses_a_later_message(autojump_clock: MockC
         await trio.testing.wait_all_tasks_blocked()
         # The race, made deterministic: the timer fires (as its task would), and a
         # message comes before the woken task runs: it waits in the mailbox.
-        assert t._timeout is not None
-        t._timeout.expire()
+        assert t._waiter is not None
+        t._waiter.expire()
         assert t.send("after the timeout") == 0
         await trio.sleep(2.5)
         assert t.send("after the cancel") == 0

@@ -16,9 +16,10 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import Any, TypeAlias
 
 import trio
+import trio_util
 
 from ._entity import Entity
 from ._holds import involves
@@ -27,10 +28,6 @@ from ._send_ids import MAX_HOPS, SeenSends, new_send_id
 from ._task import Task, check_timeout
 from ._threads import from_any_thread, get_ident
 from .protocol.codec import Ref
-from .protocol.messages import Kind
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = ["Channel"]
 
@@ -75,7 +72,7 @@ class Channel(Entity):
         self._subscribers: dict[Subscriber, bytes | None] = {}
         self._channels = 0  # how many subscribers are channels (a send needs an id)
         self._seen: SeenSends | None = None  # sends handled lately, once forwarded to
-        self._subscribed = trio.Event()
+        self._subscribed = trio_util.RepeatedEvent()  # set on each new subscriber
         self._registered: set[str] = set()
         self._closed = False
         if node._thread_id != get_ident():  # a plain thread: the node's set is its own
@@ -109,7 +106,7 @@ class Channel(Entity):
         check_timeout(timeout)
         if not self._local:
             return await self._node._remote.channel_subscribe(
-                self, subscriber, timeout, Kind.CHANNEL_SUBSCRIBE
+                self, subscriber, timeout, subscribe=True
             )
         await trio.lowlevel.checkpoint()
         return self._add_subscriber(subscriber, None)
@@ -134,7 +131,6 @@ class Channel(Entity):
             if isinstance(subscriber, Channel):
                 self._channels += 1
             self._subscribed.set()
-            self._subscribed = trio.Event()
         return 0
 
     async def unsubscribe(self, subscriber: Subscriber, timeout: float | None = None) -> int:
@@ -143,7 +139,7 @@ class Channel(Entity):
         check_timeout(timeout)
         if not self._local:
             return await self._node._remote.channel_subscribe(
-                self, subscriber, timeout, Kind.CHANNEL_UNSUB
+                self, subscriber, timeout, subscribe=False
             )
         await trio.lowlevel.checkpoint()
         if subscriber not in self._subscribers:

@@ -26,10 +26,11 @@ Rules:
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import trio
 
+from .protocol.messages import TaskSend
 from .services.handshakes import LogQuota
 
 if TYPE_CHECKING:
@@ -46,7 +47,7 @@ class Unreached:
     __slots__ = ("flushed", "messages", "size")
 
     def __init__(self) -> None:
-        self.messages: list[list[Any]] = []
+        self.messages: list[TaskSend] = []
         self.size = 0  # encoded bytes
         self.flushed = trio.Event()  # set once the queue went out (or was dropped)
 

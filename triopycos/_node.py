@@ -47,7 +47,6 @@ from ._task import Task, check_timeout
 from ._threads import NodeThread
 from ._version import __version__
 from .protocol.codec import Codec, Ref, TypeRegistry, default_types
-from .protocol.messages import Kind as MessageKind
 from .services.discovery import Discovery
 from .services.files import del_file, send_file
 from .services.peers import PeerManager
@@ -237,7 +236,7 @@ class Pycos:
         if conn is None:
             await trio.lowlevel.checkpoint()
             return -1
-        conn.send([MessageKind.BYE])
+        conn.say_bye()
         await conn.flush(2.0 if timeout is None else timeout)
         conn.close(deliberately=True)
         return 0
@@ -502,6 +501,7 @@ class Pycos:
                 codec=self._codec,
                 timer=self._timer,
                 dispatch=self._remote.dispatch,
+                is_reference=self._remote.is_reference,
                 on_online=self._remote.on_online,
                 on_offline=self._remote.on_offline,
                 file_settings=self,
@@ -528,4 +528,4 @@ class Pycos:
             peers = self._peers
             await self._task_table.end_all(peers.limits.goodbye_timeout if peers else 2.0)
             if peers is not None:
-                await peers.goodbye([MessageKind.BYE])
+                await peers.goodbye()

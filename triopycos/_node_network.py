@@ -30,10 +30,11 @@ from ._errors import PycosError
 from ._location import Location
 from ._node_config import NodeConfig
 from .protocol.codec import Codec
+from .protocol.messages import IsReference
 from .services.discovery import Discovery, DiscoveryStatistics
 from .services.files import FileReceiver, FileSettings, FileStatistics
 from .services.listener import ListenerService, ListenerStatistics
-from .services.peer import PeerConnection
+from .services.peer import Dispatch, PeerConnection
 from .services.peers import PeerManager, PeerServiceStatistics
 from .services.timer import Timer
 from .transport import Transport
@@ -147,7 +148,8 @@ class NodeNetwork:
         name: str,
         codec: Codec,
         timer: Timer,
-        dispatch: Callable[[PeerConnection, list[Any]], None],
+        dispatch: Dispatch,
+        is_reference: IsReference,
         on_online: Callable[[PeerConnection], None],
         on_offline: Callable[[PeerConnection], None],
         file_settings: FileSettings,
@@ -163,6 +165,7 @@ class NodeNetwork:
             codec=codec,
             limits=config.limits,
             dispatch=dispatch,
+            is_reference=is_reference,
             on_online=on_online,
             on_offline=on_offline,
             timer=timer,

@@ -37,7 +37,7 @@ import sys
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
-from .services.timer import Waiter
+from .services.timer import Parked
 
 if TYPE_CHECKING:
     from ._node import Pycos
@@ -56,7 +56,7 @@ class Pushed:
     def __init__(self) -> None:
         self.done = False
         self.value: Any = None
-        self.waiters: list[Waiter] = []
+        self.waiters: list[Parked] = []  # each woken with True
         self.size = 0  # encoded bytes of the value, once it has arrived
         self.arrived = False  # the serving node pushed it (not None for a loss)
         self.read = False  # a finish() has returned it
@@ -66,7 +66,7 @@ class Pushed:
         self.done = True
         waiters, self.waiters = self.waiters, []
         for waiter in waiters:
-            waiter.wake()
+            waiter.wake(True)
 
 
 class _Table:

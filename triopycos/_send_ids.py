@@ -28,18 +28,15 @@ import itertools
 from collections import deque
 from typing import Final
 
+# The wire's bounds (a peer's message outside them is malformed, ``protocol/wire.py``).
+from .protocol.wire import MAX_HOPS, MAX_SEND_ID
+
 __all__ = ["MAX_HOPS", "MAX_SEND_ID", "SEEN_KEPT", "SEND_ID_SIZE", "SeenSends", "new_send_id"]
 
-#: Channels a forwarded message may pass through: a message that has passed this
-#: many is dropped (and a peer's message claiming more is malformed).  No hierarchy of
-#: channels is this deep.
-MAX_HOPS: Final = 256
 #: Ids of sends a channel remembers (the most recent ones).
 SEEN_KEPT: Final = 1024
 #: Bytes of an id made here: a 16-byte node id and an 8-byte counter.
 SEND_ID_SIZE: Final = 24
-#: Bytes of an id a peer's message may carry (ids are opaque to other nodes).
-MAX_SEND_ID: Final = 64
 
 _counter = itertools.count(1)
 

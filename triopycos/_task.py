@@ -8,8 +8,8 @@ route every call through the local node's peer layer).
 Mailbox rule: only the task itself receives.  ``send`` to a task parked in
 ``receive`` hands the message over with the wake-up itself (one hop, no queue, no
 intermediate channel); otherwise it appends to the mailbox, a deque made only when
-a message has to wait (an idle task holds no queue).  ``receive(timeout=...)`` gives
-its deadline to the node's timer (``services/timer.py``) instead of opening a cancel
+a message has to wait (an idle task holds no queue).  A task waiting in ``receive`` is
+a ``Parked`` (``services/timer.py``): its timeout is the node's timer's, not a cancel
 scope.
 """
 
@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, Any
 
 import outcome
 import trio
-from outcome import Value
 
 from . import _generator
 from ._context import current_node_var as _current_node
@@ -38,6 +37,7 @@ from ._location import Location
 from ._status import MonitorStatus
 from ._threads import from_any_thread, get_ident
 from .protocol.codec import Ref
+from .services.timer import Parked
 
 if TYPE_CHECKING:
     from ._node import Pycos
@@ -50,32 +50,8 @@ _current_task = trio.lowlevel.current_task
 _reschedule = trio.lowlevel.reschedule
 _wait_rescheduled = trio.lowlevel.wait_task_rescheduled
 _checkpoint_if_cancelled = trio.lowlevel.checkpoint_if_cancelled
-_now = trio.current_time
 _ABORTED = trio.lowlevel.Abort.SUCCEEDED
 _FAIR_STREAK = 64
-# What a receive's wake-up carries when its timeout came first (never a message: it
-# is private, and nothing decoded from the network is this object).
-_TIMED_OUT: Any = object()
-
-
-class _ReceiveTimeout:
-    """The timer's handle on one ``receive(timeout=...)`` (a ``timer.Expiry``)."""
-
-    __slots__ = ("done", "task")
-
-    def __init__(self, task: Task) -> None:
-        self.done = False
-        self.task = task
-
-    def expire(self) -> None:
-        self.done = True
-        task = self.task
-        if task._timeout is self:
-            task._timeout = None
-            waiter = task._waiter
-            if waiter is not None:
-                task._waiter = None
-                _reschedule(waiter, Value(_TIMED_OUT))
 
 
 def check_timeout(timeout: float | None) -> None:
@@ -138,7 +114,6 @@ class Task(Entity):
         "_suspender",
         "_task_id",
         "_thrown",
-        "_timeout",
         "_trio_task",
         "_value",
         "_waiter",
@@ -182,8 +157,7 @@ class Task(Entity):
         # should cost little more than its trio task.
         self._mailbox: deque[Any] | None = None
         self._refusing = False  # its mailbox has been full (logged once)
-        self._waiter: trio.lowlevel.Task | None = None
-        self._timeout: _ReceiveTimeout | None = None
+        self._waiter: Parked | None = None  # parked in receive
         self._trio_task: trio.lowlevel.Task | None = None
         self._scope = trio.CancelScope()
         self._alive = True
@@ -316,13 +290,11 @@ class Task(Entity):
         if waiter is not None:
             # Parked in receive, so the mailbox is empty: the message rides on the
             # wake-up (its order is kept: anything sent after it waits in the mailbox).
+            # A wait that has just timed out or been cancelled takes nothing: the
+            # message waits in the mailbox for the next receive.
             self._waiter = None
-            timeout = self._timeout
-            if timeout is not None:
-                timeout.done = True
-                self._timeout = None
-            _reschedule(waiter, Value(message))
-            return 0
+            if waiter.wake(message):
+                return 0
         mailbox = self._mailbox
         if mailbox is None:
             mailbox = self._mailbox = deque()
@@ -356,7 +328,7 @@ class Task(Entity):
 
     async def receive(self, timeout: float | None = None, alarm_value: Any = None) -> Any:
         """Next message in the mailbox; waits up to ``timeout`` (then ``alarm_value``)."""
-        if self._trio_task is not _current_task() or self._trio_task is None:
+        if self._trio_task is not _current_task():  # (None is never the current task)
             raise RuntimeError(f"only task {self!r} itself can receive its messages")
         if self._thrown is not None:
             self._raise_thrown()
@@ -377,23 +349,10 @@ class Task(Entity):
             self._mailbox = None  # drained: an idle task keeps no queue
         if timeout is not None:
             check_timeout(timeout)
-            expiry = self._timeout = _ReceiveTimeout(self)
-            self._node._timer.add(_now() + timeout, expiry)
-        self._waiter = self._trio_task
-        message = await _wait_rescheduled(self._abort_receive)
-        return alarm_value if message is _TIMED_OUT else message
+        waiter = self._waiter = Parked(alarm_value)
+        return await waiter.wait(self._node._timer, timeout)
 
     recv = receive
-
-    def _abort_receive(self, _: object) -> trio.lowlevel.Abort:
-        # Cancelled while parked in receive: no message was handed over (a send
-        # clears _waiter before it wakes us, and then no abort can come).
-        self._waiter = None
-        timeout = self._timeout
-        if timeout is not None:
-            timeout.done = True
-            self._timeout = None
-        return _ABORTED
 
     async def sleep(self, timeout: float = 0) -> Any:
         """Suspend this task for ``timeout`` seconds; returns 0 (or the value given to
@@ -404,7 +363,7 @@ class Task(Entity):
         """Suspend this task until another calls ``resume(update)`` (returns
         ``update``) or ``timeout`` seconds pass (returns ``alarm_value``)."""
         check_timeout(timeout)
-        if self._trio_task is not _current_task() or self._trio_task is None:
+        if self._trio_task is not _current_task():  # (None is never the current task)
             raise RuntimeError(f"only task {self!r} itself can suspend")
         if self._thrown is not None:
             self._raise_thrown()
@@ -440,14 +399,15 @@ class Task(Entity):
         if not self._local or not self._alive:
             return -1
         exc = _exception_from(args)
-        waiter = self._waiter or self._suspender
+        waiter = self._waiter
         if waiter is not None:
-            self._waiter = self._suspender = None
-            timeout = self._timeout  # a receive's timeout: it must not fire now
-            if timeout is not None:
-                timeout.done = True
-                self._timeout = None
-            _reschedule(waiter, outcome.Error(exc))
+            self._waiter = None
+            if waiter.throw(exc):
+                return 0
+        suspender = self._suspender
+        if suspender is not None:
+            self._suspender = None
+            _reschedule(suspender, outcome.Error(exc))
         else:
             self._thrown = exc
         return 0

@@ -1,13 +1,18 @@
 """``PeerConnection``: one authenticated, persistent connection to one peer incarnation.
 
-Both directions are multiplexed on it. Two tasks serve it:
+The thin trio driver of ``protocol.session.PeerSession``, which owns the session's
+rules (request ids and reply matching, PING/PONG, BYE, the shape of every message).
+Both directions are multiplexed on it, served by:
 
-* the reader feeds bytes to a ``FrameDecoder``, decodes each frame and hands it to
+* the reader: it feeds the session what the stream gives and hands each message to
   the node's dispatcher synchronously, so a message is in its task's mailbox before
   the next frame is even decoded (that is what orders ``PeerStatus`` Offline after
-  every message already received);
-* the writer drains the outbox: everything queued since its last write goes out in
-  one ``send_all``.
+  every message already received).  It wakes the requester of each reply and logs
+  what the session dropped as malformed (once per kind);
+* the writer: it drains the outbox, everything queued since its last write in one
+  ``send_all``;
+* requests park (``services.timer.Parked``) until the reader wakes them with their
+  reply, the node's timer with their timeout, or ``close`` with their failure value.
 
 Fast path: when the writer is idle (so the outbox is empty and no write is under
 way), ``send`` first tries to write the frame itself with one non-blocking attempt
@@ -27,25 +32,42 @@ slow peer make us hold unbounded memory.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
 import trio
 
 from .._location import Location
 from ..protocol.codec import Codec
-from ..protocol.errors import DecodeError, ProtocolError
-from ..protocol.framing import FrameDecoder, encode_frame_header
+from ..protocol.errors import ProtocolError
 from ..protocol.handshake import PeerHello
-from ..protocol.messages import FAILURE_VALUES, Kind
+from ..protocol.messages import (
+    REQUEST_TYPES,
+    Bye,
+    IsReference,
+    OneWay,
+    Reply,
+    Request,
+    TaskResult,
+)
 from ..protocol.printable import describe, escape
+from ..protocol.session import (
+    Answer,
+    Malformed,
+    MessageTooLarge,
+    PeerSession,
+    SendRefused,
+    Undecodable,
+    references_are_refs,
+)
 from ..transport import nowait_sender, receiver
 from ._failures import failure_text
-from .timer import Timer
+from .timer import Parked, Timer
 
-__all__ = ["PeerConnection", "PeerStatistics"]
+__all__ = ["Dispatch", "PeerConnection", "PeerStatistics"]
 
 log = logging.getLogger("triopycos.peer")
 
@@ -54,6 +76,10 @@ _now = trio.current_time
 #: Frames a connection may write from the sender's task (see the module docstring)
 #: before the reader or the writer runs again; the rest go through the writer.
 _INLINE_FRAMES = 4
+
+
+#: The node's dispatcher: takes the events of one read, in order (``_serve.py``).
+Dispatch: TypeAlias = "Callable[[PeerConnection, Iterator[object]], None]"
 
 
 @dataclass
@@ -69,29 +95,24 @@ class PeerStatistics:
     protocol_errors: int = 0  # connections closed for breaking the protocol
 
 
-class _Pending:
-    """One request waiting for its reply: the waiting trio task is parked and
-    rescheduled directly by ``resolve`` (no Event, no extra hop), or by the node's
-    timer when its timeout comes first (an ``Expiry``: no cancel scope per request)."""
+class _Waiting(Parked):
+    """A request waiting for its reply (its value: the request's failure value until
+    the reply comes).  ``on_reply`` sees the reply first, as the reader reads it."""
 
-    __slots__ = ("done", "on_reply", "task", "value")
+    __slots__ = ("on_reply",)
 
     def __init__(self, failure: object, on_reply: Callable[[Any], None] | None) -> None:
+        # Parked's fields, set here: a super() call costs as much again.
         self.done = False
-        self.task: trio.lowlevel.Task | None = None
+        self.task = None
         self.value = failure
         self.on_reply = on_reply
 
-    def finish(self, value: object) -> None:
-        self.value = value
-        self.done = True
-        task = self.task
-        if task is not None:
-            self.task = None
-            _reschedule(task)
 
-    def expire(self) -> None:
-        self.finish(self.value)  # still the failure value
+async def _failed(waiter: _Waiting) -> Any:
+    """A request that was not sent: its failure value, after a checkpoint."""
+    await trio.lowlevel.checkpoint()
+    return waiter.value
 
 
 class PeerConnection:
@@ -106,12 +127,13 @@ class PeerConnection:
         codec: Codec,
         initiated_by_us: bool,
         own_id: bytes,
-        dispatch: Callable[[PeerConnection, list[Any]], None],
+        dispatch: Dispatch,
         max_frame_size: int,
         max_outbox_bytes: int,
         peer_timeout: float,
         stats: PeerStatistics,
         timer: Timer,
+        is_reference: IsReference = references_are_refs,
     ) -> None:
         self.stream = stream
         self._timer = timer
@@ -124,17 +146,15 @@ class PeerConnection:
         self.initiator_id = own_id if initiated_by_us else hello.node_id
         self.codec = codec
         self._dispatch = dispatch
-        self._decoder = FrameDecoder(max_frame_size)
-        self._decoder.receive_data(leftover)
-        self._max_frame_size = max_frame_size
+        self._session: PeerSession[_Waiting] = PeerSession(
+            codec, max_frame_size=max_frame_size, is_reference=is_reference, data=leftover
+        )
         self._max_outbox = max_outbox_bytes
         self._outbox: list[bytes] = []
         self._outbox_bytes = 0
         self._writer: trio.lowlevel.Task | None = None
         self._send_nowait = nowait_sender(stream)
         self._inline = _INLINE_FRAMES
-        self._pending: dict[int, _Pending] = {}
-        self._next_request = 0
         # Requests of the peer that wait here (a handler task each, see start_soon):
         # the node caps them per connection (Limits.max_parked_requests).
         self.parked = 0
@@ -156,26 +176,47 @@ class PeerConnection:
 
     # -- sending ------------------------------------------------------------------
 
-    def send(self, message: list[Any]) -> int:
-        """Queue one message: 0, or -1 if it cannot be (closed, too big, outbox full).
-        A message the codec cannot encode raises ``TypeError`` (unsupported type) or
-        ``ValueError`` (too deep, cyclic) to the caller."""
+    def send(self, message: OneWay | Reply) -> int:
+        """Queue one message: 0, or -1 if it cannot be (closed or leaving, too big,
+        outbox full).  A message the codec cannot encode raises ``TypeError``
+        (unsupported type) or ``ValueError`` (too deep, cyclic) to the caller."""
         if self.closed:
             return -1
-        payload = self.codec.encode(message)
-        size = len(payload)
-        if size > self._max_frame_size:
-            self.log_once("big", "message of %d bytes exceeds the frame limit", size)
-            self.stats.messages_refused += 1
+        try:
+            frame = self._session.send(message)
+        except SendRefused as exc:
+            return self._refused(exc)
+        return self._write(frame)
+
+    def send_raw(self, fields: list[Any]) -> int:
+        """Send any list as a message, unchecked, as a faulty or hostile peer could
+        (for tests and tools: the node never does)."""
+        if self.closed:
             return -1
-        frame = encode_frame_header(size) + payload
+        try:
+            frame = self._session.send_raw(fields)
+        except SendRefused as exc:
+            return self._refused(exc)
+        return self._write(frame)
+
+    def _refused(self, exc: SendRefused) -> int:
+        if isinstance(exc, MessageTooLarge):
+            self.log_once("big", "message of %d bytes exceeds the frame limit", exc.size)
+            self.stats.messages_refused += 1
+        return -1
+
+    def _outbox_full(self) -> int:
+        self.log_once("full", "outbox full (peer is slower than its senders)")
+        self.stats.messages_refused += 1
+        return -1
+
+    def _write(self, frame: bytes) -> int:
+        """Queue (or write at once, see the module docstring) one or more frames."""
         writer = self._writer
         if writer is None:
             # The writer is busy (or already woken): it takes this with the rest.
-            if self._outbox_bytes + size > self._max_outbox and self._outbox:
-                self.log_once("full", "outbox full (peer is slower than its senders)")
-                self.stats.messages_refused += 1
-                return -1
+            if self._outbox_bytes + len(frame) > self._max_outbox and self._outbox:
+                return self._outbox_full()
         elif self._inline and self._send_nowait is not None:
             # The writer is idle: nothing is queued or being written, so writing
             # here keeps the order.  One attempt that cannot wait.
@@ -196,40 +237,53 @@ class PeerConnection:
             _reschedule(writer)
         return 0
 
-    async def request(
+    def request(
         self,
-        kind: int,
-        *fields: Any,
+        request: Request,
+        *,
         timeout: float | None = None,
         on_reply: Callable[[Any], None] | None = None,
-    ) -> Any:
-        """Send a request and wait for its reply; the kind's failure value if the
-        peer goes away, the message cannot be queued, or ``timeout`` passes.
+    ) -> Awaitable[Any]:
+        """Send a request now; await its reply (at once): the request's failure value
+        if the peer goes away, the message cannot be queued, or ``timeout`` passes.
 
         ``on_reply(value)``, if given, is called with the reply by the reader, as it
         reads it: before any later message from the peer is dispatched (the waiting
-        task itself runs only later)."""
-        failure = FAILURE_VALUES[kind]
-        self._next_request += 1
-        rid = self._next_request
-        if self.send([kind, rid, *fields]) < 0:
-            await trio.lowlevel.checkpoint()
-            return failure
-        slot = self._pending[rid] = _Pending(failure, on_reply)
+        task itself runs only later).  Not ``async``: the awaitable is the wait
+        itself, a coroutine frame less on every request."""
+        waiter = _Waiting(request.FAILURE, on_reply)
+        if self.closed:
+            return _failed(waiter)
         try:
-            slot.task = trio.lowlevel.current_task()
+            request_id, frame = self._session.send_request(request, waiter)
+        except SendRefused as exc:
+            self._refused(exc)
+            return _failed(waiter)
+        return self._wait_reply(request_id, frame, waiter, timeout)
 
-            def abort(_: object) -> trio.lowlevel.Abort:
-                slot.task = None
-                slot.done = True  # the timer can forget it
-                return trio.lowlevel.Abort.SUCCEEDED
+    def request_raw(self, kind: int, *fields: Any, timeout: float | None = None) -> Awaitable[Any]:
+        """``request`` of any kind and fields, unchecked (see ``send_raw``)."""
+        request = REQUEST_TYPES.get(kind)
+        waiter = _Waiting(None if request is None else request.FAILURE, None)
+        if self.closed:
+            return _failed(waiter)
+        try:
+            request_id, frame = self._session.send_raw_request(kind, list(fields), waiter)
+        except SendRefused as exc:
+            self._refused(exc)
+            return _failed(waiter)
+        return self._wait_reply(request_id, frame, waiter, timeout)
 
-            if timeout is not None:
-                self._timer.add(_now() + timeout, slot)
-            await trio.lowlevel.wait_task_rescheduled(abort)
-            return slot.value
+    async def _wait_reply(
+        self, request_id: int, frame: bytes, waiter: _Waiting, timeout: float | None
+    ) -> Any:
+        try:
+            if self._write(frame) < 0:
+                await trio.lowlevel.checkpoint()
+                return waiter.value
+            return await waiter.wait(self._timer, timeout)
         finally:
-            self._pending.pop(rid, None)
+            self._session.forget(request_id)  # a late reply finds no one
 
     def start_soon(self, fn: Callable[[], Awaitable[None]]) -> None:
         """Run a request handler that must wait; it ends with the connection.  A
@@ -243,31 +297,28 @@ class PeerConnection:
         except Exception as exc:
             log.error("%r: a request handler failed: %s", self, failure_text(exc))
 
-    def reply(self, rid: int, value: Any) -> None:
+    def reply(self, request: Request, value: Any) -> None:
+        """Answer one of the peer's requests (a value that cannot be sent: None)."""
+        if self.closed:
+            return
         try:
-            self.send([Kind.REPLY, rid, value])
+            frame = self._session.send_reply(request.request_id, value)
         except (TypeError, ValueError) as exc:
             self.log_once("reply", "reply cannot be encoded (%s); sending None", exc)
-            self.send([Kind.REPLY, rid, None])
+            self.send(Reply(request.request_id, None))
+            return
+        except SendRefused as exc:
+            self._refused(exc)
+            return
+        self._write(frame)
 
     def push_result(self, task_id: int, value: Any) -> None:
-        """Tell the peer how a task it started ended (see Kind.TASK_RESULT)."""
+        """Tell the peer how a task it started ended (see ``TaskResult``)."""
         try:
-            self.send([Kind.TASK_RESULT, task_id, value])
+            self.send(TaskResult(task_id, value))
         except (TypeError, ValueError) as exc:
             self.log_once("result", "task result cannot be encoded (%s); sending None", exc)
-            self.send([Kind.TASK_RESULT, task_id, None])
-
-    def resolve(self, rid: int, value: Any) -> None:
-        slot = self._pending.pop(rid, None)
-        if slot is not None:
-            if slot.on_reply is None:
-                slot.finish(value)
-                return
-            try:
-                slot.on_reply(value)
-            finally:
-                slot.finish(value)  # the requester is never left waiting
+            self.send(TaskResult(task_id, None))
 
     # -- running ------------------------------------------------------------------
 
@@ -307,31 +358,56 @@ class PeerConnection:
                 await trio.aclose_forcefully(self.stream)
 
     async def _read_loop(self) -> None:
-        decoder = self._decoder
-        decode = self.codec.decode
+        session = self._session
         dispatch = self._dispatch
         receive = receiver(self.stream)
         while True:
-            while (frame := decoder.next_frame()) is not None:
-                try:
-                    message = decode(frame)
-                except DecodeError as exc:
-                    # The framing is intact: drop this message, keep the session.
-                    self.log_once("decode", "undecodable message dropped: %s", exc)
-                    continue
-                if type(message) is not list or not message:
-                    raise ProtocolError("message is not a non-empty list")
-                dispatch(self, message)
-                if self.leaving:
-                    return
+            # The node takes every event of what was read, one at a time: each
+            # message is handled before the next frame is even decoded.
+            dispatch(self, session.events())
+            output = session.data_to_send()  # PONGs, failure replies
+            if output and not self.closed:
+                self._write(output)
+            if self.leaving:
+                return  # the peer said BYE
             data = await receive(65536)
             if not data:
                 self.end_reason = "the peer closed the connection"
-                decoder.eof()
+                session.receive_data(b"")  # ProtocolError if it stopped mid-frame
+                dispatch(self, session.events())
                 return
             self.last_heard = _now()
             self._inline = _INLINE_FRAMES
-            decoder.receive_data(data)
+            session.receive_data(data)
+
+    def session_event(self, event: object) -> bool:
+        """Handle an event of the session itself, handed back by the node's
+        dispatcher: a reply, the peer's BYE (True), a message the session dropped."""
+        match event:
+            case Answer():
+                waiter: _Waiting = event.waiter
+                value = event.value
+                on_reply = waiter.on_reply
+                if on_reply is None:
+                    waiter.wake(value)
+                else:
+                    try:
+                        on_reply(value)
+                    finally:
+                        waiter.wake(value)  # the requester is never left waiting
+            case Bye():
+                self.leaving = True
+                return True
+            case Malformed(kind=kind, reason=reason):
+                self.log_once(
+                    f"malformed {kind}"[:40], "malformed %s message dropped: %s", kind, reason
+                )
+            case Undecodable(reason=reason):
+                # The framing is intact: drop this message, keep the session.
+                self.log_once("decode", "undecodable message dropped: %s", reason)
+            case _:
+                raise TypeError(f"{type(event).__name__} is not an event of the session")
+        return False
 
     async def _write_loop(self) -> None:
         # The only writer: nobody else ever waits on the stream's send side, so a
@@ -363,11 +439,11 @@ class PeerConnection:
         ``peer_timeout``: keep an idle connection audibly alive, and give up on a
         silent peer.
 
-        With nothing sent for a third of ``peer_timeout``, send a PING (the peer
-        answers PONG); when nothing at all has been heard for ``peer_timeout``, the
-        peer is gone even though its connection never closed (a frozen process, a
-        cable pulled, a partition).  One sweep per node, not a task and a timer per
-        connection: that is most of what an idle peer costs."""
+        With nothing sent for a third of ``peer_timeout``, ask the session for a
+        PING (the peer answers PONG); when nothing at all has been heard for
+        ``peer_timeout``, the peer is gone even though its connection never closed
+        (a frozen process, a cable pulled, a partition).  One sweep per node, not a
+        task and a timer per connection: that is most of what an idle peer costs."""
         if self.closed:
             return
         if now - self.last_heard >= self._peer_timeout:
@@ -375,7 +451,12 @@ class PeerConnection:
             log.warning("peer %r is silent: nothing heard for %.1f s", self, now - self.last_heard)
             self.close()
         elif now - self.last_sent >= self._peer_timeout / 3:
-            self.send([Kind.PING])
+            with contextlib.suppress(SendRefused):  # we said goodbye: it is closing
+                self._write(self._session.ping())
+
+    def say_bye(self) -> int:
+        """Tell the peer we are leaving (the last message: nothing is sent after it)."""
+        return self.send(Bye())
 
     async def flush(self, timeout: float) -> None:
         """Wait (up to ``timeout``) until the outbox has been handed to the stream."""
@@ -395,9 +476,8 @@ class PeerConnection:
         if self.closed:
             return
         self.closed = True
-        pending, self._pending = self._pending, {}
-        for slot in pending.values():
-            slot.finish(slot.value)
+        for waiter in self._session.abandon():
+            waiter.expire()  # its value is still the failure value
         if self._drained is not None:
             self._drained.set()
         if self._scope is not None:

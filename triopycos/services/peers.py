@@ -27,7 +27,6 @@ import logging
 from collections.abc import Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
-from typing import Any
 
 import trio
 import trio_util
@@ -36,13 +35,14 @@ from .._location import Location
 from ..protocol.auth import derive_key
 from ..protocol.codec import Codec
 from ..protocol.handshake import Authenticated, Handshake, HandshakeFailed
+from ..protocol.messages import IsReference
 from ..protocol.printable import escape
 from ..transport import Transport, remote_address
 from ..transport.errors import STREAM_ERRORS, ConnectFailed, connect
 from .admission import Admission, Slot
 from .handshakes import LogQuota, describe, exchange, tell_busy
 from .limits import Limits
-from .peer import PeerConnection, PeerStatistics
+from .peer import Dispatch, PeerConnection, PeerStatistics
 from .timer import Timer
 
 __all__ = ["Limits", "PeerManager", "PeerServiceStatistics", "PeerStatistics"]
@@ -90,7 +90,8 @@ class PeerManager:
         secret: str,
         codec: Codec,
         limits: Limits,
-        dispatch: Callable[[PeerConnection, list[Any]], None],
+        dispatch: Dispatch,
+        is_reference: IsReference,
         on_online: Callable[[PeerConnection], None],
         on_offline: Callable[[PeerConnection], None],
         timer: Timer,
@@ -105,6 +106,7 @@ class PeerManager:
         self.codec = codec
         self.limits = limits
         self._dispatch = dispatch
+        self._is_reference = is_reference
         self._on_online = on_online
         self._on_offline = on_offline
         self.locations: list[Location] = []
@@ -119,7 +121,7 @@ class PeerManager:
         # logged within a quota of their own.
         self._outbound_log = LogQuota(what="failed outbound connections")
         self._nursery: trio.Nursery | None = None
-        self.changed = trio.Event()  # set (and replaced) whenever a peer comes online
+        self.changed = trio_util.RepeatedEvent()  # set whenever a peer comes online
         self._leaving = False
         # Handles an inbound connection whose hello says "file" (the file service).
         self.file_handler: Callable[[trio.abc.Stream, Authenticated], Awaitable[None]] | None = None
@@ -391,6 +393,7 @@ class PeerManager:
             initiated_by_us=initiated_by_us,
             own_id=self.node_id,
             dispatch=self._dispatch,
+            is_reference=self._is_reference,
             max_frame_size=self.limits.max_frame_size,
             max_outbox_bytes=self.limits.max_outbox_bytes,
             peer_timeout=self.limits.peer_timeout,
@@ -428,7 +431,6 @@ class PeerManager:
         self.by_id[conn.node_id] = conn
         self._on_online(conn)
         self.changed.set()
-        self.changed = trio.Event()
         return conn
 
     async def _run(self, conn: PeerConnection) -> None:
@@ -479,14 +481,14 @@ class PeerManager:
             delay = min(delay * 2, 30.0)
         log.warning("gave up reconnecting to %s after %d attempts: %s", where, attempts, reason)
 
-    async def goodbye(self, bye: list[Any]) -> None:
+    async def goodbye(self) -> None:
         """Tell every peer we are leaving, so they see Offline at once."""
         self._leaving = True
         conns = list(self.by_id.values())
         with trio.move_on_after(self.limits.goodbye_timeout):
             async with trio.open_nursery() as nursery:
                 for conn in conns:
-                    if conn.send(bye) == 0:
+                    if conn.say_bye() == 0:
                         nursery.start_soon(conn.flush, self.limits.goodbye_timeout)
         for conn in conns:
             conn.close(deliberately=True)

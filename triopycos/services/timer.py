@@ -10,6 +10,10 @@ every expiry that is due and not done; ``expire()`` wakes the waiting task with 
 timeout value.  The wait's normal ending (the message, the reply) sets ``done``
 first, so an expiry fires at most once and never after the wait ended.
 
+``Parked`` is that wait, the only one: a task's ``receive``, a request waiting for
+its reply (``services/peer.py``) and a ``finish`` waiting for a pushed RPS result
+(``_remote.py``) each park one.
+
 Rules:
 
 * ``add(deadline, expiry)`` never waits.  The timer task wakes by the earliest
@@ -28,13 +32,16 @@ from __future__ import annotations
 
 import heapq
 import math
-from typing import NoReturn, Protocol
+from collections.abc import AsyncGenerator, Awaitable, Generator
+from typing import Any, NoReturn, Protocol
 
+import outcome
 import trio
 
-__all__ = ["Expiry", "Timer", "Waiter"]
+__all__ = ["Expiry", "Parked", "Timer"]
 
 _reschedule = trio.lowlevel.reschedule
+_wait_rescheduled = trio.lowlevel.wait_task_rescheduled
 _now = trio.current_time
 _COMPACT_MIN = 256
 
@@ -98,46 +105,101 @@ class Timer:
                 await trio.lowlevel.wait_task_rescheduled(abort)
 
 
-class Waiter:
-    """One task waiting for something (``wake()``) or its timeout, whichever is first:
-    an Event and a cancel scope in one small object, for the waits on the message
-    path."""
+class Parked(outcome.Outcome[Any]):
+    """One task parked until it is woken with a value, its deadline comes, or it is
+    cancelled, whichever is first: an Event, a cancel scope and a result in one small
+    object (the ``Expiry`` the timer fires).  Every wait of the message path is one:
+    a ``receive``, a request waiting for its reply, a ``finish`` waiting for a pushed
+    result.
 
-    __slots__ = ("done", "task", "woken")
+    The first of ``wake``, ``throw``, ``expire`` and cancellation ends the wait
+    (``done``); the others are then no-ops (``wake`` and ``throw`` return False, so
+    the caller can keep what it had: a message goes to the mailbox instead).
+    ``value`` is what the wait gives if its deadline comes first (or it is
+    ``expire``d), then whatever ``wake`` gave.
 
-    def __init__(self) -> None:
-        self.done = False  # the wait ended (woken, timed out or cancelled)
-        self.woken = False
+    A ``Parked`` is its own ``outcome``: trio hands it back to the waiting task, which
+    unwraps it (once).  So a wake-up allocates nothing; an ``outcome.Value`` (a frozen
+    attrs class) would cost about as much as the rest of the hand-over.
+    """
+
+    __slots__ = ("done", "task", "value")
+
+    # Outcome is an attrs class whose generated __eq__ makes all instances of a
+    # subclass without fields equal (and unhashable): a wait is itself, nothing else.
+    def __eq__(self, other: object) -> bool:
+        return self is other
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return id(self)
+
+    def __init__(self, value: Any = None) -> None:
+        self.done = False
         self.task: trio.lowlevel.Task | None = None
+        self.value = value
 
-    async def wait(self, timer: Timer, timeout: float | None) -> bool:
-        """Park until ``wake()`` (True) or ``timeout`` seconds (False).  Call it once."""
+    def wait(self, timer: Timer, timeout: float | None) -> Awaitable[Any]:
+        """Park the calling task; await the result at once.  It is the value (see the
+        class docstring); cancellation raises as usual.
+
+        Not ``async`` on purpose: it hands back trio's own awaitable, so the waiting
+        task runs one coroutine frame fewer on every message it waits for."""
         if self.done:
-            await trio.lowlevel.checkpoint()
-            return self.woken
+            return _ready(self.value)
         self.task = trio.lowlevel.current_task()
         if timeout is not None:
             timer.add(_now() + timeout, self)
-        await trio.lowlevel.wait_task_rescheduled(self._abort)
-        return self.woken
+        return _wait_rescheduled(self._abort)
 
-    def wake(self) -> None:
-        if not self.done:
-            self.done = self.woken = True
-            self._resume()
-
-    def expire(self) -> None:
-        if not self.done:
-            self.done = True
-            self._resume()
-
-    def _resume(self) -> None:
+    def wake(self, value: Any) -> bool:
+        """End the wait with ``value``: True, or False if it had already ended."""
+        if self.done:
+            return False
+        self.done = True
+        self.value = value
         task = self.task
         if task is not None:
             self.task = None
-            _reschedule(task)
+            _reschedule(task, self)
+        return True
+
+    def throw(self, exc: BaseException) -> bool:
+        """End the wait by raising ``exc`` in the waiting task (False if it had ended)."""
+        if self.done:
+            return False
+        self.done = True
+        task = self.task
+        if task is not None:
+            self.task = None
+            _reschedule(task, outcome.Error(exc))
+        return True
+
+    def expire(self) -> None:
+        """The deadline came first (the timer's call): end the wait with ``value``."""
+        if not self.done:
+            self.done = True
+            task = self.task
+            if task is not None:
+                self.task = None
+                _reschedule(task, self)
 
     def _abort(self, _: object) -> trio.lowlevel.Abort:
         self.done = True
         self.task = None
         return trio.lowlevel.Abort.SUCCEEDED
+
+    # -- the outcome trio hands back ----------------------------------------------
+
+    def unwrap(self) -> Any:
+        return self.value
+
+    def send(self, gen: Generator[Any, Any, object]) -> Any:
+        return gen.send(self.value)
+
+    async def asend(self, agen: AsyncGenerator[Any, Any]) -> Any:
+        return await agen.asend(self.value)
+
+
+async def _ready(value: Any) -> Any:
+    await trio.lowlevel.checkpoint()
+    return value
