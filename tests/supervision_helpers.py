@@ -10,11 +10,20 @@ from typing import Any
 
 import trio
 
-from triopycos import MonitorStatus, Pycos, Task
+from triopycos import MonitorStatus, Pycos, Supervisor, Task
 from triopycos._context import current_node_var
 from triopycos.testing import VirtualNetwork
 
-__all__ = ["WAIT", "Lives", "Nodes", "Statuses", "make_worker", "open_nodes", "use"]
+__all__ = [
+    "WAIT",
+    "Lives",
+    "Nodes",
+    "Statuses",
+    "known",
+    "make_worker",
+    "open_nodes",
+    "use",
+]
 
 #: The longest any test waits for something (virtual seconds).
 WAIT = 120.0
@@ -67,6 +76,15 @@ class Lives:
 
     async def started_times(self, name: Hashable, count: int) -> None:
         await self.until(lambda: self.count(name) >= count)
+
+
+async def known(sup: Supervisor, *names: Hashable, limit: float = WAIT) -> None:
+    """Wait until ``sup`` knows a current task for each child named (a remote
+    child runs before the reply to the call that started it arrives)."""
+    with trio.fail_after(limit):
+        # Polled (every virtual millisecond): a supervisor signals no event of its own.
+        while any(sup.children().get(name) is None for name in names):  # noqa: ASYNC110
+            await trio.sleep(0.001)
 
 
 def make_worker(lives: Lives) -> Callable[..., Any]:

@@ -89,10 +89,13 @@ class _Reaper:
                 del self.strays[stray]  # another incarnation is there: it is gone
             return
         # Monitoring again wants the real status, even after PeerLost for it.
+        conn = self.node._remote._connected(stray._node_id)
         with trio.move_on_after(RETRY):
             if await task.monitor(stray) < 0:
-                if stray.is_alive():
-                    del self.strays[stray]  # its node does not know it: long ended
+                # -1 from its node (the connection asked is still open): it does not
+                # know the task, long ended.  Else the connection was lost meanwhile.
+                if conn is not None and not conn.closed:
+                    del self.strays[stray]
                 return
             stray.terminate()
             self.strays[stray] = True
