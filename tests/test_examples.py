@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import re
 import signal
 import socket
 from collections.abc import AsyncIterator
@@ -34,6 +35,8 @@ NETWORK_EXAMPLES = [
     "peer_watcher.py",
     "file_receiver.py",
     "file_sender.py",
+    "supervised_worker.py",
+    "supervised_service.py",
 ]
 
 
@@ -229,6 +232,38 @@ async def test_file_sender_and_receiver(tmp_path: Path) -> None:
     assert (dest / "demo" / "1" / "b.txt").read_text() == "bravo, changed\n"
 
 
+async def test_supervised_service_survives_its_workers_node_killed() -> None:
+    """The supervisor's child runs on one worker; that worker is killed (SIGKILL, no
+    goodbye): the child is started again on the other worker, and every number is
+    answered, in order, none skipped."""
+    with trio.fail_after(LIMIT):
+        async with (
+            server("supervised_worker.py") as (first, first_at),
+            server("supervised_worker.py") as (second, second_at),
+        ):
+            workers = {first_at: first, second_at: second}
+            args = ["--peer", first_at, "--peer", second_at, "--interval", "0.05"]
+            async with example("supervised_service.py", *args, "--deadline", "12") as svc:
+                await svc.wait_for_output("squarer runs at ")
+                await svc.wait_for_output(" = ", count=3)
+                home = lines(svc.stdout)[0].removeprefix("squarer runs at ")
+                killed = workers.pop(home)
+                killed.process.kill()
+                assert await svc.wait() == 0, svc.describe()
+            (survivor_at,) = workers
+            out = lines(svc.stdout)
+            moved = out.index(f"squarer runs at {survivor_at}")
+            assert out[0] == f"squarer runs at {home}" and moved > 3
+            answers = [ln for ln in out if " = " in ln]
+            assert answers == [
+                f"{n}^2 = {n * n} (from {home if n < moved else survivor_at})"
+                for n in range(1, len(answers) + 1)
+            ]
+            assert len(answers) - (moved - 1) == 3  # --count answers after the move
+            assert lines(killed.stdout)[1:] == ["squarer started"]
+            assert lines(workers[survivor_at].stdout)[1:] == ["squarer started"]
+
+
 @pytest.mark.skipif(not socket.has_ipv6, reason="no IPv6 on this machine")
 async def test_examples_on_ipv6_loopback() -> None:
     with trio.fail_after(LIMIT):
@@ -244,9 +279,12 @@ async def test_every_example_documents_its_commands_and_options() -> None:
     """Each docstring shows the commands to run; each ``--help`` works."""
     for script in NETWORK_EXAMPLES:
         doc = ast.get_docstring(ast.parse((EXAMPLES / script).read_text()))
-        assert doc is not None and "Run, in two terminals" in doc, script
+        terminals = re.search(r"Run, in (two|three) terminals", doc or "")
+        assert doc is not None and terminals is not None, script
         commands = [ln.strip() for ln in doc.splitlines() if ln.startswith("    python examples/")]
-        assert len(commands) == 2 and any(f"examples/{script}" in c for c in commands), script
+        wanted = {"two": 2, "three": 3}[terminals[1]]
+        assert len(commands) == wanted, script
+        assert any(f"examples/{script}" in c for c in commands), script
 
     helps: dict[str, str] = {}
 

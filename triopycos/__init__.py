@@ -7,13 +7,14 @@ it ``compat/`` (pycos's names), ``testing/`` (the virtual network) and ``cli/``.
 """
 
 from ._channel import Channel
-from ._errors import PeerLost, PycosError, RemoteError, ServiceError
+from ._errors import PeerLost, PycosError, RemoteError, ServiceError, SupervisorGaveUp
 from ._location import Location
 from ._node import Pycos
 from ._node_open import open_pycos
 from ._node_status import NodeStatistics, NodeStatus, PeerInfo
 from ._rps import RPS
 from ._status import MonitorStatus, PeerStatus
+from ._supervisor import ChildSpec, Supervisor
 from ._task import Task
 from ._version import __version__ as __version__
 from .protocol.codec import register_type
@@ -22,6 +23,7 @@ from .services.limits import Limits
 __all__ = [
     "RPS",
     "Channel",
+    "ChildSpec",
     "Limits",
     "Location",
     "MonitorStatus",
@@ -34,6 +36,8 @@ __all__ = [
     "PycosError",
     "RemoteError",
     "ServiceError",
+    "Supervisor",
+    "SupervisorGaveUp",
     "Task",
     "open_pycos",
     "register_type",

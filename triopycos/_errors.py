@@ -3,9 +3,16 @@ sends and rebuilds them), and a helper for exception groups."""
 
 from __future__ import annotations
 
-from .values.errors import PeerLost, PycosError, RemoteError, ServiceError
+from .values.errors import PeerLost, PycosError, RemoteError, ServiceError, SupervisorGaveUp
 
-__all__ = ["PeerLost", "PycosError", "RemoteError", "ServiceError", "exception_leaves"]
+__all__ = [
+    "PeerLost",
+    "PycosError",
+    "RemoteError",
+    "ServiceError",
+    "SupervisorGaveUp",
+    "exception_leaves",
+]
 
 
 def exception_leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:

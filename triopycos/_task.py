@@ -27,12 +27,13 @@ from typing import TYPE_CHECKING, Any
 import outcome
 import trio
 
-from . import _generator
+from . import _generator, _links
 from ._context import current_node_var as _current_node
 from ._entity import Entity
 from ._errors import PycosError
 from ._generator import run_generator
 from ._holds import involves
+from ._links import LinkMethods
 from ._location import Location
 from ._status import MonitorStatus
 from ._threads import from_any_thread, get_ident
@@ -88,7 +89,7 @@ def _body_kind(fn: Callable[..., Any]) -> tuple[bool, int | None]:
     return is_gen, None
 
 
-class Task(Entity):
+class Task(Entity, LinkMethods):
     """A task: ``Task(fn, *args, **kwargs)`` starts ``fn`` on the current node.
 
     ``fn`` is an ``async def`` function or a generator function; a parameter named
@@ -105,6 +106,7 @@ class Task(Entity):
         "_end_callbacks",
         "_exit",
         "_is_generator",
+        "_links",
         "_mailbox",
         "_monitors",
         "_refusing",
@@ -175,6 +177,7 @@ class Task(Entity):
         self._end_callbacks: dict[Callable[[], None], None] | None = None
         self._value: Any = None
         self._exit: tuple[object, object] | None = None
+        self._links: _links.LinkState | None = None  # links, trap_exits (_links.py)
         node._adopt(self)
 
     def _init_reference(self, ref: Ref) -> None:
@@ -247,6 +250,8 @@ class Task(Entity):
                     holds.remove(self, monitor, asked_by)
                 if self._tell(monitor, asked_by) < 0:
                     log.debug("monitor %r of %r is gone", monitor, self)
+        if self._links is not None:
+            _links.ended(self)  # after the monitors: they hear the cause first
 
     def _tell(self, monitor: Task, asked_by: bytes | None = None) -> int:
         """Send this ended task's exit status to ``monitor``: 0 / -1.  ``asked_by``:

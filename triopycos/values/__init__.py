@@ -6,7 +6,7 @@ triopycos, so ``protocol/`` can encode and rebuild these types without depending
 the layers above it; the API re-exports them as ``triopycos.Location`` and so on.
 """
 
-from .errors import PeerLost, PycosError, RemoteError, ServiceError
+from .errors import PeerLost, PycosError, RemoteError, ServiceError, SupervisorGaveUp
 from .location import Location
 from .status import MonitorStatus, PeerStatus
 
@@ -18,4 +18,5 @@ __all__ = [
     "PycosError",
     "RemoteError",
     "ServiceError",
+    "SupervisorGaveUp",
 ]

@@ -6,7 +6,7 @@ sends them (``RemoteError`` is what it makes of exceptions it does not know).
 
 from __future__ import annotations
 
-__all__ = ["PeerLost", "PycosError", "RemoteError", "ServiceError"]
+__all__ = ["PeerLost", "PycosError", "RemoteError", "ServiceError", "SupervisorGaveUp"]
 
 
 class PycosError(Exception):
@@ -28,6 +28,12 @@ class ServiceError(PycosError):
 class PeerLost(PycosError):
     """The ``type`` of a ``MonitorStatus`` sent when a monitored task's node became
     unreachable (its connection closed or went silent): its real exit is unknown."""
+
+
+class SupervisorGaveUp(PycosError):
+    """The ``type`` of a ``MonitorStatus`` of a ``Supervisor``'s task that gave up:
+    its children ended more often than its restart intensity allows.  It ended
+    them all first."""
 
 
 class RemoteError(Exception):
