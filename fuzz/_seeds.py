@@ -10,8 +10,6 @@ from collections.abc import Iterable
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
-from triopycos._location import Location
-from triopycos._status import MonitorStatus, PeerStatus
 from triopycos.protocol import codec
 from triopycos.protocol.files import (
     DeleteRequest,
@@ -20,6 +18,7 @@ from triopycos.protocol.files import (
     encode_end,
     encode_send_request,
 )
+from triopycos.values import Location, MonitorStatus, PeerStatus
 
 
 def messages() -> list[bytes]:

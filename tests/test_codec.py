@@ -22,9 +22,6 @@ import trio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from triopycos._errors import PycosError, RemoteError, ServiceError
-from triopycos._location import Location
-from triopycos._status import MonitorStatus, PeerStatus
 from triopycos.protocol import (
     Codec,
     DecodeError,
@@ -50,6 +47,14 @@ from triopycos.protocol.codec import (
     TAG_TUPLE,
 )
 from triopycos.protocol.codec.encoding import Encoder
+from triopycos.values import (
+    Location,
+    MonitorStatus,
+    PeerStatus,
+    PycosError,
+    RemoteError,
+    ServiceError,
+)
 
 
 def roundtrip(value: object, codec: Codec | None = None) -> Any:

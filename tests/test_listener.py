@@ -16,7 +16,7 @@ import trio.testing
 from nodes import wait_for
 
 from triopycos import ServiceError, open_pycos
-from triopycos._errors import exception_leaves
+from triopycos._exception_groups import exception_leaves
 from triopycos.services.listener import CAPACITY_DELAY, ListenerService
 from triopycos.transport import TCPTransport
 from triopycos.transport.errors import ACCEPT_CAPACITY_ERRNOS, AcceptFailed

@@ -7,18 +7,25 @@ it ``compat/`` (pycos's names), ``testing/`` (the virtual network) and ``cli/``.
 """
 
 from ._channel import Channel
-from ._errors import PeerLost, PycosError, RemoteError, ServiceError, SupervisorGaveUp
-from ._location import Location
 from ._node import Pycos
 from ._node_open import open_pycos
 from ._node_status import NodeStatistics, NodeStatus, PeerInfo
 from ._rps import RPS
-from ._status import MonitorStatus, PeerStatus
 from ._supervisor import ChildSpec, Supervisor
 from ._task import Task
 from ._version import __version__ as __version__
 from .protocol.codec import register_type
 from .services.limits import Limits
+from .values import (
+    Location,
+    MonitorStatus,
+    PeerLost,
+    PeerStatus,
+    PycosError,
+    RemoteError,
+    ServiceError,
+    SupervisorGaveUp,
+)
 
 __all__ = [
     "RPS",
@@ -46,7 +53,7 @@ __all__ = [
 
 def _public_paths(namespace: dict[str, object], names: list[str], module: str) -> None:
     """Public classes and functions print with the path users import them from
-    (``triopycos.PeerLost``, not ``triopycos._errors.PeerLost``): in reprs and in
+    (``triopycos.PeerLost``, not ``triopycos.values.errors.PeerLost``): in reprs and in
     tracebacks.  Wire names are not derived from this: the codec registered the
     library's exception types under their names before this runs."""
     for name in names:

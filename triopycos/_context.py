@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from ._errors import PycosError
+from .values import PycosError
 
 if TYPE_CHECKING:
     from ._node import Pycos

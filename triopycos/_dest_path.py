@@ -16,7 +16,7 @@ import os
 import stat
 import tempfile
 
-from ._errors import PycosError
+from .values import PycosError
 
 __all__ = ["default_dest_path", "make_private"]
 

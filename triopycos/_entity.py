@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar, Self
 
-from ._location import Location
 from .protocol.codec import Ref
+from .values import Location
 
 if TYPE_CHECKING:
     from ._node import Pycos

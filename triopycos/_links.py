@@ -37,8 +37,8 @@ from typing import TYPE_CHECKING, cast
 
 import trio
 
-from ._status import MonitorStatus
 from ._threads import get_ident
+from .values import MonitorStatus
 
 if TYPE_CHECKING:
     from ._task import Task

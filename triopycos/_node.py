@@ -34,8 +34,6 @@ import trio
 
 from ._channel import Channel
 from ._context import current_node
-from ._errors import PycosError
-from ._location import Location
 from ._node_config import NodeConfig, check_port
 from ._node_names import Kind, NameRegistry
 from ._node_network import NetworkStatistics, NodeNetwork, open_listening
@@ -51,6 +49,7 @@ from .services.discovery import Discovery
 from .services.files import del_file, send_file
 from .services.peers import PeerManager
 from .services.timer import Timer
+from .values import Location, PycosError
 
 __all__ = ["Kind", "NodeStatistics", "Pycos", "current_node"]
 

@@ -17,8 +17,8 @@ from typing import Any, Literal
 
 import trio
 
-from ._location import Location
 from ._task import check_timeout
+from .values import Location
 
 __all__ = ["Kind", "NameRegistry", "NameStatistics"]
 

@@ -26,8 +26,6 @@ from typing import Any
 
 import trio
 
-from ._errors import PycosError
-from ._location import Location
 from ._node_config import NodeConfig
 from .protocol.codec import Codec
 from .protocol.messages import IsReference
@@ -39,6 +37,7 @@ from .services.peers import PeerManager, PeerServiceStatistics
 from .services.timer import Timer
 from .transport import Transport
 from .transport.errors import ListenFailed, listen
+from .values import Location, PycosError
 
 __all__ = ["Listening", "NetworkStatistics", "NodeNetwork", "open_listening"]
 

@@ -28,14 +28,14 @@ import trio
 
 from ._context import current_node_var
 from ._dest_path import make_private
-from ._errors import PycosError, ServiceError, exception_leaves
+from ._exception_groups import exception_leaves
 from ._hostaddr import default_host
-from ._location import Location
 from ._node import Pycos
 from ._node_config import NodeConfig
 from .services.limits import Limits
 from .transport import Transport
 from .transport.errors import TransportError
+from .values import Location, PycosError, ServiceError
 
 __all__ = ["open_node", "open_pycos"]
 

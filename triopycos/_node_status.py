@@ -18,7 +18,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ._location import Location
+from .values import Location
 
 if TYPE_CHECKING:
     from ._node_names import NameStatistics

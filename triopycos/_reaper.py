@@ -29,9 +29,8 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from ._errors import PeerLost
-from ._status import MonitorStatus
 from ._task import Task
+from .values import MonitorStatus, PeerLost
 
 if TYPE_CHECKING:
     from ._node import Pycos

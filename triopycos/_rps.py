@@ -15,13 +15,12 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from ._entity import Entity
-from ._errors import PycosError
-from ._location import Location
 from ._task import Task, _body_kind
 from ._threads import from_any_thread
 from .protocol.codec import Ref
 from .protocol.printable import describe
 from .services._failures import failure_text
+from .values import Location, PycosError
 
 if TYPE_CHECKING:
     pass

@@ -37,12 +37,11 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from ._errors import PeerLost, PycosError
 from ._reaper import reap
 from ._rps import RPS
-from ._status import MonitorStatus
 from ._supervisor import ChildSpec, Supervisor
 from ._task import Task
+from .values import MonitorStatus, PeerLost, PycosError
 from .values.errors import SupervisorGaveUp
 
 if TYPE_CHECKING:

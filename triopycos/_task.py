@@ -30,15 +30,13 @@ import trio
 from . import _generator, _links
 from ._context import current_node_var as _current_node
 from ._entity import Entity
-from ._errors import PycosError
 from ._generator import run_generator
 from ._holds import involves
 from ._links import LinkMethods
-from ._location import Location
-from ._status import MonitorStatus
 from ._threads import from_any_thread, get_ident
 from .protocol.codec import Ref
 from .services.timer import Parked
+from .values import Location, MonitorStatus, PycosError
 
 if TYPE_CHECKING:
     from ._node import Pycos

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 import trio
 
-from ._errors import PycosError
+from .values import PycosError
 
 if TYPE_CHECKING:
     from ._entity import Entity

@@ -35,8 +35,8 @@ from collections import OrderedDict
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ._location import Location
     from ._task import Task
+    from .values import Location
 
 __all__ = ["LOST_KEPT", "MARKS_KEPT", "WatchTable"]
 

@@ -23,8 +23,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from .. import Limits, Pycos, open_pycos
-from .._errors import PycosError, ServiceError
-from .._location import Location
+from ..values import Location, PycosError, ServiceError
 from ._exit import CommandFailed, ExitCode
 from ._options import (
     DEFAULT_NODE,

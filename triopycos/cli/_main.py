@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 
 import trio
 
-from .._errors import exception_leaves
+from .._exception_groups import exception_leaves
 from .._version import __version__
 from ._demo import add_demo_parser
 from ._exit import CommandFailed, ExitCode

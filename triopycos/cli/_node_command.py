@@ -17,8 +17,8 @@ from typing import Any, TextIO
 import trio
 
 from .. import Pycos
-from .._status import PeerStatus
 from .._task import Task
+from ..values import PeerStatus
 from ._client import last, open_cli_node, recorded_warnings
 from ._exit import CommandFailed, ExitCode
 from ._options import (

@@ -12,7 +12,7 @@ import socket
 
 import trio
 
-from .._location import Location
+from ..values import Location
 from ._exit import CommandFailed, ExitCode
 
 __all__ = [

@@ -18,11 +18,10 @@ from typing import Any
 
 from .. import _context
 from .._channel import Channel
-from .._location import Location
 from .._rps import RPS
-from .._status import MonitorStatus, PeerStatus
 from .._task import Task
 from ..protocol.codec import Codec
+from ..values import Location, MonitorStatus, PeerStatus
 from . import _hotswap, config
 from ._categorize import CategorizeMessages
 from ._hotswap import HotSwapException

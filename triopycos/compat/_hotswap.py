@@ -24,8 +24,8 @@ from typing import Any
 import trio
 
 from .. import _generator
-from .._errors import PycosError
 from .._task import Task, _body_kind
+from ..values import PycosError
 
 __all__ = ["HotSwapException", "install"]
 

@@ -26,11 +26,10 @@ import trio
 
 from .. import _node
 from .._context import current_node_var
-from .._errors import PycosError
-from .._location import Location
 from .._node_config import NodeConfig
 from .._node_open import open_node
 from .._task import Task
+from ..values import Location, PycosError
 from . import _failures
 from ._logger import logger
 

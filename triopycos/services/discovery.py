@@ -39,7 +39,6 @@ from dataclasses import dataclass, field
 
 import trio
 
-from .._location import Location
 from ..protocol.auth import derive_key
 from ..protocol.discovery import (
     IPV4_MULTICAST_GROUP,
@@ -53,6 +52,7 @@ from ..protocol.discovery import (
 )
 from ..transport import Transport
 from ..transport.errors import DatagramFailed, MappedDatagramSocket, open_datagram_socket
+from ..values import Location
 from ._failures import failure_text
 from .peers import PeerManager
 

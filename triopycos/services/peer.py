@@ -40,7 +40,6 @@ from typing import Any, TypeAlias
 
 import trio
 
-from .._location import Location
 from ..protocol.codec import Codec
 from ..protocol.errors import ProtocolError
 from ..protocol.handshake import PeerHello
@@ -64,6 +63,8 @@ from ..protocol.session import (
     references_are_refs,
 )
 from ..transport import nowait_sender, receiver
+from ..transport.errors import STREAM_ERRORS
+from ..values import Location
 from ._failures import failure_text
 from .timer import Parked, Timer
 
@@ -223,7 +224,7 @@ class PeerConnection:
             self._inline -= 1
             try:
                 written = self._send_nowait(frame)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
+            except STREAM_ERRORS:
                 written = 0  # the writer meets the same error and ends the session
             if written == len(frame):
                 self.last_sent = _now()
@@ -338,7 +339,9 @@ class PeerConnection:
                     # instead of holding this connection (and its node) open.
                     await trio.aclose_forcefully(self.stream)
                 nursery.cancel_scope.cancel()
-        except* (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as group:
+        except* STREAM_ERRORS as group:
+            # The transport's errors, as transport/errors.py maps them (an OSError
+            # here would be a bug of that mapping: it is not taken for a lost link).
             lost = group.exceptions[0]
             self.end_reason = f"connection lost: {lost or type(lost).__name__}"
             log.info("connection to %r lost: %s", self, lost)

@@ -31,7 +31,6 @@ from dataclasses import dataclass
 import trio
 import trio_util
 
-from .._location import Location
 from ..protocol.auth import derive_key
 from ..protocol.codec import Codec
 from ..protocol.handshake import Authenticated, Handshake, HandshakeFailed
@@ -39,6 +38,7 @@ from ..protocol.messages import IsReference
 from ..protocol.printable import escape
 from ..transport import Transport, remote_address
 from ..transport.errors import STREAM_ERRORS, ConnectFailed, connect
+from ..values import Location
 from .admission import Admission, Slot
 from .handshakes import LogQuota, describe, exchange, tell_busy
 from .limits import Limits

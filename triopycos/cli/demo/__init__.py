@@ -15,7 +15,7 @@ from typing import TextIO
 
 import trio
 
-from ..._errors import exception_leaves
+from ..._exception_groups import exception_leaves
 from ._director import DemoFailed, run_script
 from ._workers import WorkerDied
 

@@ -21,10 +21,9 @@ import trio
 
 from ... import Limits, Pycos, open_pycos
 from ..._channel import Channel
-from ..._location import Location
 from ..._rps import RPS
-from ..._status import MonitorStatus, PeerStatus
 from ..._task import Task
+from ...values import Location, MonitorStatus, PeerStatus
 from .._progress import ProgressBar, size_text
 from ._worker import HOST
 from ._workers import Worker, Workers, open_workers

@@ -32,10 +32,9 @@ import trio
 
 from ... import open_pycos
 from ..._channel import Channel
-from ..._location import Location
 from ..._rps import RPS
-from ..._status import PeerStatus
 from ..._task import Task
+from ...values import Location, PeerStatus
 
 HOST = "127.0.0.1"
 SECRET_ENV = "TRIOPYCOS_DEMO_SECRET"

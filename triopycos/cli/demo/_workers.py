@@ -22,7 +22,7 @@ from pathlib import Path
 
 import trio
 
-from ..._location import Location
+from ...values import Location
 from ._worker import SECRET_ENV
 
 __all__ = ["Worker", "WorkerDied", "Workers", "open_workers"]

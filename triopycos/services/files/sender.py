@@ -19,7 +19,6 @@ from io import FileIO
 
 import trio
 
-from ..._location import Location
 from ..._task import check_timeout
 from ...protocol.errors import ProtocolError
 from ...protocol.files import (
@@ -41,6 +40,7 @@ from ...protocol.files import (
 from ...protocol.framing import HEADER_SIZE, FrameDecoder
 from ...protocol.printable import escape
 from ...transport.errors import STREAM_ERRORS
+from ...values import Location
 from ..peers import PeerManager
 from .disk import HAVE_NOWAIT, SourceFailed, open_regular, pread_nowait, read_fully, reading_source
 

@@ -1,18 +1,8 @@
-"""The library's exception set, defined in ``values/`` (below ``protocol/``, which
-sends and rebuilds them), and a helper for exception groups."""
+"""A helper for the exception groups that nurseries raise."""
 
 from __future__ import annotations
 
-from .values.errors import PeerLost, PycosError, RemoteError, ServiceError, SupervisorGaveUp
-
-__all__ = [
-    "PeerLost",
-    "PycosError",
-    "RemoteError",
-    "ServiceError",
-    "SupervisorGaveUp",
-    "exception_leaves",
-]
+__all__ = ["exception_leaves"]
 
 
 def exception_leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
