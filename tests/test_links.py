@@ -265,9 +265,12 @@ async def test_what_cannot_be_linked(
     await Task(checks).finish()
 
 
-async def test_links_with_tasks_of_other_nodes_are_refused_for_now(
+async def test_a_task_object_of_another_node_of_the_process_is_not_linked(
     autojump_clock: MockClock, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """Two nodes of one process are two nodes, whatever the objects are: only a
+    reference (from a message or ``locate``) links across them (see
+    test_links_remote.py); and a reference itself links nothing."""
     async with (
         VirtualNetwork(seed=3) as net,
         net.open_pycos(name="a") as a,
@@ -277,26 +280,23 @@ async def test_links_with_tasks_of_other_nodes_are_refused_for_now(
         remote = b.spawn(waits)
         remote.register("remote")
 
-        async def tries(task: Task) -> tuple[int, int, int]:
+        async def tries(task: Task) -> tuple[int, int]:
             ref = await Task.locate("remote", timeout=5)
             assert ref is not None and not ref._local
-            with caplog.at_level(logging.WARNING, logger="triopycos.task"):
-                linked = await task.link(ref)
-            # A reference does not link: its node holds its links.
-            return linked, await ref.link(task), ref.trap_exits(True)
+            return await ref.link(task), ref.trap_exits(True)
 
-        assert await a.spawn(tries).finish() == (-1, -1, -1)
-        # Two nodes of one process are two nodes, whatever the objects are.
-        assert await remote.link(a.spawn(waits)) == -1
-        assert "not supported yet" in caplog.text
+        assert await a.spawn(tries).finish() == (-1, -1)
+        with caplog.at_level(logging.WARNING, logger="triopycos.task"):
+            assert await remote.link(a.spawn(waits)) == -1
+        assert "a task of another node" in caplog.text
         remote.terminate()
         for task in list(a._tasks.values()):
             task.terminate()
 
 
 async def test_a_lost_node_is_an_abnormal_exit(node: Pycos, autojump_clock: MockClock) -> None:
-    """The rule remote links will apply to a partner lost with its node (phase 2
-    calls ``exit_signal`` with ``PeerLost``): terminated, or told if trapping."""
+    """The rule applied to the local partners of a task lost with its node
+    (``exit_signal`` with ``PeerLost``): terminated, or told if trapping."""
 
     async def trapper(task: Task) -> Any:
         task.trap_exits(True)

@@ -22,12 +22,13 @@ Where this plugs into ``Task``: the ``_links`` slot (None until the task links o
 traps exits) and one call at the end of ``Task._end`` (``ended``).  Monitors are
 untouched: a link is not a monitor.
 
-Remote partners are the next phase (the peer session gains a LINK/UNLINK request
-pair; see docs/supervision.md, "Links across nodes").  The places that change are
-marked: ``link``/``unlink`` ask the partner's node, ``ended`` tells a remote partner
-with an UNLINK that carries the exit, and a lost node applies ``PeerLost`` through
-``exit_signal`` to the local partners of its tasks.  Until then linking with a
-remote task returns -1 and says so in the log.
+Partners on other nodes: the link is held on both nodes, indexed by the partner's
+node (``_remote_links.py``, which also says how it travels).  ``link`` asks the
+partner's node (TASK_LINK), ``unlink`` and ``ended`` tell it (TASK_UNLINK, with the
+exit for ``ended``), and a lost node applies ``PeerLost`` through ``exit_signal`` to
+the local partners of its tasks.  Values in ``LinkState.partners`` are the remote
+partner's node id (None for a partner of this node), so a link is known remote
+without asking the partner.
 """
 
 from __future__ import annotations
@@ -38,12 +39,23 @@ from typing import TYPE_CHECKING, cast
 import trio
 
 from ._threads import get_ident
+from .protocol.printable import describe
 from .values import MonitorStatus
 
 if TYPE_CHECKING:
     from ._task import Task
 
-__all__ = ["LinkMethods", "LinkState", "ended", "exit_signal", "link", "trap_exits", "unlink"]
+__all__ = [
+    "LinkMethods",
+    "LinkState",
+    "ended",
+    "exit_signal",
+    "link",
+    "link_from_peer",
+    "trap_exits",
+    "unlink",
+    "unlink_from_peer",
+]
 
 log = logging.getLogger("triopycos.task")
 
@@ -54,9 +66,8 @@ class LinkState:
     __slots__ = ("partners", "trapping")
 
     def __init__(self) -> None:
-        # Partner -> the peer that asked for the link (None: this node's own code),
-        # in the order linked: the same shape as Task._monitors, so that a lost
-        # node's links can be found and capped as its monitors are.
+        # Partner -> its node id if it is a task of another node (None: of this
+        # node), in the order linked.
         self.partners: dict[Task, bytes | None] = {}
         self.trapping = False
 
@@ -81,14 +92,15 @@ async def link(task: Task, other: Task) -> int:
     await trio.lowlevel.checkpoint()
     if not task._local or not task._alive or other == task:
         return -1
-    if not other._local or other._node is not task._node:
-        # Phase 2: record the link here, then a LINK request to other's node.
-        log.warning(
-            "link of %r with %r refused: links between tasks of different nodes are "
-            "not supported yet (local links only; see docs/supervision.md)",
-            task,
-            other,
-        )
+    state = _state(task)
+    if other in state.partners:
+        return 0  # linking twice is linking once
+    if not other._local:
+        return await task._node._remote.task_link(task, other)
+    if other._node is not task._node:
+        # A task object of another node of this process (the virtual network):
+        # references travel in messages; the object itself is not one.
+        log.warning("link of %r with %r refused: a task of another node", task, other)
         return -1
     if not other._alive:
         # Linking late misses nothing: the ended task's exit applies now.
@@ -96,7 +108,7 @@ async def link(task: Task, other: Task) -> int:
         kind, value = other._exit
         exit_signal(task, MonitorStatus(other, kind, value))
         return 0
-    _state(task).partners[other] = None
+    state.partners[other] = None
     _state(other).partners[task] = None
     return 0
 
@@ -115,7 +127,8 @@ async def unlink(task: Task, other: Task) -> int:
         other_state = other._links
         if other_state is not None:
             other_state.partners.pop(task, None)
-    # Phase 2, a remote partner: an UNLINK (without an exit) to its node.
+    else:
+        task._node._remote.task_unlink(other, task, None)
     return 0
 
 
@@ -137,20 +150,47 @@ def ended(task: Task) -> None:
     assert task._exit is not None
     kind, value = task._exit
     for partner in state.partners:
+        status = MonitorStatus(task, kind, value)
         if partner._local:
             partner_state = partner._links
             if partner_state is not None:
                 partner_state.partners.pop(task, None)
-            exit_signal(partner, MonitorStatus(task, kind, value))
-        # Phase 2, a remote partner: an UNLINK carrying the exit to its node, whose
-        # handler calls exit_signal there.
+            exit_signal(partner, status)
+        else:
+            task._node._remote.task_unlink(partner, task, status)
+
+
+def link_from_peer(task: Task, partner: Task) -> int:
+    """A peer links its task ``partner`` with the local, running ``task``
+    (TASK_LINK): 0, or -1 if the peer holds all the links it may."""
+    state = _state(task)
+    if partner in state.partners:
+        return 0
+    if not task._node._remote.links.add(task, partner, asked=True):
+        return -1
+    state.partners[partner] = partner._node_id
+    return 0
+
+
+def unlink_from_peer(task: Task, partner: Task, exit: MonitorStatus | None) -> None:
+    """A peer says the link of its task ``partner`` with the local ``task`` is gone
+    (TASK_UNLINK): unlinked, or, with ``exit``, because ``partner`` ended so."""
+    state = task._links
+    if state is None or state.partners.pop(partner, None) is None:
+        return  # not linked (any more): an unlink or an end crossed this one
+    task._node._remote.links.remove(task, partner)
+    if exit is not None:
+        # The status names the peer's task as the peer sent it; only its kind and
+        # value are the peer's word.
+        exit_signal(task, MonitorStatus(partner, exit.type, exit.value))
 
 
 def exit_signal(task: Task, status: MonitorStatus) -> None:
     """Apply a linked task's exit ``status`` to the local task ``task``: a message if
-    it traps exits, else termination if the exit was abnormal.  (Phase 2 calls this
-    for an UNLINK that carries an exit and, with ``PeerLost``, for the local partners
-    of a lost node's tasks.)"""
+    it traps exits, else termination if the exit was abnormal.  Also called for a
+    peer's TASK_UNLINK that carries an exit and, with ``PeerLost``, for the local
+    partners of a lost node's tasks (so ``status`` may hold a peer's values: they are
+    logged only as type names and escaped excerpts)."""
     if not task._alive:
         return
     state = task._links
@@ -159,7 +199,8 @@ def exit_signal(task: Task, status: MonitorStatus) -> None:
             log.warning("exit of %r not delivered to %r (mailbox full)", status.info, task)
         return
     if status.type is not StopIteration:
-        how = getattr(status.type, "__name__", status.type)
+        kind = status.type
+        how = kind.__name__ if isinstance(kind, type) else describe(kind)
         log.info("task %r terminated: linked task %r ended (%s)", task, status.info, how)
         task.terminate()
 
@@ -177,8 +218,12 @@ class LinkMethods:
         ``MonitorStatus`` message.  A normal return ends the link without
         terminating anyone.  If ``other`` has already ended, its exit applies now.
 
+        ``other`` may be a task of another node: the link is then held on both
+        nodes, and a lost node counts as an abnormal end (``PeerLost``).
+
         0, or -1 if this task is remote or has ended, ``other`` is this task, or
-        ``other`` is a task of another node (not supported yet: docs/supervision.md).
+        ``other`` is a remote task that cannot be linked (ended, unknown, its node
+        unreachable, or that node refuses more links of this one).
         """
         return await link(cast("Task", self), other)
 

@@ -17,8 +17,10 @@ child of a supervisor that has ended runs on.
   node is connected at its location (a restarted node: the old one's tasks are
   gone).  A stray whose node never comes back stays, at most ``MAX_STRAYS`` per
   node (the oldest go first, with a warning).
-* Phase 2 (remote links) makes most strays unnecessary: a child linked to its
-  supervisor is ended by its own node when that node loses the supervisor's.
+* Supervisors monitor their children; they do not link with them (a link would
+  end a child on its own node when that node loses the supervisor's, but would also
+  need the supervisor to trap exits and would not cover a child started by a call
+  whose reply was lost).
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ from ._dials import DialLimiter, Unreached
 from ._holds import PeerHolds
 from ._node_status import NodeStatus, RemoteStatistics, status_from_wire
 from ._pushed import PushedResults
+from ._remote_links import RemoteLinks
 from ._rps import RPS
 from ._serve import ServingPeers
 from ._task import Task
@@ -37,9 +38,11 @@ from .protocol.messages import (
     StatusRequest,
     TaskDeliver,
     TaskFinish,
+    TaskLink,
     TaskMonitor,
     TaskSend,
     TaskTerminate,
+    TaskUnlink,
 )
 from .services.peer import PeerConnection
 from .services.timer import Parked
@@ -74,6 +77,8 @@ class RemoteOps(ServingPeers):
         # the slots for such connections (see _dials.py).
         self._unreached: dict[bytes, Unreached] = {}
         self.dials = DialLimiter(node)
+        # Links of local tasks with tasks of peers (see _remote_links.py).
+        self.links = RemoteLinks(node)
 
     # -- reaching the owner of a reference ----------------------------------------
 
@@ -251,6 +256,40 @@ class RemoteOps(ServingPeers):
             return -1
         return 0
 
+    async def task_link(self, task: Task, partner: Task) -> int:
+        """Link the local ``task`` with ``partner``, a task of another node: 0 / -1
+        (see _remote_links.py for the order of things)."""
+        conn = await self._reach(partner._node_id, partner._location, None)
+        state = task._links
+        if conn is None or state is None or not task._alive:
+            return -1
+        state.partners[partner] = partner._node_id
+        self.links.add(task, partner, asked=False)
+        result = await conn.request(TaskLink(partner._task_id, task))
+        if type(result) is int and result == 0:
+            return 0
+        # Refused: undo, unless the link is gone already (an exit or a lost node).
+        state = task._links
+        if state is not None and state.partners.pop(partner, None) is not None:
+            self.links.remove(task, partner)
+        return -1
+
+    def task_unlink(self, partner: Task, task: Task, exit: MonitorStatus | None) -> None:
+        """Tell ``partner``'s node that its link with the local ``task`` is gone: with
+        ``exit``, because ``task`` ended so.  Not connected: that node has lost this
+        one (or will), and applies ``PeerLost`` instead."""
+        self.links.remove(task, partner)
+        conn = self._connected(partner._node_id)
+        if conn is None:
+            return
+        try:
+            conn.send(TaskUnlink(partner._task_id, task, exit))
+        except (TypeError, ValueError) as exc:
+            # The exit value cannot travel: say so instead (as a monitor is told).
+            assert exit is not None
+            note = MonitorStatus(task, type(exc), f"exit status not sent: {exc}")
+            conn.send(TaskUnlink(partner._task_id, task, note))
+
     def task_is_alive(self, task: Task) -> bool:
         return self._connected(task._node_id) is not None
 
@@ -418,7 +457,7 @@ class RemoteOps(ServingPeers):
 
     def statistics(self) -> RemoteStatistics:
         return RemoteStatistics(
-            monitors_refused=self.holds.refused,
+            monitors_refused=self.holds.refused + self.links.refused,
             dials_refused=self.dials.refused,
             results_dropped=self._results.dropped,
         )
@@ -462,6 +501,9 @@ class RemoteOps(ServingPeers):
             reason = f"peer {conn.name!r} at {conn.location} was lost"
             for monitor in monitors:
                 monitor._send(MonitorStatus(lost, PeerLost, reason))
+        # Then each local task linked with one of its tasks (after the monitors, as
+        # for a local end: they hear the cause first).
+        self.links.lost(conn.node_id, f"peer {conn.name!r} at {conn.location} was lost")
         self._tell_status(conn, PeerStatus.Offline)
 
 

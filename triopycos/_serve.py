@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, cast
 import trio
 
 from ._channel import Channel
+from ._links import link_from_peer, unlink_from_peer
 from ._node_status import status_to_wire
 from ._rps import RPS
 from ._task import Task
@@ -46,10 +47,12 @@ from .protocol.messages import (
     TaskAlive,
     TaskDeliver,
     TaskFinish,
+    TaskLink,
     TaskMonitor,
     TaskResult,
     TaskSend,
     TaskTerminate,
+    TaskUnlink,
     kind_name,
 )
 from .protocol.printable import describe, escape
@@ -131,6 +134,10 @@ class ServingPeers:
                         self._on_subscription(conn, message)
                     case TaskTerminate():
                         self._on_task_terminate(conn, message)
+                    case TaskLink():
+                        self._on_task_link(conn, message)
+                    case TaskUnlink():
+                        self._on_task_unlink(conn, message)
                     case StatusRequest():
                         self._on_node_status(conn, message)
                     case Echo():
@@ -233,6 +240,23 @@ class ServingPeers:
         conn.reply(
             message, -1 if task is None else task._add_monitor(message.monitor, conn.node_id)
         )
+
+    def _on_task_link(self, conn: PeerConnection, message: TaskLink) -> None:
+        task = self.node._tasks.get(message.task_id)
+        partner: Task = message.partner
+        # A peer links its own tasks only; a task that has ended links with nothing
+        # (the caller gets -1: its exit is not kept to be told later).
+        if task is None or not task._alive or partner._node_id != conn.node_id:
+            conn.reply(message, -1)
+            return
+        conn.reply(message, link_from_peer(task, partner))
+
+    def _on_task_unlink(self, conn: PeerConnection, message: TaskUnlink) -> None:
+        partner: Task = message.partner
+        task = self.node._tasks.get(message.task_id)
+        if task is None or partner._node_id != conn.node_id:
+            return  # ended here since (its own end told the partner), or not the peer's
+        unlink_from_peer(task, partner, message.exit)
 
     def _on_task_finish(self, conn: PeerConnection, message: TaskFinish) -> None:
         wait = message.timeout

@@ -35,6 +35,7 @@ from ._holds import involves
 from ._links import LinkMethods
 from ._threads import from_any_thread, get_ident
 from .protocol.codec import Ref
+from .protocol.printable import escape
 from .services.timer import Parked
 from .values import Location, MonitorStatus, PycosError
 
@@ -185,7 +186,10 @@ class Task(Entity, LinkMethods):
         return self._task_id
 
     def __repr__(self) -> str:
-        return f"{self._name}/{self._task_id}@{self._location}"
+        # A reference's name is a peer's word: escaped, as everything from outside
+        # that may reach a log line.
+        name = self._name if self._local else escape(self._name, 100)
+        return f"{name}/{self._task_id}@{self._location}"
 
     # -- running ------------------------------------------------------------------
 

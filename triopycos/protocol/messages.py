@@ -33,6 +33,11 @@ NODE_STATUS        ``StatusRequest``    (nothing); answered with a map: the node
                                         locations, registered names, peers, statistics
                                         and version (see ``_node_status.py``)
 ECHO               ``Echo``             (nothing); answered True (``Pycos.ping``)
+TASK_LINK          ``TaskLink``         task id, partner (a task of the sender's node):
+                                        link them; answered 0 / -1
+TASK_UNLINK        ``TaskUnlink``       task id, partner, exit (a ``MonitorStatus`` of
+                                        the partner, or None): the link is gone; with an
+                                        exit, because the partner ended
 =================  ===================  ===============================================
 
 ``forwarded`` (only on a message one channel forwards to another): ``[send id,
@@ -59,6 +64,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, Final, NamedTuple
 
+from ..values import MonitorStatus
 from . import wire
 from .printable import describe
 from .wire import (
@@ -101,10 +107,12 @@ __all__ = [
     "TaskAlive",
     "TaskDeliver",
     "TaskFinish",
+    "TaskLink",
     "TaskMonitor",
     "TaskResult",
     "TaskSend",
     "TaskTerminate",
+    "TaskUnlink",
     "kind_name",
 ]
 
@@ -398,6 +406,56 @@ class TaskMonitor(Request, _TaskMonitor):
         return _new(TaskMonitor, (task_id, message[3], request_id))
 
 
+class _TaskLink(NamedTuple):
+    task_id: int
+    partner: Any  # a Task of the sending node
+    request_id: int = 0
+
+
+class TaskLink(Request, _TaskLink):
+    """Link task ``task_id`` with ``partner``, a task of the sending node: answered
+    0, or -1 (no such task here, or no room for the link)."""
+
+    __slots__ = ()
+    KIND: ClassVar[int] = Kind.TASK_LINK
+    FAILURE: ClassVar[object] = -1
+
+    @staticmethod
+    def _parse(message: list[Any], is_reference: IsReference) -> TaskLink:
+        request_id = wire.request_id(message, 4)
+        task_id = wire.task_id(message[2])
+        if not is_reference(message[3], "task"):
+            raise MalformedMessage(f"the partner is {describe(message[3])}")
+        return _new(TaskLink, (task_id, message[3], request_id))
+
+
+class _TaskUnlink(NamedTuple):
+    task_id: int
+    partner: Any  # a Task of the sending node
+    exit: MonitorStatus | None  # the partner's exit, if it ended
+
+
+class TaskUnlink(OneWay, _TaskUnlink):
+    """The link of task ``task_id`` with ``partner`` is gone: unlinked, or, with
+    ``exit``, because the partner ended so."""
+
+    __slots__ = ()
+    KIND: ClassVar[int] = Kind.TASK_UNLINK
+
+    @staticmethod
+    def _parse(message: list[Any], is_reference: IsReference) -> TaskUnlink:
+        wire.check_count(message, 4)
+        task_id = wire.task_id(message[1])
+        partner, exit = message[2], message[3]
+        if not is_reference(partner, "task"):
+            raise MalformedMessage(f"the partner is {describe(partner)}")
+        if exit is not None and not (
+            type(exit) is MonitorStatus and is_reference(exit.info, "task")
+        ):
+            raise MalformedMessage(f"the exit is {describe(exit)}")
+        return _new(TaskUnlink, (task_id, partner, exit))
+
+
 class _TaskFinish(NamedTuple):
     task_id: int
     timeout: float | None
@@ -621,6 +679,8 @@ TYPES: Final[dict[int, Any]] = {
         TaskResult,
         StatusRequest,
         Echo,
+        TaskLink,
+        TaskUnlink,
     )
 }
 #: The request classes by kind.

@@ -54,6 +54,8 @@ class Kind:
     TASK_RESULT: Final = 16
     NODE_STATUS: Final = 17
     ECHO: Final = 18
+    TASK_LINK: Final = 19
+    TASK_UNLINK: Final = 20
 
 
 _KIND_NAMES: Final = {value: name for name, value in vars(Kind).items() if name.isupper()}
