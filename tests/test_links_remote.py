@@ -122,7 +122,7 @@ async def test_a_remote_partner_that_raises_terminates_the_local_task(
 ) -> None:
     async with pair() as p:
         b_task = remote(p.b, body, "partner")
-        a_task, ref = await linked(p.a, "partner", waits)
+        a_task, _ = await linked(p.a, "partner", waits)
         a_watch = p.a.spawn(watch, a_task)
         await settle()
         assert p.a._remote.links.held(p.b._node_id) == 1
