@@ -19,7 +19,7 @@ from fault_scenarios import DETECTION, LIMITS
 from supervision_helpers import WAIT, Nodes, open_nodes, use
 from trio.testing import MockClock
 
-from triopycos import Limits, MonitorStatus, PeerLost, Pycos, Task
+from triopycos import RPS, Limits, MonitorStatus, PeerLost, Pycos, Task
 from triopycos.protocol.messages import Kind
 from triopycos.services.peer import PeerConnection
 
@@ -339,3 +339,34 @@ async def test_a_peers_bad_link_messages(
         said = [r.getMessage() for r in caplog.records if "malformed" in r.getMessage()]
         assert len(said) == 2, said  # once per kind
         mine.terminate()
+
+
+async def test_an_rps_call_links_the_new_task_with_the_callers_task(
+    autojump_clock: MockClock,
+) -> None:
+    """``RPS._call(..., link=task)``: the serving node links the task it starts with
+    the caller's task before it runs; a peer may name only its own tasks."""
+    async with pair() as p:
+        with use(p.b):
+            assert RPS(obeys, name="svc").register() == 0
+        anchor = p.a.spawn(trapper)
+        await settle()
+        with use(p.a):
+            rps = await RPS.locate("svc", timeout=5)
+            assert rps is not None
+            child = await rps._call((), {}, link=anchor)
+        assert child is not None
+        assert p.a._remote.links.held(p.b._node_id) == 1
+        assert p.b._remote.links.held(p.a._node_id) == 1
+        child.send("fail")
+        status = await anchor.finish()
+        assert status.info == child and status.type is ValueError
+
+        # Naming a task of another node than the caller's: the call fails whole.
+        conn = p.conn(p.a, p.b)
+        theirs = p.b.spawn(waits)
+        before = p.b.statistics().tasks_started
+        reply = await conn.request_raw(Kind.RPS_CALL, "svc", [], {}, [], [theirs], timeout=5)
+        assert isinstance(reply, Exception) and "links refused" in str(reply)
+        assert p.b.statistics().tasks_started == before
+        theirs.terminate()

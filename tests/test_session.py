@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from test_codec import values
 from test_fuzz_decoders import FUZZ, bounded
 
-from triopycos import Location
+from triopycos import Location, MonitorStatus
 from triopycos.protocol.codec import Codec, Ref
 from triopycos.protocol.errors import FrameTooLarge, ProtocolError
 from triopycos.protocol.messages import (
@@ -48,10 +48,12 @@ from triopycos.protocol.messages import (
     TaskAlive,
     TaskDeliver,
     TaskFinish,
+    TaskLink,
     TaskMonitor,
     TaskResult,
     TaskSend,
     TaskTerminate,
+    TaskUnlink,
 )
 from triopycos.protocol.session import (
     Answer,
@@ -77,6 +79,8 @@ ONE_WAY: list[OneWay] = [
     ChannelSend("news", 1, b"send-1", 2),
     TaskResult(7, None),
     TaskResult(8, ("a", "tuple")),
+    TaskUnlink(3, TASK, None),
+    TaskUnlink(3, TASK, MonitorStatus(TASK, ValueError, "boom")),
 ]
 REQUESTS: list[Request] = [
     TaskDeliver(3, b"x" * 5000),
@@ -91,6 +95,8 @@ REQUESTS: list[Request] = [
     ChannelSubscribe("news", TASK, None),
     ChannelUnsubscribe("news", CHANNEL, 1.5),
     RpsCall("inc", [1], {"step": 2}, [TASK]),
+    RpsCall("inc", [1], {}, [], [TASK]),
+    TaskLink(3, TASK),
     StatusRequest(),
     Echo(),
 ]
@@ -344,6 +350,16 @@ MALFORMED: list[tuple[str, list[Any]]] = [
     ("RPS_CALL", [M.RPS_CALL, 1, "r", (), {}, []]),
     ("RPS_CALL", [M.RPS_CALL, 1, "r", [], {1: 2}, []]),
     ("RPS_CALL", [M.RPS_CALL, 1, "r", [], {}, ["not a task"]]),
+    ("RPS_CALL", [M.RPS_CALL, 1, "r", [], {}, [], [CHANNEL]]),
+    ("RPS_CALL", [M.RPS_CALL, 1, "r", [], {}, [], "links"]),
+    ("RPS_CALL", [M.RPS_CALL, 1, "r", [], {}, [], [], []]),
+    ("TASK_LINK", [M.TASK_LINK, 1, 1, "me"]),
+    ("TASK_LINK", [M.TASK_LINK, 1, -1, TASK]),
+    ("TASK_LINK", [M.TASK_LINK, 1, 1]),
+    ("TASK_UNLINK", [M.TASK_UNLINK, 1, TASK]),
+    ("TASK_UNLINK", [M.TASK_UNLINK, 1, CHANNEL, None]),
+    ("TASK_UNLINK", [M.TASK_UNLINK, 1, TASK, "exit"]),
+    ("TASK_UNLINK", [M.TASK_UNLINK, 1, TASK, MonitorStatus("info", ValueError, "x")]),
     ("NODE_STATUS", [M.NODE_STATUS, 1, "extra"]),
     ("ECHO", [M.ECHO]),
 ]

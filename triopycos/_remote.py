@@ -339,7 +339,12 @@ class RemoteOps(ServingPeers):
     # -- RPS ----------------------------------------------------------------------
 
     async def rps_call(
-        self, rps: RPS, args: tuple[Any, ...], kwargs: dict[str, Any], monitors: list[Task]
+        self,
+        rps: RPS,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        monitors: list[Task],
+        links: list[Task] = [],  # noqa: B006 (never mutated)
     ) -> Any:
         conn = await self._reach(rps._node_id, rps._location, None)
         if conn is None:
@@ -349,17 +354,32 @@ class RemoteOps(ServingPeers):
 
         def on_reply(result: Any) -> None:
             # Called as the reply is read, before anything the new task sends (its
-            # status, its pushed result) is dispatched: the watches that on_offline
-            # tells PeerLost exist before the task can end or its node be lost.
+            # status, its pushed result, an exit of a link) is dispatched: the
+            # watches that on_offline tells PeerLost, and the links, exist before
+            # the task can end or its node be lost.
             if isinstance(result, Task) and result._node_id == node_id:
                 for monitor in watchers:
                     self._watches.watch(node_id, result._task_id, monitor, result._name)
                 # Its result will be pushed here (finish() needs no request).
                 self._results.expect(node_id, result._task_id)
+                for partner in links:
+                    self._linked_by_call(partner, result)
 
         return await conn.request(
-            RpsCall(rps._name, list(args), kwargs, monitors), on_reply=on_reply
+            RpsCall(rps._name, list(args), kwargs, monitors, links), on_reply=on_reply
         )
+
+    def _linked_by_call(self, partner: Task, task: Task) -> None:
+        """The serving node linked the local ``partner`` with ``task``, the task a
+        call started: hold this side of the link (or, if ``partner`` has ended
+        meanwhile, tell that node its exit)."""
+        state = partner._links
+        if partner._alive and state is not None:
+            state.partners[task] = task._node_id
+            self.links.add(partner, task, asked=False)
+        elif partner._exit is not None:
+            kind, value = partner._exit
+            self.task_unlink(task, partner, MonitorStatus(partner, kind, value))
 
     # -- asking a node about itself -----------------------------------------------
 

@@ -68,6 +68,14 @@ class RemoteLinks:
         pairs[(local, remote)] = None
         return True
 
+    def admit(self, node_id: bytes, count: int) -> bool:
+        """Whether the peer ``node_id`` may make this node hold ``count`` more links
+        (an RPS call's); if not, the refusal is counted."""
+        if len(self._by_node.get(node_id, ())) + count <= self._cap():
+            return True
+        self.refused += 1
+        return False
+
     def remove(self, local: Task, remote: Task) -> None:
         pairs = self._by_node.get(remote._node_id)
         if pairs is not None:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from ._entity import Entity
+from ._links import link_from_peer
 from ._task import Task, _body_kind
 from ._threads import from_any_thread
 from .protocol.codec import Ref
@@ -121,6 +122,15 @@ class RPS(Entity):
     async def __call__(self, *args: Any, **kwargs: Any) -> Task | None:
         """Start a task at the RPS's node; its reference, or None if that failed (the
         reason is logged here and at the serving node)."""
+        return await self._call(args, kwargs)
+
+    async def _call(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], link: Task | None = None
+    ) -> Task | None:
+        """``self(*args, **kwargs)``; with ``link`` (a task of this node, which must
+        have a ``LinkState``), the new task is linked with it before it runs, by the
+        serving node as it starts it (so a call whose reply is lost cannot leave a
+        task that nothing here is linked with)."""
         if self._closed:
             await trio.lowlevel.checkpoint()
             log.warning("%r is closed", self)
@@ -129,8 +139,12 @@ class RPS(Entity):
             await trio.lowlevel.checkpoint()
             if self._node._encode_local:
                 args, kwargs = self._node._wire_copy((args, kwargs))
-            return self._start(args, kwargs, self._monitors)
-        result = await self._node._remote.rps_call(self, args, kwargs, list(self._monitors))
+            task = self._start(args, kwargs, self._monitors)
+            if link is not None:
+                await link.link(task)
+            return task
+        links = [] if link is None else [link]
+        result = await self._node._remote.rps_call(self, args, kwargs, list(self._monitors), links)
         if isinstance(result, Task):
             created = self._created
             created[result] = None
@@ -154,19 +168,30 @@ class RPS(Entity):
         kwargs: dict[str, Any],
         monitors: list[Task],
         asked_by: bytes | None = None,
+        links: list[Task] = [],  # noqa: B006 (never mutated)
     ) -> Task:
         """Start a task on this (serving) node with the monitors of the call and of
-        this RPS attached before it runs.  ``asked_by``: the peer that called, whose
-        monitors here are capped (``PycosError`` if the call's do not fit)."""
+        this RPS attached, and the call's ``links`` (tasks of the calling peer)
+        made, before it runs.  ``asked_by``: the peer that called, whose monitors
+        and links here are capped (``PycosError`` if the call's do not fit)."""
         assert self._method is not None
-        holds = self._node._remote.holds
+        remote = self._node._remote
+        holds = remote.holds
         if asked_by is not None and monitors and not holds.admit(asked_by, len(set(monitors))):
             raise PycosError("too many monitors held for this peer (max_monitors_per_peer)")
+        if links and (
+            asked_by is None
+            or any(t._node_id != asked_by for t in links)
+            or not remote.links.admit(asked_by, len(set(links)))
+        ):
+            raise PycosError("links refused: not the caller's tasks, or too many")
         task = self._node.spawn(self._method, *args, **kwargs)
         for monitor in monitors:
             task._add_monitor(monitor, asked_by)
         for monitor in self._monitors:
             task._add_monitor(monitor)
+        for partner in links:
+            link_from_peer(task, partner)
         return task
 
     @from_any_thread

@@ -371,7 +371,9 @@ class ServingPeers:
             conn.reply(message, LookupError(f"no RPS registered as {describe(name)}"))
             return
         try:
-            task = rps._start(message.args, message.kwargs, message.monitors, conn.node_id)
+            task = rps._start(
+                message.args, message.kwargs, message.monitors, conn.node_id, message.links
+            )
         except (TypeError, PycosError) as exc:
             # Arguments that do not fit the method, or a node that is stopping: the
             # caller's to know (anything else is a bug here, for the dispatcher).

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from ._links import trap_exits
 from ._reaper import reap
 from ._rps import RPS
 from ._supervisor import ChildSpec, Supervisor
@@ -92,6 +93,8 @@ class _Run:
         self.backlog: deque[MonitorStatus] = deque()
         self.restarts: deque[float] = deque()
         self.ignored = False
+        # The task remote children are linked with (see ``anchor``).
+        self.anchor: Task | None = None
 
     async def run(self) -> None:
         try:
@@ -113,6 +116,8 @@ class _Run:
         finally:
             await self.shutdown()
             self.sup._children.clear()
+            if self.anchor is not None:
+                self.anchor.terminate()
 
     # -- one child's end ----------------------------------------------------------
 
@@ -225,8 +230,22 @@ class _Run:
         # Shielded: a call cancelled after it was sent would start a child that no
         # one knows of.  It cannot hang: a lost connection fails it.
         with trio.CancelScope(shield=True):
-            child = await rps(*spec.args, **kwargs)
+            child = await rps._call(spec.args, kwargs, link=self.link_anchor())
         return child
+
+    def link_anchor(self) -> Task:
+        """The task of this node that remote children are linked with, by the call
+        that starts each (``RPS._call``): when the child's node loses this one, it
+        ends the child itself, so a child whose call's reply was lost (which this
+        supervisor never heard of) does not run on.  It traps exits and drops them
+        (this task hears every end by its monitors), and ends with the supervisor,
+        which ends the children it could not reach."""
+        anchor = self.anchor
+        if anchor is None or not anchor._alive:
+            anchor = self.anchor = self.node.spawn(_anchor)
+            anchor.set_daemon()
+            trap_exits(anchor, True)
+        return anchor
 
     # -- stopping -----------------------------------------------------------------
 
@@ -308,6 +327,12 @@ class _Run:
         if not self.ignored:
             self.ignored = True
             log.warning("%r ignores messages other than its children's statuses", self.sup)
+
+
+async def _anchor(task: Task) -> None:
+    """The body of a supervisor's link anchor (``_Run.link_anchor``)."""
+    while True:
+        await task.receive()
 
 
 def _key(info: object) -> object:

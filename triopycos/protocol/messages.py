@@ -25,8 +25,9 @@ CHANNEL_SUBSCRIBE  ``ChannelSubscribe`` channel name, subscriber, timeout; 0 / -
 CHANNEL_UNSUB      ``ChannelUnsubscribe`` (the same); 0 / -1
 PING / PONG        ``Ping`` / ``Pong``  (nothing); the session answers PING itself
 BYE                ``Bye``              (nothing): the sender is leaving
-RPS_CALL           ``RpsCall``          RPS name, args, kwargs, monitors; answered with
-                                        the new task, or an exception saying why
+RPS_CALL           ``RpsCall``          RPS name, args, kwargs, monitors[, links];
+                                        answered with the new task, or an exception
+                                        saying why
 TASK_RESULT        ``TaskResult``       task id, value: pushed to the caller of an RPS
                                         when the task it started ends
 NODE_STATUS        ``StatusRequest``    (nothing); answered with a map: the node's name,
@@ -601,31 +602,42 @@ class _RpsCall(NamedTuple):
     args: list[Any]
     kwargs: dict[str, Any]
     monitors: list[Any]  # tasks: the node's own class (see IsReference)
+    links: list[Any] = []  # noqa: RUF012 (never mutated) tasks of the caller's node
     request_id: int = 0
 
 
 class RpsCall(Request, _RpsCall):
     """Start a task of the RPS registered as ``name``: answered with the task, or an
-    exception saying why not."""
+    exception saying why not.  ``links``: tasks of the calling node to link with the
+    new task before it runs (on the wire only when there are some)."""
 
     __slots__ = ()
     KIND: ClassVar[int] = Kind.RPS_CALL
     FAILURE: ClassVar[object] = None
 
+    def _wire(self, request_id: int) -> list[Any]:
+        fields = [Kind.RPS_CALL, request_id, self.name, self.args, self.kwargs, self.monitors]
+        if self.links:
+            fields.append(self.links)
+        return fields
+
     @staticmethod
     def _parse(message: list[Any], is_reference: IsReference) -> RpsCall:
-        request_id = wire.request_id(message, 6)
+        request_id = wire.request_id(message, 7 if len(message) == 7 else 6)
         name = wire.name(message[2], "RPS name")
         args, kwargs, monitors = message[3], message[4], message[5]
+        links = message[6] if len(message) == 7 else []
         if (
             type(args) is not list
             or type(kwargs) is not dict
             or not all(type(k) is str for k in kwargs)
             or type(monitors) is not list
             or not all(is_reference(m, "task") for m in monitors)
+            or type(links) is not list
+            or not all(is_reference(t, "task") for t in links)
         ):
             raise MalformedMessage(f"malformed call of RPS {describe(name)}")
-        return _new(RpsCall, (name, args, kwargs, monitors, request_id))
+        return _new(RpsCall, (name, args, kwargs, monitors, links, request_id))
 
 
 class _Plain(NamedTuple):
