@@ -52,10 +52,12 @@ with atheris.instrument_imports():
         StatusRequest,
         TaskDeliver,
         TaskFinish,
+        TaskLink,
         TaskMonitor,
         TaskResult,
         TaskSend,
         TaskTerminate,
+        TaskUnlink,
     )
     from triopycos.protocol.session import (
         Answer,
@@ -65,7 +67,7 @@ with atheris.instrument_imports():
         SessionState,
         Undecodable,
     )
-    from triopycos.values import Location
+    from triopycos.values import Location, MonitorStatus
 
 CODEC = Codec()
 DEEP = Codec(max_depth=MAX_DEPTH_LIMIT)
@@ -204,6 +206,8 @@ def seeds() -> list[bytes]:
         ChannelSend("news", ("item", 1)),
         ChannelSend("news", 1, b"\x02" * 24, 3),
         TaskResult(7, None),
+        TaskUnlink(3, task, None),
+        TaskUnlink(3, task, MonitorStatus(task, ValueError, "boom")),
     ]
     requests: list[Request] = [
         TaskDeliver(3, b"x" * 40),
@@ -213,6 +217,8 @@ def seeds() -> list[bytes]:
         ChannelDeliver("news", "m", 2.0, 1, b"\x03" * 24, 2),
         ChannelSubscribe("news", task, None),
         RpsCall("inc", [1], {"step": 2}, [task]),
+        RpsCall("inc", [], {}, [], [task]),
+        TaskLink(3, task),
         StatusRequest(),
     ]
     stream = [s.send(m) for m in messages] + [s.send_request(r, 0)[1] for r in requests]
