@@ -156,9 +156,11 @@ async def timed_delivers(
 
 class Streamer:
     """The ``stream`` case's load: a task that sends one-way messages to the one-way
-    server task until told to stop, with ``bench/remote.py``'s flow control."""
+    server task until told to stop, with ``bench/remote.py``'s flow control: a marker
+    after every ``window`` batches of BATCH sends, at most two unanswered."""
 
-    def __init__(self) -> None:
+    def __init__(self, window: int) -> None:
+        self.window = window
         self.stop = False
         self.sent = 0
         self.refused = 0
@@ -181,7 +183,7 @@ class Streamer:
             self.sent += remote.BATCH
             await trio.lowlevel.checkpoint()
             batches += 1
-            if batches % remote.WINDOW == 0:
+            if batches % self.window == 0:
                 if send(("sync", marker)) == 0:
                     unacked.append(marker)
                 marker += 1
@@ -225,7 +227,7 @@ class FileLoad:
             self.done += 1
 
 
-def triopycos_client(port: int, sizes: Sizes, path: str) -> dict[str, float]:
+def triopycos_client(port: int, sizes: Sizes, path: str, window: int) -> dict[str, float]:
     import trio
 
     from triopycos import Location, Task, open_pycos
@@ -244,7 +246,7 @@ def triopycos_client(port: int, sizes: Sizes, path: str) -> dict[str, float]:
         samples, failed = await timed_delivers(target, sizes.delivers, sizes.cap)
         results.update(summarize("idle", samples, failed))
 
-        streamer = Streamer()
+        streamer = Streamer(window)
         streaming = node.spawn(streamer.run, server)
         await trio.sleep(SETTLE)
         sent_before, start = streamer.sent, clock()
@@ -360,13 +362,25 @@ def raw_client(port: int, sizes: Sizes) -> dict[str, float]:
 
 
 def run_round(
-    system: str, *, quick: bool, deadline: float, payload: str, dest_root: str
+    system: str,
+    *,
+    quick: bool,
+    deadline: float,
+    payload: str,
+    dest_root: str,
+    window: int = remote.WINDOW,
 ) -> dict[str, float]:
     """One round of one system (also what ``bench/run.py`` calls); ``payload`` is
     the file the ``files`` case sends, received under a fresh folder of
     ``dest_root``."""
     script = str(Path(__file__).resolve())
-    common = ["--deadline", f"{deadline:g}", *(["--quick"] if quick else [])]
+    common = [
+        "--deadline",
+        f"{deadline:g}",
+        "--stream-window",
+        str(window),
+        *(["--quick"] if quick else []),
+    ]
     dest = tempfile.mkdtemp(prefix="latency-dest-", dir=dest_root)
     try:
         os.sync()  # no earlier writes being written back while we measure
@@ -435,6 +449,7 @@ def drive(args: argparse.Namespace) -> int:
                         deadline=args.deadline,
                         payload=payload,
                         dest_root=work,
+                        window=args.stream_window,
                     )
                 except (WorkerError, subprocess.SubprocessError) as exc:
                     errors += 1
@@ -483,6 +498,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=None,
         help="hard time limit of each worker process, s (default 90, quick 30)",
     )
+    parser.add_argument(
+        "--stream-window",
+        type=int,
+        default=remote.WINDOW,
+        help="the stream's flow control: a marker every STREAM_WINDOW x 1000 messages, at "
+        f"most two unanswered (default {remote.WINDOW}): what the stream has in flight, "
+        "which a deliver waits behind",
+    )
     parser.add_argument("--serve", choices=SYSTEMS, help=argparse.SUPPRESS)
     parser.add_argument("--client", choices=SYSTEMS, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
@@ -493,8 +516,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         args.rounds = 1 if args.quick else 3
     if args.deadline is None:
         args.deadline = 30.0 if args.quick else 90.0
-    if args.rounds < 1:
-        parser.error("--rounds must be at least 1")
+    if args.rounds < 1 or args.stream_window < 1:
+        parser.error("--rounds and --stream-window must be at least 1")
     return args
 
 
@@ -511,7 +534,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.client:
         arm_watchdog(args.deadline)
         if args.client == "triopycos":
-            emit_json(triopycos_client(args.port, sizes, args.file))
+            emit_json(triopycos_client(args.port, sizes, args.file, args.stream_window))
         else:
             emit_json(raw_client(args.port, sizes))
         return 0
