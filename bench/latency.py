@@ -315,9 +315,10 @@ def triopycos_serve(dest: str, deadline: float) -> None:
                 dest_path=dest,
             ) as node:
                 node.spawn(target_body).set_daemon()
-                node.spawn(remote.async_server)
+                node.spawn(remote.async_server).set_daemon()
                 await trio.lowlevel.checkpoint()  # both tasks registered their names
                 announce_ready(node.location.addr, node.location.port)
+                await trio.sleep_forever()  # until the driver closes our stdin, or deadline
 
     trio.run(main)
 
