@@ -5,7 +5,6 @@ themselves are not checked (they depend on the machine)."""
 
 from __future__ import annotations
 
-import importlib.util
 import math
 from pathlib import Path
 
@@ -40,7 +39,6 @@ def test_peers_plain_and_tls(system: str, tmp_path: Path) -> None:
     _check_peers(peers.run_round(system, quick=True, deadline=DEADLINE, tls=tls))
 
 
-@pytest.mark.skipif(importlib.util.find_spec("Pyro5") is None, reason="bench extra (Pyro5)")
 def test_peers_pyro5(tmp_path: Path) -> None:
     tls = make_tls_files(str(tmp_path))
     _check_peers(peers.run_round("pyro5", quick=True, deadline=DEADLINE, tls=tls))
