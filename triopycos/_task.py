@@ -24,7 +24,6 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import outcome
 import trio
 
 from . import _generator, _links
@@ -169,7 +168,7 @@ class Task(Entity, LinkMethods):
         self._registered: set[str] | None = None
         self._done: trio.Event | None = None
         self._streak = 0
-        self._suspender: trio.lowlevel.Task | None = None
+        self._suspender: Parked | None = None  # while in suspend() / sleep()
         self._thrown: BaseException | None = None
         # (A dict, in the order added: a peer's parked finish() requests each add
         # one and take it back, a lookup each.)
@@ -374,15 +373,14 @@ class Task(Entity, LinkMethods):
             raise RuntimeError(f"only task {self!r} itself can suspend")
         if self._thrown is not None:
             self._raise_thrown()
-        with trio.move_on_after(math.inf if timeout is None else timeout):
-            self._suspender = self._trio_task
-
-            def abort(_: object) -> trio.lowlevel.Abort:
+        # The node's timer, as for receive: no cancel scope per suspended task (an
+        # idle task is a pycos program's commonest state).
+        waiter = self._suspender = Parked(alarm_value)
+        try:
+            return await waiter.wait(self._node._timer, timeout)
+        finally:
+            if self._suspender is waiter:
                 self._suspender = None
-                return _ABORTED
-
-            return await _wait_rescheduled(abort)
-        return alarm_value
 
     @from_any_thread
     def resume(self, update: Any = None) -> int:
@@ -392,8 +390,7 @@ class Task(Entity, LinkMethods):
         if not self._local or waiter is None:
             return -1
         self._suspender = None
-        _reschedule(waiter, outcome.Value(update))
-        return 0
+        return 0 if waiter.wake(update) else -1
 
     wakeup = resume
 
@@ -414,9 +411,9 @@ class Task(Entity, LinkMethods):
         suspender = self._suspender
         if suspender is not None:
             self._suspender = None
-            _reschedule(suspender, outcome.Error(exc))
-        else:
-            self._thrown = exc
+            if suspender.throw(exc):
+                return 0
+        self._thrown = exc
         return 0
 
     def _raise_thrown(self) -> None:
