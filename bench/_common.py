@@ -27,6 +27,7 @@ import json
 import math
 import os
 import select
+import ssl
 import statistics
 import subprocess
 import sys
@@ -44,6 +45,7 @@ __all__ = [
     "REPO_ROOT",
     "Metric",
     "Stopwatch",
+    "TlsFiles",
     "WorkerError",
     "announce_ready",
     "arm_watchdog",
@@ -53,9 +55,11 @@ __all__ = [
     "format_table",
     "format_value",
     "load_average",
+    "make_tls_files",
     "median",
     "quiet_gc",
     "ratio",
+    "raw_tls_contexts",
     "read_ready",
     "rss_bytes",
     "run_with_server",
@@ -349,6 +353,74 @@ def run_with_server(
         return run_worker(client_argv(port), timeout=timeout)
     finally:
         stop_process(server)
+
+
+# -- TLS certificates -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """The certificate files of a TLS benchmark, all in one folder (made by
+    ``make_tls_files``; workers get the folder on their command line).
+
+    One CA and one leaf certificate for 127.0.0.1 that every process presents: the
+    benchmarks measure the cost of TLS on a connection, not who is who.
+    """
+
+    folder: str
+
+    @property
+    def ca(self) -> str:
+        """The CA's certificate (what each side trusts)."""
+        return os.path.join(self.folder, "ca.pem")
+
+    @property
+    def cert(self) -> str:
+        """The leaf certificate and its chain."""
+        return os.path.join(self.folder, "cert.pem")
+
+    @property
+    def key(self) -> str:
+        """The leaf certificate's private key."""
+        return os.path.join(self.folder, "key.pem")
+
+    @property
+    def cert_and_ca(self) -> str:
+        """The leaf's chain followed by the CA's certificate: pycos 4.12.2 trusts the
+        certificates of its own ``certfile`` (its client passes it as ``ca_certs``),
+        so its ``certfile`` must hold the CA too."""
+        return os.path.join(self.folder, "cert-and-ca.pem")
+
+
+def make_tls_files(folder: str) -> TlsFiles:
+    """A fresh CA (trustme) and a certificate for 127.0.0.1 issued by it, written in
+    ``folder``."""
+    import trustme
+
+    ca = trustme.CA()
+    leaf = ca.issue_cert(HOST, "localhost")
+    files = TlsFiles(folder)
+    ca.cert_pem.write_to_path(files.ca)
+    leaf.private_key_pem.write_to_path(files.key)
+    chain = b"".join(pem.bytes() for pem in leaf.cert_chain_pems)
+    Path(files.cert).write_bytes(chain)
+    Path(files.cert_and_ca).write_bytes(chain + ca.cert_pem.bytes())
+    return files
+
+
+def raw_tls_contexts(files: TlsFiles) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """(server, client) contexts of the raw TLS floor: like triopycos's, each side
+    presents the certificate and requires the other's to chain to the CA; host names
+    are not checked."""
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    for context in (server, client):
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.load_cert_chain(files.cert, files.key)
+        context.load_verify_locations(files.ca)
+        context.verify_mode = ssl.CERT_REQUIRED
+    client.check_hostname = False
+    return server, client
 
 
 # -- the machine ------------------------------------------------------------------------

@@ -7,9 +7,17 @@ Two measurements, each in fresh processes for each system (resident set size, fr
 
 * idle tasks: one process starts a node (triopycos: ``open_pycos`` on 127.0.0.1
   without discovery; pycos: its scheduler), notes its RSS, then starts N tasks (in
-  waves of 1000) that each wait in ``receive()`` and have never received anything,
-  waits until all of them are waiting, and notes its RSS again: bytes per idle task
-  = the difference / N.
+  waves of 1000) that each wait, waits until all of them are waiting, and notes its
+  RSS again: bytes per task = the difference / N.  Two kinds of waiting, each in a
+  process of its own: *parked in receive* (``receive()``, never having received
+  anything) and *idle* (``suspend()`` with no timeout, pycos's ``yield
+  task.suspend()``).  The floor, ``raw``, is bare trio in the same run: tasks started
+  with ``nursery.start_soon``, all parked on the receive of one memory channel (the
+  cost of a parked trio task itself), or in ``trio.sleep_forever()``; and, to show
+  what a mailbox and a cancel scope cost in trio, tasks each parked on a memory
+  channel of their own (the mailbox a task would need), and tasks each in a
+  ``CancelScope`` of their own (what ``terminate()`` needs) parked on the shared
+  channel.
 * per connected peer: a *hub* process starts a node, then starts client processes
   one after the other, each a node of the same system that peers with the hub over
   loopback and then stays idle.  The hub notes its RSS when the first client is its
@@ -27,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import math
 import subprocess
 import sys
 import time
@@ -43,9 +52,12 @@ from bench._common import (
     Metric,
     WorkerError,
     arm_watchdog,
-    comparison_table,
     emit_json,
+    format_table,
+    format_value,
     load_average,
+    median,
+    ratio,
     rss_bytes,
     run_worker,
     start_server,
@@ -55,6 +67,12 @@ from bench._common import (
 
 SECRET = "bench-memory"
 SYSTEMS = ("triopycos", "pycos")
+#: Systems of the idle-task measurements: ``raw`` is bare trio (no peers).
+IDLE_SYSTEMS = ("triopycos", "pycos", "raw")
+#: How the idle tasks wait: "receive" (parked in receive), "suspend" (idle), and, for
+#: bare trio only, "own" (parked on a memory channel of its own) and "scoped" (in a
+#: cancel scope of its own, parked on the shared channel).
+MODES = ("receive", "suspend", "own", "scoped")
 WAVE = 1000
 #: Hard limit on each worker process, seconds.
 DEADLINE = 240.0
@@ -62,10 +80,24 @@ DEADLINE = 240.0
 PEER_WAIT = 60.0
 
 METRICS = (
-    Metric("idle_task", "RSS per idle task", "bytes", False),
-    Metric("idle_total", "RSS of the idle tasks", "MB", False, 1e-6),
+    Metric("idle_task", "RSS per task parked in receive", "bytes", False),
+    Metric("idle_total", "RSS of the tasks parked in receive", "MB", False, 1e-6),
+    Metric("suspended_task", "RSS per idle task (suspend)", "bytes", False),
     Metric("peer", "RSS per connected peer", "KiB", False, 1 / 1024),
 )
+#: Bare trio only: a task parked on a memory channel of its own; one in a cancel scope
+#: of its own, parked on the shared channel.
+RAW_METRICS = (
+    Metric("own_channel_task", "bare trio: task parked on its own channel", "bytes", False),
+    Metric("scoped_task", "bare trio: task in its own cancel scope, parked", "bytes", False),
+)
+#: The metric key of each mode.
+MODE_KEYS = {
+    "receive": "idle_task",
+    "suspend": "suspended_task",
+    "own": "own_channel_task",
+    "scoped": "scoped_task",
+}
 
 
 def _settled_rss() -> int:
@@ -76,7 +108,14 @@ def _settled_rss() -> int:
 # -- idle tasks -------------------------------------------------------------------------
 
 
-def triopycos_idle(count: int) -> dict[str, float]:
+def _result(mode: str, count: int, grown: int) -> dict[str, float]:
+    out = {MODE_KEYS[mode]: grown / count}
+    if mode == "receive":
+        out["idle_total"] = float(grown)
+    return out
+
+
+def triopycos_idle(count: int, mode: str) -> dict[str, float]:
     import trio
 
     from triopycos import Task, open_pycos
@@ -84,12 +123,16 @@ def triopycos_idle(count: int) -> dict[str, float]:
     started = [0]
     wave_started = trio.Event()
     wave_end = 0
+    suspend = mode == "suspend"
 
     async def idle(task: Task) -> None:
         started[0] += 1
         if started[0] == wave_end:
             wave_started.set()
-        await task.receive()
+        if suspend:
+            await task.suspend()
+        else:
+            await task.receive()
 
     async def main() -> dict[str, float]:
         nonlocal wave_started, wave_end
@@ -108,22 +151,26 @@ def triopycos_idle(count: int) -> dict[str, float]:
                 await wave_started.wait()  # every task of the wave is waiting
             grown = _settled_rss() - before
             node.terminate()
-        return {"idle_task": grown / count, "idle_total": float(grown)}
+        return _result(mode, count, grown)
 
     return trio.run(main)
 
 
-def pycos_idle(count: int) -> dict[str, float]:
+def pycos_idle(count: int, mode: str) -> dict[str, float]:
     import pycos
 
     pycos.logger.setLevel(pycos.Logger.CRITICAL)
     pycos.logger.stream = sys.stderr
     scheduler = pycos.Pycos.instance()
     started = [0]
+    suspend = mode == "suspend"
 
     def idle(task: Any = None) -> Generator[Any, Any, None]:
         started[0] += 1
-        yield task.receive()
+        if suspend:
+            yield task.suspend()
+        else:
+            yield task.receive()
 
     try:
         time.sleep(0.05)
@@ -139,7 +186,66 @@ def pycos_idle(count: int) -> dict[str, float]:
         grown = _settled_rss() - before
     finally:
         scheduler.terminate()
-    return {"idle_task": grown / count, "idle_total": float(grown)}
+    return _result(mode, count, grown)
+
+
+def raw_idle(count: int, mode: str) -> dict[str, float]:
+    """Bare trio: ``count`` tasks parked on the receive of one memory channel
+    (``mode="receive"``; in a cancel scope each with ``"scoped"``), of a memory
+    channel each (``"own"``), or in ``trio.sleep_forever()`` (``"suspend"``)."""
+    import trio
+
+    started = [0]
+    wave_started = trio.Event()
+    wave_end = 0
+    # The send ends are kept, as a sender would keep them (they are part of a mailbox).
+    senders: list[trio.MemorySendChannel[object]] = []
+
+    def arrived() -> None:
+        started[0] += 1
+        if started[0] == wave_end:
+            wave_started.set()
+
+    async def parked(receiver: trio.MemoryReceiveChannel[object]) -> None:
+        arrived()
+        await receiver.receive()
+
+    async def scoped(receiver: trio.MemoryReceiveChannel[object]) -> None:
+        with trio.CancelScope():
+            arrived()
+            await receiver.receive()
+
+    async def sleeping() -> None:
+        arrived()
+        await trio.sleep_forever()
+
+    async def main() -> dict[str, float]:
+        nonlocal wave_started, wave_end
+        shared_send, shared = trio.open_memory_channel[object](0)
+        async with trio.open_nursery() as nursery:
+            await trio.sleep(0.05)
+            before = _settled_rss()
+            spawned = 0
+            while spawned < count:
+                wave = min(WAVE, count - spawned)
+                wave_started, wave_end = trio.Event(), spawned + wave
+                for _ in range(wave):
+                    if mode == "suspend":
+                        nursery.start_soon(sleeping)
+                    elif mode == "own":
+                        send, receive = trio.open_memory_channel[object](math.inf)
+                        senders.append(send)
+                        nursery.start_soon(parked, receive)
+                    else:
+                        nursery.start_soon(scoped if mode == "scoped" else parked, shared)
+                spawned += wave
+                await wave_started.wait()
+            grown = _settled_rss() - before
+            nursery.cancel_scope.cancel()
+        shared_send.close()
+        return _result(mode, count, grown)
+
+    return trio.run(main)
 
 
 # -- connected peers --------------------------------------------------------------------
@@ -291,22 +397,50 @@ def pycos_peer_client(port: int) -> None:
 # -- driver -----------------------------------------------------------------------------
 
 
+def modes_of(system: str) -> tuple[str, ...]:
+    return MODES if system == "raw" else MODES[:2]
+
+
 def run_round(system: str, *, tasks: int, peers: int) -> dict[str, float]:
-    """One round of one system (also what ``bench/run.py`` calls): one idle-tasks
-    process and one hub process."""
+    """One round of one system (also what ``bench/run.py`` calls): an idle-tasks
+    process per mode and (not bare trio) one hub process."""
     script = str(Path(__file__).resolve())
-    result = run_worker([script, "--idle", system, "--tasks", str(tasks)], timeout=DEADLINE + 10)
-    result.update(
-        run_worker([script, "--hub", system, "--peers", str(peers)], timeout=DEADLINE + 10)
-    )
+    result: dict[str, float] = {}
+    for mode in modes_of(system):
+        argv = [script, "--idle", system, "--mode", mode, "--tasks", str(tasks)]
+        result.update(run_worker(argv, timeout=DEADLINE + 10))
+    if system != "raw":
+        argv = [script, "--hub", system, "--peers", str(peers)]
+        result.update(run_worker(argv, timeout=DEADLINE + 10))
     return result
 
 
+def table(value: Callable[[str, str], float]) -> str:
+    """triopycos, pycos and bare trio side by side: ``value(system, key)`` is the
+    median of a metric; "vs pycos" > 1: triopycos smaller; "x bare trio":
+    triopycos's bytes over bare trio's."""
+    headers = ["benchmark", "triopycos", "pycos", "bare trio", "vs pycos", "x bare trio"]
+    rows: list[list[str]] = []
+    for m in (*METRICS, *RAW_METRICS):
+        ours, theirs, floor = (value(s, m.key) for s in IDLE_SYSTEMS)
+        r, f = ratio(m, ours, theirs), ratio(m, ours, floor)
+        rows.append(
+            [
+                f"{m.label} ({m.unit})",
+                *(format_value(v * m.scale) for v in (ours, theirs, floor)),
+                "n/a" if math.isnan(r) else f"{r:.2f}x",
+                "n/a" if math.isnan(f) else f"{1 / f:.2f}",
+            ]
+        )
+    return format_table(headers, rows)
+
+
 def drive(args: argparse.Namespace) -> int:
-    collected: dict[str, dict[str, list[float]]] = {s: defaultdict(list) for s in SYSTEMS}
+    collected: dict[str, dict[str, list[float]]] = {s: defaultdict(list) for s in IDLE_SYSTEMS}
     failed = 0
     for rnd in range(args.rounds):
-        order = SYSTEMS if rnd % 2 == 0 else SYSTEMS[::-1]
+        shift = rnd % len(IDLE_SYSTEMS)
+        order = IDLE_SYSTEMS[shift:] + IDLE_SYSTEMS[:shift]
         for system in order:
             try:
                 data = run_round(system, tasks=args.tasks, peers=args.peers)
@@ -314,16 +448,19 @@ def drive(args: argparse.Namespace) -> int:
                 failed += 1
                 print(f"round {rnd + 1}, {system}: FAILED: {exc}", file=sys.stderr)
                 continue
-            for key, value in data.items():
-                collected[system][key].append(value)
+            for key, v in data.items():
+                collected[system][key].append(v)
         print(f"round {rnd + 1}/{args.rounds} done", file=sys.stderr)
     print(
         f"Memory: median of {args.rounds} round(s); {args.tasks:,} idle tasks; "
         f"{args.peers} peers (after a first one); pycos {version('pycos')}, "
         f"trio {version('trio')}; load average {load_average()}\n"
     )
-    rows = [(m, collected["triopycos"][m.key], collected["pycos"][m.key]) for m in METRICS]
-    print(comparison_table(rows, "triopycos", "pycos"))
+
+    def value(system: str, key: str) -> float:
+        return median(collected[system].get(key, []))
+
+    print(table(value))
     return 1 if failed else 0
 
 
@@ -332,7 +469,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--tasks", type=int, default=100_000, help="idle tasks (100,000)")
     parser.add_argument("--peers", type=int, default=12, help="peers after the first (12)")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--idle", choices=SYSTEMS, help=argparse.SUPPRESS)
+    parser.add_argument("--idle", choices=IDLE_SYSTEMS, help=argparse.SUPPRESS)
+    parser.add_argument("--mode", choices=MODES, default="receive", help=argparse.SUPPRESS)
     parser.add_argument("--hub", choices=SYSTEMS, help=argparse.SUPPRESS)
     parser.add_argument("--peer-client", choices=SYSTEMS, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
@@ -346,8 +484,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.idle:
         arm_watchdog(DEADLINE)
-        idle = triopycos_idle if args.idle == "triopycos" else pycos_idle
-        emit_json(idle(args.tasks))
+        idle = {"triopycos": triopycos_idle, "pycos": pycos_idle, "raw": raw_idle}[args.idle]
+        emit_json(idle(args.tasks, args.mode))
         return 0
     if args.hub:
         arm_watchdog(DEADLINE)

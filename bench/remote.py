@@ -87,6 +87,7 @@ if __package__ in (None, ""):  # run as a script: make `bench` and `triopycos` i
 from bench._common import (
     HOST,
     Metric,
+    TlsFiles,
     WorkerError,
     announce_ready,
     arm_watchdog,
@@ -98,6 +99,7 @@ from bench._common import (
     median,
     quiet_gc,
     ratio,
+    raw_tls_contexts,
     run_with_server,
     version,
 )
@@ -468,7 +470,11 @@ def gen_deliver(rtask: Any, n: int, cap: float) -> Generator[Any, Any, Outcome]:
     start = clock()
     stop_at = start + cap
     while done < n:
-        if (yield rtask.deliver(done, timeout=OP_TIMEOUT)) != 1:
+        try:
+            ok = (yield rtask.deliver(done, timeout=OP_TIMEOUT)) == 1
+        except (TimeoutError, OSError):  # pycos with TLS raises these at times
+            ok = False
+        if not ok:
             failed += 1
         done += 1
         if clock() > stop_at:
@@ -632,9 +638,10 @@ def gen_client(
     return results
 
 
-def _pycos_scheduler(name: str) -> Any:
+def _pycos_scheduler(name: str, tls: TlsFiles | None = None) -> Any:
     """A netpycos scheduler on loopback only, with no peer discovery (see the notes
-    on UDP in ``pycos_serve``)."""
+    on UDP in ``pycos_serve``); with ``tls``, its connections are TLS (pycos's
+    ``certfile``/``keyfile``: it trusts the certificates of its own ``certfile``)."""
     import pycos
     import pycos.netpycos
 
@@ -647,6 +654,8 @@ def _pycos_scheduler(name: str) -> Any:
         name=name,
         discover_peers=False,
         secret=SECRET,
+        certfile=tls.cert_and_ca if tls else None,
+        keyfile=tls.key if tls else None,
     )
 
 
@@ -663,7 +672,7 @@ def pycos_client(port: int, sizes: Sizes, stream: bool) -> dict[str, Outcome]:
     return value
 
 
-def pycos_serve(deadline: float, stream: bool) -> None:
+def pycos_serve(deadline: float, stream: bool, tls: TlsFiles | None = None) -> None:
     """pycos server process.
 
     UDP (checked in pycos 4.12.2's netpycos.py): with ``host="127.0.0.1"`` pycos
@@ -676,7 +685,7 @@ def pycos_serve(deadline: float, stream: bool) -> None:
     """
     import pycos
 
-    scheduler = _pycos_scheduler("bench-remote-server")
+    scheduler = _pycos_scheduler("bench-remote-server", tls)
     try:
         if pycos.RPS(gen_inc, name=RPS_NAME).register() != 0:
             raise RuntimeError("pycos: RPS registration failed")
@@ -917,7 +926,7 @@ def triopycos_client(port: int, sizes: Sizes) -> dict[str, Outcome]:
     return results
 
 
-def triopycos_serve(deadline: float) -> None:
+def triopycos_serve(deadline: float, tls: TlsFiles | None = None) -> None:
     import trio
 
     from triopycos import RPS, Channel, open_pycos
@@ -930,6 +939,9 @@ def triopycos_serve(deadline: float) -> None:
                 tcp_port=0,
                 discover_peers=False,
                 secret=SECRET,
+                certfile=tls.cert if tls else None,
+                keyfile=tls.key if tls else None,
+                cafile=tls.ca if tls else None,
             ) as node:
                 if RPS(async_inc, name=RPS_NAME).register() != 0:
                     raise RuntimeError("triopycos: RPS registration failed")
@@ -995,10 +1007,11 @@ class FrameReader:
                 raise RuntimeError("raw: connection closed")
 
 
-def raw_serve(deadline: float) -> None:
+def raw_serve(deadline: float, tls: TlsFiles | None = None) -> None:
+    """The floor's server; with ``tls``, every connection is TLS (``raw_tls_contexts``)."""
     import trio
 
-    async def handle(stream: trio.SocketStream, done: trio.Event) -> None:
+    async def handle(stream: trio.abc.Stream, done: trio.Event) -> None:
         reader = FrameReader(stream)
         count = 0
         async with stream:
@@ -1024,10 +1037,14 @@ def raw_serve(deadline: float) -> None:
     async def main() -> None:
         done = trio.Event()
         with trio.move_on_after(deadline):
-            listeners = await trio.open_tcp_listeners(0, host=HOST)
+            tcp = await trio.open_tcp_listeners(0, host=HOST)
+            listeners: list[trio.abc.Listener[trio.abc.Stream]] = list(tcp)
+            if tls is not None:
+                context = raw_tls_contexts(tls)[0]
+                listeners = [trio.SSLListener(lst, context) for lst in tcp]
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(trio.serve_listeners, lambda s: handle(s, done), listeners)
-                addr = listeners[0].socket.getsockname()
+                addr = tcp[0].socket.getsockname()
                 announce_ready(str(addr[0]), int(addr[1]))
                 await done.wait()
                 nursery.cancel_scope.cancel()
@@ -1036,7 +1053,7 @@ def raw_serve(deadline: float) -> None:
 
 
 async def raw_one_way(
-    stream: trio.SocketStream, reader: FrameReader, n: int, big: bool, cap: float
+    stream: trio.abc.Stream, reader: FrameReader, n: int, big: bool, cap: float
 ) -> Outcome:
     await stream.send_all(frame(b"S"))
     await reader.one()
@@ -1067,7 +1084,7 @@ async def raw_one_way(
 
 
 async def raw_echo(
-    stream: trio.SocketStream, reader: FrameReader, n: int, cap: float, payload: bytes
+    stream: trio.abc.Stream, reader: FrameReader, n: int, cap: float, payload: bytes
 ) -> Outcome:
     failed = done = 0
     start = clock()

@@ -1,4 +1,5 @@
-"""Every benchmark in one run: triopycos, pycos 4.12.2 and the raw trio floor, side by side.
+"""Every benchmark in one run: triopycos, pycos 4.12.2, Pyro5 and the raw trio floor,
+side by side.
 
 Run: ``python bench/run.py [--rounds N] [--quick] [--only GROUP ...] [--json FILE]``
 
@@ -10,18 +11,28 @@ system always runs first, or right after the same other one):
   ping-pong, ``Task.locate`` at a location, RPS call to result (and lost results),
   channel fan-out to 3 subscribers; the raw floor is trio TCP with 4-byte
   length-prefixed frames (one-way batches and echoes).
+* ``peers`` (``bench/peers.py``): one-way messages and call round trips against
+  Pyro5 (``@oneway`` and a call), pycos (default and ``stream_send=True``) and the
+  floor, plain and with TLS (certificates from trustme, made once per run).
+* ``latency`` (``bench/latency.py``): the distribution (p50, p99, p99.9, max) of
+  ``deliver`` round trips, idle, while another task streams one-way messages over
+  the same connection, and while ``send_file`` sends 256 MiB files between the same
+  nodes; the floor's idle echo beside it.
 * ``files`` (``bench/files.py``): ``send_file`` of one file (256 MiB) between two
   processes; the floor is plain trio TCP copying the file.
 * ``local`` (``bench/local.py``): one process: send/receive (burst and yielding),
   ping-pong between two tasks, spawn + finish.
-* ``memory`` (``bench/memory.py``): RSS of 100,000 idle tasks, and RSS per connected
+* ``memory`` (``bench/memory.py``): RSS per task parked in ``receive`` and per idle
+  (suspended) task, of 50,000 tasks, with bare trio's figures (tasks parked on a
+  memory channel's receive, or in ``sleep_forever``) as the floor; RSS per connected
   peer.
 
-The table shows the median over the rounds of each number, the ratio to pycos
+The main table shows the median over the rounds of each number, the ratio to pycos
 (> 1: triopycos is better, for rates and times alike) and, where there is a floor,
 how far triopycos is from it ("x floor": triopycos's cost over the floor's, 1.00 =
-at the floor).  Then the targets of issue 9 with their status.  Everything runs on
-loopback only; nothing discovers peers.
+at the floor); then the ``peers`` and ``latency`` tables; then the targets of
+issues 9 and 21 with their status.  Everything runs on loopback only; nothing
+discovers peers.
 """
 
 from __future__ import annotations
@@ -44,7 +55,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make `bench` and `triopycos` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import files, local, memory, remote
+from bench import files, latency, local, memory, peers, remote
 from bench._common import (
     Metric,
     WorkerError,
@@ -52,13 +63,18 @@ from bench._common import (
     format_table,
     format_value,
     load_average,
+    make_tls_files,
     median,
     ratio,
     version,
 )
 
-GROUPS = ("remote", "files", "local", "memory")
-SYSTEMS = ("triopycos", "pycos", "raw")
+GROUPS = ("remote", "peers", "latency", "files", "local", "memory")
+SYSTEMS = ("triopycos", "pycos", "pycos-stream", "pyro5", "raw")
+#: Groups with a table of their own (not rows of the main one).
+OWN_TABLES = ("peers", "latency")
+#: Memory rows with a bare-trio floor.
+MEMORY_FLOORS = ("idle_task", "idle_total", "suspended_task")
 
 
 @dataclass(frozen=True)
@@ -86,7 +102,10 @@ def _rows() -> list[Row]:
                 Row(f"local.{key}.{style}", metric, None, f"local.{key}.{local.BASELINE_STYLE}")
             )
     for m in memory.METRICS:
-        rows.append(Row(f"memory.{m.key}", m))
+        key = f"memory.{m.key}"
+        rows.append(Row(key, m, key if m.key in MEMORY_FLOORS else None))
+    for m in memory.RAW_METRICS:  # bare trio only: what a mailbox, a scope would cost
+        rows.append(Row(f"memory.{m.key}", m, f"memory.{m.key}"))
     return rows
 
 
@@ -135,31 +154,46 @@ def _rotate(systems: Sequence[str], rnd: int) -> list[str]:
 def run_rounds(settings: Settings, collector: Collector, workdir: str) -> None:
     deadline = 30.0 if settings.quick else 90.0
     payload = digest = ""
-    if "files" in settings.groups:
+    if "files" in settings.groups or "latency" in settings.groups:
         payload, digest = files.make_payload(workdir, settings.file_mib)
+    tls = make_tls_files(tempfile.mkdtemp(prefix="certs-", dir=workdir))
     dest_root = tempfile.mkdtemp(prefix="bench-run-dest-", dir=settings.dest_root)
     local_sizes = (
         local.Sizes(20_000, 2_000, 2_000, 1_000)
         if settings.quick
         else local.Sizes(200_000, 20_000, 20_000, 1_000)
     )
-    idle_tasks, peers = (20_000, 4) if settings.quick else (100_000, 12)
+    idle_tasks, peer_count = (20_000, 4) if settings.quick else (50_000, 12)
 
     def files_round(system: str) -> dict[str, float]:
         return {"throughput": files.run_round(system, payload, digest, dest_root)}
 
     plans: dict[str, tuple[Sequence[str], Callable[[str], dict[str, float]]]] = {
         "remote": (
-            SYSTEMS,
+            remote.SYSTEMS,
             partial(
                 remote.run_round, quick=settings.quick, window=remote.WINDOW, deadline=deadline
             ),
         ),
-        "files": (SYSTEMS, files_round),
+        "peers": (
+            peers.SYSTEMS,
+            partial(peers.run_round, quick=settings.quick, deadline=deadline, tls=tls),
+        ),
+        "latency": (
+            latency.SYSTEMS,
+            partial(
+                latency.run_round,
+                quick=settings.quick,
+                deadline=deadline,
+                payload=payload,
+                dest_root=dest_root,
+            ),
+        ),
+        "files": (files.SYSTEMS, files_round),
         "local": (("triopycos", "pycos"), partial(local.run_round, sizes=local_sizes)),
         "memory": (
-            ("triopycos", "pycos"),
-            partial(memory.run_round, tasks=idle_tasks, peers=peers),
+            memory.IDLE_SYSTEMS,
+            partial(memory.run_round, tasks=idle_tasks, peers=peer_count),
         ),
     }
     started = clock()
@@ -244,6 +278,47 @@ def targets(collector: Collector) -> list[tuple[str, str, bool | None]]:
     idle = c.median("triopycos", "memory.idle_task")
     ix = idle / c.median("pycos", "memory.idle_task")
     add("idle task memory <= pycos's", ix, f"{idle:,.0f} B/task = {ix:.2f}x pycos's", ix <= 1)
+    # Issue 21 (item 3): closer to the floor.
+    add("issue 21: remote send >= 600k msg/s", small, f"{format_value(small)} msg/s", small >= 6e5)
+    add("issue 21: deliver <= 1.3x the raw echo", fx, f"{fx:.2f}x", fx <= 1.3)
+    return out
+
+
+def reported(collector: Collector) -> list[str]:
+    """Issue 21's ratios that have no threshold: against Pyro5, TLS, memory against
+    bare trio, latency under load."""
+    c = collector
+    out: list[str] = []
+
+    def r(system: str, key: str) -> float:
+        return c.median("triopycos", key) / c.median(system, key)
+
+    for mode, label in (("plain", ""), ("tls", "TLS ")):
+        one, trip = f"peers.{mode}.oneway", f"peers.{mode}.roundtrip"
+        if math.isfinite(c.median("triopycos", one)):
+            out.append(
+                f"  {label}one-way vs Pyro5's @oneway: {r('pyro5', one):.1f}x the rate; "
+                f"{label}round trip vs a Pyro5 call: {r('pyro5', trip):.2f}x the time, "
+                f"{r('raw', trip):.2f}x the raw {label}echo's"
+            )
+    idle, susp = c.median("raw", "memory.idle_task"), c.median("raw", "memory.suspended_task")
+    if math.isfinite(idle):
+        out.append(
+            f"  memory: parked receive {c.median('triopycos', 'memory.idle_task'):,.0f} B = "
+            f"{r('raw', 'memory.idle_task'):.2f}x bare trio's {idle:,.0f} B; idle (suspend) "
+            f"{c.median('triopycos', 'memory.suspended_task'):,.0f} B = "
+            f"{r('raw', 'memory.suspended_task'):.2f}x trio's sleep_forever {susp:,.0f} B"
+        )
+    base = c.median("triopycos", "latency.idle.p50")
+    if math.isfinite(base):
+        parts = [
+            f"{case} p50/p99/p99.9 "
+            + "/".join(f"{c.median('triopycos', f'latency.{case}.{q}') * 1e6:,.0f}"
+                       for q in ("p50", "p99", "p999"))
+            + " µs"
+            for case in latency.CASES
+        ]  # fmt: skip
+        out.append("  deliver latency: " + "; ".join(parts))
     return out
 
 
@@ -252,23 +327,38 @@ def report(settings: Settings, collector: Collector, load_before: str, elapsed: 
         f"bench/run.py: median of {settings.rounds} round(s)"
         f"{' (--quick sizes)' if settings.quick else ''}; groups: {', '.join(settings.groups)}\n"
         f"python {platform.python_version()}, trio {version('trio')}, cbor2 {version('cbor2')}, "
-        f"pycos {version('pycos')}; {os.cpu_count()} CPUs; load average {load_before} before, "
+        f"pycos {version('pycos')}, Pyro5 {version('Pyro5')}; {os.cpu_count()} CPUs; "
+        f"load average {load_before} before, "
         f"{load_average()} after; {elapsed:.0f} s\n"
         "vs pycos: > 1 means triopycos is better (rates and times alike); x floor: "
         "triopycos's cost over the raw trio floor's (1.00 = at the floor)\n"
     )
-    lines = [header, table(collector, settings.groups), "", "Targets:"]
+    lines = [header, table(collector, settings.groups)]
+
+    def value(system: str, key: str) -> float:
+        return collector.median(system, key)
+
+    if "peers" in settings.groups:
+        lines += ["", "Against the peers, plain and with TLS (bench/peers.py):", ""]
+        lines += [peers.table(lambda s, k: value(s, f"peers.{k}"), peers.SYSTEMS)]
+        lines += ["", peers.tls_costs(lambda s, k: value(s, f"peers.{k}"), peers.SYSTEMS)]
+    if "latency" in settings.groups:
+        lines += ["", "Latency under load (bench/latency.py), median of each round's:", ""]
+        lines += [latency.table(lambda s, k: value(s, f"latency.{k}"), latency.SYSTEMS)]
+        lines += ["", latency.load_note(lambda s, k: value(s, f"latency.{k}"))]
+    lines += ["", "Targets:"]
     for label, shown, ok in targets(collector):
         status = "n/a" if ok is None else ("met" if ok else "NOT met")
         lines.append(f"  {label}: {shown}: {status}")
+    lines += ["", "Issue 21, reported ratios:", *reported(collector)]
     failed = [
         f"  {system} {key}: {sum(v):,.0f}"
         for system, keys in collector.values.items()
         for key, v in sorted(keys.items())
-        if key.endswith(".failed") and sum(v) > 0 and system != "pycos"
+        if key.endswith(".failed") and sum(v) > 0 and not system.startswith("pycos")
     ]
     if failed:
-        lines += ["", "Failed messages/calls (triopycos, raw):", *failed]
+        lines += ["", "Failed messages/calls (triopycos, Pyro5, raw):", *failed]
     if collector.failures:
         lines += ["", "Failed runs:", *(f"  {f.splitlines()[0]}" for f in collector.failures)]
     return "\n".join(lines)
@@ -276,7 +366,7 @@ def report(settings: Settings, collector: Collector, load_before: str, elapsed: 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=None, help="rounds (default 5, quick 1)")
+    parser.add_argument("--rounds", type=int, default=None, help="rounds (default 3, quick 1)")
     parser.add_argument("--quick", action="store_true", help="small sizes (a smoke test)")
     parser.add_argument("--only", nargs="+", choices=GROUPS, help="run only these groups")
     parser.add_argument("--file-mib", type=int, default=None, help="send_file size (256, quick 32)")
@@ -287,7 +377,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--json", help="also write every value of every round to this file")
     args = parser.parse_args(argv)
     if args.rounds is None:
-        args.rounds = 1 if args.quick else 5
+        args.rounds = 1 if args.quick else 3
     if args.file_mib is None:
         args.file_mib = 32 if args.quick else 256
     if args.rounds < 1 or args.file_mib < 1:
