@@ -9,7 +9,8 @@
     ├─ _thread         NodeThread: calls from other threads         _threads.py
     ├─ _network        NodeNetwork: peers, listener, discovery,     _node_network.py
     │                  files (once it runs)
-    └─ _remote         RemoteOps: remote operations, the dispatcher _remote.py
+    └─ _remote         RemoteOps: remote operations,        _remote.py
+                       and serving peers (the dispatcher)   _serve.py
 
 ``open_pycos`` runs a node (``_node_open.py``); ``current_node`` says which node a
 call means (``_context.py``).  ``statistics()`` composes each part's own snapshot

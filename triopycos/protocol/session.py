@@ -98,6 +98,7 @@ from .printable import describe
 from .wire import TASK_ID_LIMIT, MalformedMessage, NotByHand
 from .wire import read_text as _read_text
 from .wire import read_uint as _read_uint
+from .wire import uint as _uint
 
 __all__ = [
     "Answer",
@@ -338,6 +339,31 @@ class PeerSession(Generic[W]):
         if not self._sending:
             self._refuse()
         request_id = self._next_request + 1
+        if type(request) is TaskDeliver and request_id < 0x1_0000:
+            # The hot request by hand, as ``send`` does a task message: the frame
+            # header, the envelope and the request id in one struct (the task id
+            # through ``wire.uint``), only the payload through the codec.
+            task_id = request.task_id
+            body = self._encode(request.message)
+            try:
+                tail = _uint(task_id) + body
+            except NotByHand:
+                tail = b""
+            if tail:
+                if request_id < 24:
+                    size = len(tail) + 3
+                    frame = _head_0(size, 0x8402, request_id) + tail
+                elif request_id < 0x100:
+                    size = len(tail) + 4
+                    frame = _head_8(size, 0x8402, 0x18, request_id) + tail
+                else:
+                    size = len(tail) + 5
+                    frame = _head_16(size, 0x8402, 0x19, request_id) + tail
+                if size > self._max_frame_size:
+                    raise MessageTooLarge(size, self._max_frame_size)
+                self._next_request = request_id
+                self._waiting[request_id] = waiter
+                return request_id, frame
         head, body = request._encode(self._encode, request_id)
         size = len(head) + len(body)
         if size > self._max_frame_size:
@@ -507,15 +533,35 @@ class PeerSession(Generic[W]):
             if kind == _REPLY:
                 if first != 0x83:
                     return _BY_THE_CODEC
-                request_id, at = _read_uint(buf, start + 2, end)
+                # (the common heads inline, as for a task message: a call less)
+                request_id = buf[start + 2]
+                if request_id < 24:
+                    at = start + 3
+                elif request_id == 0x18:
+                    request_id, at = buf[start + 3], start + 4
+                elif request_id == 0x19 and end - start > 5:
+                    request_id, at = buf[start + 3] << 8 | buf[start + 4], start + 5
+                else:
+                    request_id, at = _read_uint(buf, start + 2, end)
                 value = decode(buf[at:end])
                 waiter = self._waiting.pop(request_id, None)
                 return None if waiter is None else _new(Answer, (waiter, value))
             if kind == _TASK_DELIVER:
                 if first != 0x84:
                     return _BY_THE_CODEC
-                request_id, at = _read_uint(buf, start + 2, end)
-                task_id, at = _read_uint(buf, at, end)
+                request_id = buf[start + 2]
+                if request_id < 24:
+                    at = start + 3
+                elif request_id == 0x18:
+                    request_id, at = buf[start + 3], start + 4
+                elif request_id == 0x19 and end - start > 5:
+                    request_id, at = buf[start + 3] << 8 | buf[start + 4], start + 5
+                else:
+                    request_id, at = _read_uint(buf, start + 2, end)
+                if at < end and buf[at] < 24:
+                    task_id, at = buf[at], at + 1
+                else:
+                    task_id, at = _read_uint(buf, at, end)
                 if not 0 < task_id < TASK_ID_LIMIT:
                     return _BY_THE_CODEC  # (its reason comes from the codec's way)
                 return _new(TaskDeliver, (task_id, decode(buf[at:end]), request_id))
