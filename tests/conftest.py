@@ -38,19 +38,40 @@ from collections.abc import AsyncIterator, Callable  # noqa: E402
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager  # noqa: E402
 from typing import Any  # noqa: E402
 
+import trio  # noqa: E402
 import trio.testing  # noqa: E402
 
-from triopycos import Pycos, open_pycos  # noqa: E402
+from triopycos import Location, Pycos, open_pycos  # noqa: E402
 from triopycos.testing import VirtualNetwork  # noqa: E402
 
 
 class Nodes(list[Pycos]):
-    """The cluster's nodes; ``open(name)`` starts one more on the same network."""
+    """The cluster's nodes.
 
-    open: Callable[[str], AbstractAsyncContextManager[Pycos]]
+    ``open(name, **kwargs)`` starts one more on the same network (``kwargs`` override
+    the cluster's arguments, e.g. ``secret``, or ``node`` and ``tcp_port`` to restart
+    a node where it was); ``open_stream(location)`` connects a raw stream to a node
+    from outside the cluster (for hostile or silent peers); ``net`` is the virtual
+    network, or None on TCP (fault injection and mock-clock timings check it).
+    """
+
+    open: Callable[..., AbstractAsyncContextManager[Pycos]]
+    net: VirtualNetwork | None
+
+    @property
+    def virtual(self) -> bool:
+        return self.net is not None
+
+    async def open_stream(self, location: Location) -> trio.abc.Stream:
+        if self.net is None:
+            return await trio.open_tcp_stream(location.addr, location.port)
+        return await self.net.add_host().transport().open_stream(location.addr, location.port)
 
 
 Cluster = Callable[..., AbstractAsyncContextManager[Nodes]]
+
+SECRET = "test-secret"  # the secret of every node of a cluster (unless overridden)
+LIMIT = {"tcp": 10, "virtual": 600}  # seconds a cluster may stay open: real, virtual
 
 
 @pytest.fixture(params=["tcp", "virtual"])
@@ -66,24 +87,31 @@ def clock(transport_kind: str) -> trio.testing.MockClock | None:
 @pytest.fixture
 def cluster(transport_kind: str) -> Cluster:
     """``async with cluster("a", "b", peered=True) as (a, b)``: nodes named so, each
-    later one peered with the first (and both sides seeing each other) if asked."""
+    later one peered with the first (and both sides seeing each other) if asked;
+    ``kwargs`` go to every node.  The block fails if it is still open after ``LIMIT``
+    seconds (real ones on TCP, virtual ones on the virtual network)."""
 
     @asynccontextmanager
     async def open_cluster(*names: str, peered: bool = True, **kwargs: Any) -> AsyncIterator[Nodes]:
-        args: dict[str, Any] = {"secret": "test-secret", "discover_peers": False} | kwargs
+        args: dict[str, Any] = {"secret": SECRET, "discover_peers": False} | kwargs
         async with AsyncExitStack() as stack:
+            stack.enter_context(trio.fail_after(LIMIT[transport_kind]))
+            net: VirtualNetwork | None = None
             if transport_kind == "tcp":
 
-                def start(name: str) -> AbstractAsyncContextManager[Pycos]:
-                    return open_pycos(name=name, node="127.0.0.1", tcp_port=0, **args)
+                def start(name: str, **more: Any) -> AbstractAsyncContextManager[Pycos]:
+                    where: dict[str, Any] = {"node": "127.0.0.1", "tcp_port": 0}
+                    return open_pycos(**(where | args | more), name=name)
             else:
                 net = await stack.enter_async_context(VirtualNetwork(seed=7))
 
-                def start(name: str) -> AbstractAsyncContextManager[Pycos]:
-                    return net.open_pycos(name=name, **args)
+                def start(name: str, **more: Any) -> AbstractAsyncContextManager[Pycos]:
+                    assert net is not None
+                    return net.open_pycos(**(args | more), name=name)
 
             nodes = Nodes([await stack.enter_async_context(start(name)) for name in names])
             nodes.open = start
+            nodes.net = net
             if peered:
                 first, *others = nodes
                 for node in others:

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
+from nodes import connection, current
 from trio.testing import MockClock
 
 from triopycos import Channel, Pycos, Task, _send_ids, open_pycos
@@ -247,8 +248,7 @@ async def test_a_send_id_already_seen_is_dropped_and_the_hop_bound_is_the_last_s
         inbox = Inbox(a)
         assert await feed.subscribe(inbox.task) == 0
         assert await b.peer(a.location) == 0
-        assert b._peers is not None
-        (conn,) = b._peers.by_id.values()
+        conn = connection(b)
         for mark in ([b"send 1", 1], [b"send 1", 2], [b"send 2", 1], [b"send 3", MAX_HOPS]):
             assert conn.send_raw([Kind.CHANNEL_SEND, "feed", mark[0], mark]) == 0
         assert await conn.request(ChannelDeliver("feed", "d", 5, 0, b"send 2", 3)) == 0
@@ -312,22 +312,6 @@ async def test_a_channel_cannot_subscribe_to_itself_remotely_and_is_told_at_once
 
 
 # -- helpers ----------------------------------------------------------------------------
-
-
-class current:
-    """Make ``node`` the current node for constructing channels in a test body."""
-
-    def __init__(self, node: Pycos) -> None:
-        from triopycos._context import current_node_var
-
-        self._var = current_node_var
-        self._node = node
-
-    def __enter__(self) -> None:
-        self._token = self._var.set(self._node)
-
-    def __exit__(self, *exc: object) -> None:
-        self._var.reset(self._token)
 
 
 @asynccontextmanager

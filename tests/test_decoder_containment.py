@@ -118,8 +118,8 @@ async def test_a_message_that_breaks_the_dispatcher_closes_only_its_connection(
             assert await c.peer(a.location) == 0
             assert await b.spawn(send, "boom").finish() == 0
             await trio.sleep(1)
-            assert a._peers is not None
-            assert {p.name for p in a._peers.by_id.values()} == {"c"}
+            status = await a.status()
+            assert status is not None and {p.name for p in status.peers} == {"c"}
             failed = [r for r in caplog.records if "closing connection" in r.getMessage()]
             assert len(failed) == 1
             assert_escaped(failed)
@@ -204,4 +204,4 @@ async def test_discovery_datagrams_are_keyed_with_the_derived_key_not_the_secret
         assert stats.dropped == {"authentication failed (another secret, or forged)": 1}
         await sock.sendto(encode(hello, derive_key(SECRET)), (a.location.addr, 9705))
         await trio.sleep(1)
-        assert stats.datagrams_dropped == 1  # the keyed one was taken
+        assert a.statistics().datagrams_dropped == 1  # the keyed one was taken

@@ -37,9 +37,10 @@ async def nodes(
         yield opened
 
 
-def peer_names(node: Pycos) -> set[str]:
-    assert node._peers is not None
-    return {conn.name for conn in node._peers.by_id.values()}
+async def peer_names(node: Pycos) -> set[str]:
+    status = await node.status()
+    assert status is not None
+    return {peer.name for peer in status.peers}
 
 
 async def all_peered(group: Sequence[Pycos], timeout: float = 5.0) -> float:
@@ -107,8 +108,8 @@ async def test_broadcast_and_multicast_nodes_do_not_mix(
         await all_peered(bcast)
         await all_peered(mcast)
         await trio.sleep(60)  # several re-announcements later
-        assert peer_names(bcast[0]) == {"b2"}
-        assert peer_names(mcast[0]) == {"m2"}
+        assert await peer_names(bcast[0]) == {"b2"}
+        assert await peer_names(mcast[0]) == {"m2"}
 
 
 async def test_other_secret_is_ignored_without_a_connection(
@@ -122,7 +123,7 @@ async def test_other_secret_is_ignored_without_a_connection(
         await all_peered([a, b])
         await trio.sleep(10)
         assert x.peers() == []
-        assert "x" not in peer_names(a)
+        assert "x" not in await peer_names(a)
         # No connection was even tried: x's datagrams failed their MAC at a and b.
         assert not [e for e in net.events if e.kind in ("connect", "refused") and "x" in e.dst]
         assert a.statistics().datagrams_dropped > 0
@@ -141,7 +142,7 @@ async def test_without_discover_peers_a_node_neither_announces_nor_answers(
         await all_peered([a, b])
         await trio.sleep(60)
         assert quiet.peers() == []
-        assert "quiet" not in peer_names(a)
+        assert "quiet" not in await peer_names(a)
         assert quiet.statistics().datagrams_received == 0
         # It can still be peered with explicitly.
         assert await quiet.peer(a.location) == 0
@@ -208,7 +209,7 @@ async def test_peer_with_a_host_reaches_every_node_on_it(
         assert await me.peer(box.ipv4) == 0
         await all_peered([me, *on_box])
         await trio.sleep(10)
-        assert peer_names(me) == {"box1", "box2"}  # not "elsewhere": no relay
+        assert await peer_names(me) == {"box1", "box2"}  # not "elsewhere": no relay
         # The same with a port-0 Location and by host name.
         assert await me.peer(Location(box.ipv4, 0)) == 0
         assert await me.peer("box") == 0
@@ -220,7 +221,7 @@ async def test_peer_with_relay_reaches_the_whole_network(
     async with VirtualNetwork(seed=9) as net, two_networks(net) as (me, on_box, far, _):
         assert await me.peer(on_box[0].location, relay=True) == 0
         await all_peered([me, *on_box, *far])
-        assert peer_names(me) == {"box1", "box2", "elsewhere"}
+        assert await peer_names(me) == {"box1", "box2", "elsewhere"}
 
 
 async def test_locate_waits_for_a_peer_that_appears_later(
@@ -403,7 +404,7 @@ async def test_bad_datagrams_are_dropped_and_counted(
             "authentication failed (another secret, or forged)",
             "discovery version",
         }
-        assert peer_names(a) == {"b"}
+        assert await peer_names(a) == {"b"}
         assert not [e for e in net.events if e.kind == "refused" or "10.0.0.99" in e.dst]
         # Still serving: a new node is found as before.
         async with nodes(net, ["c"]) as (c,):
@@ -485,8 +486,7 @@ async def test_a_connection_refused_for_load_is_tried_again_soon(
         assert await all_peered(group, timeout=60) < 0.9
         refused = 0
         for node in group:
-            assert node._peers is not None
-            refused += node._peers.stats.handshakes_refused_busy
+            refused += node.statistics().handshakes_refused_busy
         assert refused > 0
 
 
@@ -596,7 +596,7 @@ async def test_a_node_on_both_families_is_found_by_each(
         ):
             assert await v4.locate("both", timeout=5) == Location(dual.ipv4, both.location.port)
             assert await v6.locate("both", timeout=5) is not None
-            assert peer_names(both) == {"v4", "v6"}
+            assert await peer_names(both) == {"v4", "v6"}
             assert await v4.locate("v6", timeout=3) is None  # no common family
 
 
@@ -609,9 +609,10 @@ async def test_ext_ip_addr_list_matches_node_list_by_position(
             name="n", node=[dual.ipv4, dual.ipv6], ext_ip_addr=["198.51.100.9"]
         ) as n:
             assert n.location == Location("198.51.100.9", n.location.port)
-            assert n._peers is not None
+            status = await n.status()
+            assert status is not None
             # The first address is masqueraded, the second (past the list) is not.
-            addrs = [loc.addr for loc in n._peers.locations]
+            addrs = [loc.addr for loc in status.locations]
             assert addrs[0] == "198.51.100.9"
             assert dual.ipv6 in addrs
 

@@ -17,25 +17,18 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
+from nodes import connection, current, virtual_pair
 
 from triopycos import RPS, Channel, MonitorStatus, Pycos, Task
 from triopycos.protocol.messages import Kind, RpsCall
 from triopycos.services.peer import PeerConnection
-from triopycos.testing import VirtualNetwork
 
 
 @asynccontextmanager
 async def two_nodes() -> AsyncIterator[tuple[Pycos, Pycos, PeerConnection]]:
     """Nodes ``a`` (serving) and ``b``, peered, and ``b``'s connection to ``a``."""
-    async with (
-        VirtualNetwork(seed=1) as net,
-        net.open_pycos(name="a") as a,
-        net.open_pycos(name="b") as b,
-    ):
-        assert await b.peer(a.location) == 0
-        assert b._peers is not None
-        (conn,) = b._peers.by_id.values()
-        yield a, b, conn
+    async with virtual_pair() as (_, a, b):
+        yield a, b, connection(b)
 
 
 async def keeper(task: Task) -> None:
@@ -53,8 +46,7 @@ async def ask(conn: PeerConnection, kind: int, *fields: Any) -> tuple[Any, float
 
 async def still_serving(a: Pycos, b: Pycos, conn: PeerConnection) -> None:
     """The session is the same one, and it still serves."""
-    assert not conn.closed and b._peers is not None
-    assert list(b._peers.by_id.values()) == [conn]
+    assert not conn.closed and connection(b) is conn  # b's only connection
     assert await ask(conn, Kind.ECHO) == (True, 0)
     assert a.peers() == [b.location]
 
@@ -91,7 +83,7 @@ async def test_a_malformed_request_gets_its_failure_value_at_once(
 ) -> None:
     caplog.set_level(logging.INFO)
     async with two_nodes() as (a, b, conn):
-        with a_node(a):
+        with current(a):
             assert Channel("c").register() == 0
         for _ in range(3):
             assert await ask(conn, kind, *fields) == (failure, 0)
@@ -203,22 +195,6 @@ async def test_monitoring_an_ended_task_whose_exit_value_cannot_travel(
     assert not [r for r in caplog.records if "malformed" in r.getMessage()]
 
 
-class a_node:
-    """Make ``node`` the current node for constructing channels in a test body."""
-
-    def __init__(self, node: Pycos) -> None:
-        from triopycos._context import current_node_var
-
-        self._var = current_node_var
-        self._node = node
-
-    def __enter__(self) -> None:
-        self._token = self._var.set(self._node)
-
-    def __exit__(self, *exc: object) -> None:
-        self._var.reset(self._token)
-
-
 async def test_task_ids_whose_hashes_collide_are_refused_in_bounded_time(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
@@ -241,7 +217,7 @@ async def test_a_reply_of_the_wrong_type_is_a_failure_not_an_exception(
     comparing it with an int raises InvalidOperation, so the caller checks the type
     first and sees the failure value."""
     async with two_nodes() as (a, b, conn):
-        with a_node(a):
+        with current(a):
             a.spawn(keeper)
             assert Channel("c").register() == 0
 
@@ -275,7 +251,7 @@ async def test_a_failed_rps_calls_reply_is_logged_escaped(
         pass
 
     async with two_nodes() as (a, b, _conn):
-        with a_node(a):
+        with current(a):
             assert RPS(service).register() == 0
         replies: list[Any] = [
             ValueError("nope\n2099-01-01 CRITICAL forged \x1b[2J" + "x" * 1000),

@@ -12,14 +12,14 @@ autojump clock.
 * Known bugs: a minimal strict-xfail test for each bug these runs (or variations of
   them) found.  The random runs tolerate the violations of the two bugs they hit
   (``fault_scenarios.KNOWN_BUGS``), and only those.
-* Tests of ``test_remote.py`` (real loopback sockets) that did not need real sockets
-  and had no equivalent in ``test_virtual_network.py``, ported to the virtual network.
+* A handshake across a slow link (the scenarios that run on both transports, with
+  the minimal tests of the bugs these runs found that need no fault, are in
+  ``test_remote.py``).
 """
 
 from __future__ import annotations
 
 import logging
-import secrets
 from collections.abc import Callable
 from typing import Any
 
@@ -38,68 +38,12 @@ from fault_scenarios import (
     Scenario,
 )
 from netguard import NetGuard
+from nodes import PeerLog, locate, sink, waiting_target
 
-from triopycos import (
-    Channel,
-    Limits,
-    Location,
-    MonitorStatus,
-    PeerLost,
-    PeerStatus,
-    Pycos,
-    Task,
-)
-from triopycos.protocol.auth import derive_key
-from triopycos.protocol.handshake import BUSY_REFUSAL, Handshake
+from triopycos import Location, PeerLost, PeerStatus, Pycos, Task
 from triopycos.testing import VirtualNetwork
 
 # -- helpers --------------------------------------------------------------------------
-
-
-class PeerLog:
-    """Every PeerStatus a node reports, with the trio time it arrived."""
-
-    def __init__(self, node: Pycos) -> None:
-        self.log: list[tuple[float, PeerStatus]] = []
-        self._changed = trio.Event()
-        node.peer_status(node.spawn(self._run))
-
-    async def _run(self, task: Task) -> None:
-        task.set_daemon()
-        while True:
-            status = await task.receive()
-            self.log.append((trio.current_time(), status))
-            self._changed.set()
-            self._changed = trio.Event()
-
-    def kinds(self) -> list[str]:
-        return [status.status.name for _, status in self.log]
-
-    def times(self, status: int) -> list[float]:
-        return [t for t, s in self.log if s.status == status]
-
-    async def wait_for(self, status: int, count: int = 1) -> float:
-        """The time of the ``count``-th ``status`` report, waiting for it."""
-        while len(self.times(status)) < count:
-            await self._changed.wait()
-        return self.times(status)[count - 1]
-
-
-async def server(task: Task) -> list[Any]:
-    """Registered as ``server_task``: collects messages until a None."""
-    task.register("server_task")
-    got = []
-    while (msg := await task.receive()) is not None:
-        got.append(msg)
-    return got
-
-
-async def sink(task: Task) -> None:
-    """A daemon registered as ``sink`` that reads and forgets every message."""
-    task.set_daemon()
-    task.register("sink")
-    while True:
-        await task.receive()
 
 
 async def collector(task: Task, got: list[Any]) -> None:
@@ -107,19 +51,6 @@ async def collector(task: Task, got: list[Any]) -> None:
     task.set_daemon()
     while True:
         got.append(await task.receive())
-
-
-async def waiting_target(task: Task) -> str:
-    """Registered as ``target``: ends (returning "done") at its first message."""
-    task.register("target")
-    await task.receive()
-    return "done"
-
-
-async def locate(name: str, location: Location) -> Task:
-    found = await Task.locate(name, location, timeout=5)
-    assert found is not None, f"{name} not found at {location}"
-    return found
 
 
 def spawn_monitor(node: Pycos, name: str, location: Location, got: list[Any]) -> trio.Event:
@@ -285,60 +216,6 @@ async def test_monitor_gets_one_status_when_a_lost_peer_comes_back(
         assert [s.type for s in got] == [PeerLost], f"a second status: {got}"
 
 
-async def test_monitoring_an_ended_remote_task_then_losing_its_node(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
-    got: list[Any] = []
-    async with VirtualNetwork(seed=1) as net, net.open_pycos(name="a") as a:
-        async with net.open_pycos(name="b") as b:
-            b.spawn(waiting_target)
-            assert await a.peer(b.location) == 0
-
-            async def watcher(task: Task) -> None:
-                target = await locate("target", b.location)
-                target.send("end")
-                assert await target.finish(timeout=5) == "done"
-                assert await task.monitor(target) == 0  # its status comes at once
-                await collector(task, got)
-
-            a.spawn(watcher)
-            await trio.testing.wait_all_tasks_blocked()
-            assert [(s.type, s.value) for s in got] == [(StopIteration, "done")]
-        await trio.testing.wait_all_tasks_blocked()  # b has said goodbye
-        assert [(s.type, s.value) for s in got] == [(StopIteration, "done")], got
-
-
-async def test_sends_to_a_reference_from_a_third_node_keep_their_order(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
-    async with (
-        VirtualNetwork(seed=2) as net,
-        net.open_pycos(name="a") as a,
-        net.open_pycos(name="b") as b,
-        net.open_pycos(name="c") as c,
-    ):
-        srv = a.spawn(server)
-        assert await b.peer(a.location) == 0
-        assert await c.peer(b.location) == 0  # c is not peered with a
-
-        async def relay(task: Task) -> None:
-            task.register("relay")
-            target = await locate("server_task", a.location)
-            (await task.receive()).send(target)
-
-        async def third(task: Task) -> None:
-            (await locate("relay", b.location)).send(task)
-            target = await task.receive(timeout=5)
-            assert isinstance(target, Task)
-            for i in range(10):
-                assert target.send(i) == 0  # queued while c connects to a
-            target.send(None)
-
-        b.spawn(relay)
-        await c.spawn(third).finish()
-        assert await srv.finish() == list(range(10))
-
-
 async def fill_a_cut_stream(net: VirtualNetwork, a: Pycos, b: Pycos) -> None:
     """From ``a``, cut from ``b``, send more than the stream buffer to ``b``'s sink:
     ``a``'s connection writer blocks in ``send_all``."""
@@ -468,147 +345,11 @@ async def test_an_unnoticed_loss_is_reported_when_the_peer_reconnects(
     assert not failures, failures
 
 
-# -- ported from test_remote.py (loopback TCP there) --------------------------------------
+# -- a handshake across a slow link --------------------------------------------------
 
 
-async def test_locate_at_a_location_and_unknown_names(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
-    async with (
-        VirtualNetwork(seed=1) as net,
-        net.open_pycos(name="a") as a,
-        net.open_pycos(name="b") as b,
-    ):
-        assert await b.peer(a.location) == 0
-        a.spawn(server)
-        await trio.testing.wait_all_tasks_blocked()
-
-        async def client() -> tuple[Any, Any, Any]:
-            here = await Task.locate("server_task", a.location)
-            missing = await Task.locate("nobody", a.location)
-            quick = await Task.locate("nobody", timeout=0)  # 0: one round, no waiting
-            assert here is not None
-            here.send(None)
-            return here, missing, quick
-
-        start = trio.current_time()
-        here, missing, quick = await b.spawn(client).finish()
-        assert here.name == "server" and missing is None and quick is None
-        assert trio.current_time() == start  # no waiting at all on an instant link
-
-
-async def test_channel_deliver_from_another_node(autojump_clock: trio.testing.MockClock) -> None:
-    async with (
-        VirtualNetwork(seed=1) as net,
-        net.open_pycos(name="a") as a,
-        net.open_pycos(name="b") as b,
-    ):
-        assert await b.peer(a.location) == 0
-        chan = Channel("news")  # innermost block: b
-        assert chan.register() == 0
-
-        async def subscriber(task: Task) -> list[Any]:
-            rchan = await Channel.locate("news", timeout=5)
-            assert rchan is not None
-            assert await rchan.subscribe(task) == 0
-            return [await task.receive(timeout=5) for _ in range(3)]
-
-        sub = a.spawn(subscriber)
-        assert await chan.deliver("first", n=1, timeout=5) == 1
-        chan.send("second")
-
-        async def publisher() -> int:
-            rchan = await Channel.locate("news", timeout=5)
-            assert rchan is not None
-            return await rchan.deliver("third", timeout=5)
-
-        assert await a.spawn(publisher).finish() == 1
-        assert await sub.finish() == ["first", "second", "third"]
-
-
-async def test_peer_status_and_goodbye_order(autojump_clock: trio.testing.MockClock) -> None:
-    """One mailbox gets both the PeerStatus reports and the leaver's messages:
-    Online, every message, then Offline (a goodbye is ordered after them)."""
-    seen: list[Any] = []
-    offline = trio.Event()
-
-    async def both(task: Task) -> None:
-        task.set_daemon()
-        task.register("sink")
-        while True:
-            seen.append(msg := await task.receive())
-            if isinstance(msg, PeerStatus) and msg.status == PeerStatus.Offline:
-                offline.set()
-
-    async with VirtualNetwork(seed=3) as net, net.open_pycos(name="watcher") as w:
-        w.peer_status(w.spawn(both))
-        async with net.open_pycos(name="leaver") as leaver:
-            net.set_link(w, leaver, latency=0.01, jitter=0.01)
-            assert await w.peer(leaver.location) == 0
-
-            async def chatter() -> None:
-                target = await locate("sink", w.location)
-                for i in range(100):
-                    target.send(i)
-
-            await leaver.spawn(chatter).finish()
-        with trio.fail_after(1):  # at once, not after peer_timeout
-            await offline.wait()
-        w.peer_status(None)
-    first, *numbers, last = seen
-    assert first == PeerStatus(leaver.location, "leaver", PeerStatus.Online)
-    assert numbers == list(range(100))
-    assert last == PeerStatus(leaver.location, "leaver", PeerStatus.Offline)
-
-
-async def test_a_terminated_peer_fails_pending_requests_and_fires_monitors(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
-    """``terminate()`` (no goodbye, unlike leaving the block; unlike ``net.crash``,
-    no reset: the connection is just closed)."""
-    async with VirtualNetwork(seed=1) as net, net.open_pycos(name="survivor") as s:
-        watch = PeerLog(s)
-        async with net.open_pycos(name="victim") as v:
-            v.spawn(server)
-            assert await s.peer(v.location) == 0
-            monitoring = trio.Event()
-
-            async def waiter(task: Task) -> tuple[Any, Any, float]:
-                r = await locate("server_task", v.location)
-                assert await task.monitor(r) == 0
-                monitoring.set()
-                result = await r.finish()  # no timeout: only the loss can end it
-                return result, await task.receive(timeout=5), trio.current_time()
-
-            w = s.spawn(waiter)
-            await monitoring.wait()
-            terminated_at = trio.current_time()
-            v.terminate()
-        result, status, ended_at = await w.finish()
-        assert result is None
-        assert isinstance(status, MonitorStatus) and status.type is PeerLost
-        assert isinstance(status.info, Task) and status.info.name
-        assert ended_at == terminated_at == await watch.wait_for(PeerStatus.Offline)
-        assert s.peers() == []
-
-
-async def test_wrong_secret_is_refused_on_both_sides(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
-    async with (
-        VirtualNetwork(seed=1) as net,
-        net.open_pycos(name="a", secret="s") as a,
-        net.open_pycos(name="b", secret="other") as b,
-    ):
-        assert await b.peer(a.location) == -1
-        assert a.peers() == [] and b.peers() == []
-        assert a.statistics().handshakes_failed == 1
-        assert b.statistics().handshakes_failed == 1
-
-
-@pytest.mark.parametrize("latency", [0.0, 0.01])
-async def test_wrong_secret_is_logged_as_such_on_both_sides(
-    latency: float, caplog: pytest.LogCaptureFixture, autojump_clock: trio.testing.MockClock
+async def test_wrong_secret_is_logged_as_such_on_both_sides_across_latency(
+    caplog: pytest.LogCaptureFixture, autojump_clock: trio.testing.MockClock
 ) -> None:
     caplog.set_level(logging.WARNING)
     async with (
@@ -616,296 +357,8 @@ async def test_wrong_secret_is_logged_as_such_on_both_sides(
         net.open_pycos(name="a", secret="s") as a,
         net.open_pycos(name="b", secret="other") as b,
     ):
-        net.set_link(a, b, latency=latency)
+        net.set_link(a, b, latency=0.01)
         assert await b.peer(a.location) == -1
     # Each side checks the other's proof, so each logs the failure itself (as on TCP).
     failures = [r for r in caplog.records if "authentication failed" in r.getMessage()]
     assert len(failures) == 2, [r.getMessage() for r in caplog.records]
-
-
-async def test_close_peer(autojump_clock: trio.testing.MockClock) -> None:
-    async with (
-        VirtualNetwork(seed=1) as net,
-        net.open_pycos(name="a", limits=Limits(reconnect_delay=0.1)) as a,
-        net.open_pycos(name="b", limits=Limits(reconnect_delay=0.1)) as b,
-    ):
-        assert await b.peer(a.location) == 0
-        watch = PeerLog(a)
-        closed_at = trio.current_time()
-        assert await b.close_peer(a.location) == 0
-        assert await watch.wait_for(PeerStatus.Offline) == closed_at
-        assert watch.log[-1][1].location == b.location
-        assert a.peers() == [] and b.peers() == []
-        await trio.sleep(5)  # a deliberate close: nobody reconnects
-        assert a.peers() == [] and b.peers() == []
-        assert await b.close_peer(a.location) == -1
-        assert await b.peer(a.location) == 0
-
-
-async def test_unencodable_message_fails_at_send(autojump_clock: trio.testing.MockClock) -> None:
-    async with (
-        VirtualNetwork(seed=1) as net,
-        net.open_pycos(name="a") as a,
-        net.open_pycos(name="b") as b,
-    ):
-        assert await b.peer(a.location) == 0
-        srv = a.spawn(server)
-        await trio.testing.wait_all_tasks_blocked()
-
-        async def client() -> None:
-            r = await locate("server_task", a.location)
-            with pytest.raises(TypeError, match="cannot encode"):
-                r.send(object())
-            with pytest.raises(TypeError, match="cannot encode"):
-                await r.deliver(lambda: None, timeout=1)
-            assert await r.deliver("still fine", timeout=1) == 1
-            r.send(None)
-
-        await b.spawn(client).finish()
-        assert await srv.finish() == ["still fine"]
-
-
-async def test_peer_refuses_port_zero_bad_types_and_nobody_there(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
-    async with (
-        VirtualNetwork(seed=1) as net,
-        net.open_pycos(name="a") as a,
-        net.open_pycos(name="b") as b,
-    ):
-        # Port 0 asks the host's nodes by UDP: sent (0), but `a` does not listen for
-        # discovery datagrams (discover_peers=False), so nobody connects.
-        assert await b.peer(a.location.addr) == 0
-        with pytest.raises(TypeError):
-            await b.peer(1234)  # type: ignore[arg-type]
-        assert await b.peer(Location(a.location.addr, 1)) == -1  # nothing listens there
-        assert await b.peer(Location("10.9.9.9", 9705)) == -1  # no such host
-        assert b.peers() == []
-
-
-async def test_bad_connections_are_refused_and_node_keeps_serving(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
-    limits = Limits(handshake_timeout=0.5)
-    async with (
-        VirtualNetwork(seed=1) as net,
-        net.open_pycos(name="a", limits=limits) as a,
-        net.open_pycos(name="b", limits=limits) as b,
-    ):
-        assert await b.peer(a.location) == 0
-        a.spawn(server)
-        outsider = net.add_host().transport()
-        host, port = a.location.addr, a.location.port
-        payloads = [
-            b"garbage that is not a frame at all",
-            b"\xff\xff\xff\xff" + b"x" * 16,  # a 4 GiB length prefix
-            b"\x00\x00\x00\x10" + b"\x80\x04\x95" + b"\x00" * 13,  # a pickle payload
-        ]
-        for payload in payloads:
-            stream = await outsider.open_stream(host, port)
-            await stream.send_all(payload)
-            with trio.fail_after(2):
-                try:
-                    while await stream.receive_some(4096):
-                        pass  # the node answers with its hello and a refusal, then closes
-                except trio.BrokenResourceError:
-                    pass
-            await stream.aclose()
-        silent = await outsider.open_stream(host, port)  # half-open: never speaks
-        start = trio.current_time()
-        with trio.fail_after(2):
-            try:
-                while await silent.receive_some(4096):
-                    pass
-            except trio.BrokenResourceError:
-                pass
-        assert trio.current_time() - start == pytest.approx(0.5)  # the handshake deadline
-        await silent.aclose()
-        assert a.statistics().handshakes_failed >= 4
-
-        async def client() -> Any:
-            r = await locate("server_task", a.location)
-            assert await r.deliver("still serving", timeout=5) == 1
-            r.send(None)
-            return await r.finish(timeout=5)
-
-        assert await b.spawn(client).finish() == ["still serving"]
-
-
-@pytest.mark.parametrize("latency", [0.0, 0.05])
-async def test_simultaneous_connects_keep_one_connection(
-    latency: float, autojump_clock: trio.testing.MockClock
-) -> None:
-    async with (
-        VirtualNetwork(seed=1) as net,
-        net.open_pycos(name="a") as a,
-        net.open_pycos(name="b") as b,
-    ):
-        net.set_link(a, b, latency=latency)
-        watch_a, watch_b = PeerLog(a), PeerLog(b)
-        results: list[int] = []
-
-        async def connect(node: Pycos, other: Pycos) -> None:
-            results.append(await node.peer(other.location))
-
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(connect, a, b)
-            nursery.start_soon(connect, b, a)
-        assert results == [0, 0]
-        assert await a.locate("b", timeout=5) == b.location
-        assert await b.locate("a", timeout=5) == a.location
-        await trio.testing.wait_all_tasks_blocked()  # the loser is gone by now
-        assert a._peers is not None and b._peers is not None
-        (ab,) = a._peers.by_id.values()
-        (ba,) = b._peers.by_id.values()
-        assert ab.initiator_id == ba.initiator_id  # both kept the same connection
-        assert watch_a.kinds() == watch_b.kinds() == ["Online"]  # the loser went quietly
-        a.spawn(server)
-        await trio.testing.wait_all_tasks_blocked()
-
-        async def client() -> Any:
-            r = await locate("server_task", a.location)
-            assert await r.deliver("over the survivor", timeout=5) == 1
-            r.send(None)
-            return await r.finish(timeout=5)
-
-        assert await b.spawn(client).finish() == ["over the survivor"]
-
-
-async def test_connections_in_handshake_are_capped(autojump_clock: trio.testing.MockClock) -> None:
-    limits = Limits(handshake_timeout=5, max_handshakes=2)
-    async with VirtualNetwork(seed=1) as net, net.open_pycos(name="a", limits=limits) as a:
-        outsider = net.add_host().transport()
-        host, port = a.location.addr, a.location.port
-        silent = [await outsider.open_stream(host, port) for _ in range(2)]
-        for stream in silent:
-            assert await stream.receive_some(4096)  # its challenge
-        extra = await outsider.open_stream(host, port)
-        # The oldest makes room: told so and closed at once; the newcomer is served.
-        with trio.fail_after(1):
-            assert await silent[0].receive_some(4096) == BUSY_REFUSAL
-            assert await silent[0].receive_some(4096) == b""
-            assert await extra.receive_some(4096)
-        assert a.statistics().handshakes_refused_busy == 1
-        assert a.statistics().handshakes_pending == 2
-        for stream in [*silent, extra]:
-            await stream.aclose()
-
-
-async def test_full_outbox_refuses_instead_of_growing(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
-    limits = Limits(max_outbox_bytes=8 * 1024)
-    async with (
-        VirtualNetwork(seed=1) as net,
-        net.open_pycos(name="a", limits=limits) as a,
-        net.open_pycos(name="b", limits=limits) as b,
-    ):
-        assert await b.peer(a.location) == 0
-        srv = a.spawn(server)
-        await trio.testing.wait_all_tasks_blocked()
-
-        async def flood() -> list[int]:
-            r = await locate("server_task", a.location)
-            # No checkpoint between sends: the writer cannot drain, the outbox fills.
-            codes = [r.send(b"x" * 1024) for _ in range(20)]
-            await trio.testing.wait_all_tasks_blocked()
-            codes.append(r.send(b"y"))  # drained by now: room again
-            r.send(None)
-            return codes
-
-        codes = await b.spawn(flood).finish()
-        assert codes[:7] == [0] * 7 and -1 in codes and codes[-1] == 0
-        assert b.statistics().messages_refused == codes.count(-1)
-        got = await srv.finish()
-        assert len(got) == codes.count(0) and got[-1] == b"y"
-
-
-async def test_remote_monitor_hears_a_daemon_task_end_when_its_node_leaves(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
-    async with VirtualNetwork(seed=1) as net, net.open_pycos(name="stays") as stays:
-        async with net.open_pycos(name="leaves") as leaves:
-
-            async def daemon(task: Task) -> None:
-                task.set_daemon()
-                task.register("daemon")
-                await trio.sleep_forever()
-
-            leaves.spawn(daemon)
-            assert await stays.peer(leaves.location) == 0
-            monitoring = trio.Event()
-
-            async def watcher(task: Task) -> list[Any]:
-                assert await task.monitor(await locate("daemon", leaves.location)) == 0
-                monitoring.set()
-                statuses = [await task.receive(timeout=5)]
-                statuses.append(await task.receive(timeout=5))  # nothing more: None
-                return statuses
-
-            watch = stays.spawn(watcher)
-            await monitoring.wait()
-        # ``leaves`` ended its daemon before saying goodbye: the monitor learns that
-        # it was terminated, not merely that its node went away (and only that).
-        status, nothing = await watch.finish()
-        assert isinstance(status, MonitorStatus) and status.type is GeneratorExit
-        assert isinstance(status.info, Task) and status.info.name == "daemon"
-        assert nothing is None
-
-
-async def zombie(net: VirtualNetwork, location: Location) -> trio.abc.Stream:
-    """Connect and authenticate like a peer, then never speak or read again."""
-    stream = await net.add_host().transport().open_stream(location.addr, location.port)
-    machine = Handshake(
-        initiator=True,
-        key=derive_key(""),
-        node_id=secrets.token_bytes(16),
-        name="zombie",
-        locations=[("10.0.0.99", 1)],
-    )
-    await stream.send_all(machine.data_to_send())
-    while machine.next_event() is None:
-        await stream.send_all(machine.data_to_send())
-        machine.receive_data(await stream.receive_some(4096))
-    await stream.send_all(machine.data_to_send())
-    return stream
-
-
-async def test_a_silent_peer_goes_offline_after_peer_timeout(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
-    async with VirtualNetwork(seed=1) as net, net.open_pycos(name="alive", peer_timeout=6) as node:
-        watch = PeerLog(node)
-        stream = await zombie(net, node.location)
-        online = await watch.wait_for(PeerStatus.Online)
-        offline = await watch.wait_for(PeerStatus.Offline)
-        assert [s.name for _, s in watch.log] == ["zombie", "zombie"]
-        assert 6 <= offline - online <= 6 + 2 + 0.01  # peer_timeout + one heartbeat
-        assert node.peers() == []
-        await stream.aclose()
-
-
-async def test_a_lost_connection_is_re_peered_by_the_side_that_opened_it(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
-    limits = Limits(reconnect_delay=0.05)
-    async with (
-        VirtualNetwork(seed=1) as net,
-        net.open_pycos(name="a", limits=limits) as a,
-        net.open_pycos(name="b", limits=limits) as b,
-    ):
-        assert await b.peer(a.location) == 0
-        assert await a.locate("b", timeout=5) == b.location  # a has registered b too
-        watch = PeerLog(b)
-        assert a._peers is not None
-        (conn,) = a._peers.by_id.values()
-        dropped_at = trio.current_time()
-        conn.close()  # a drops it without a goodbye (as a reset would); b opened it
-        back = await watch.wait_for(PeerStatus.Online, 2)
-        assert back - dropped_at == pytest.approx(0.05)  # after reconnect_delay
-        assert watch.kinds() == ["Online", "Offline", "Online"]
-        assert b.peers() == [a.location] and a.peers() == [b.location]
-        # Goodbyes and deliberate closes are not undone.
-        assert await b.close_peer(a.location) == 0
-        await trio.sleep(5)  # a hundred reconnect delays: nobody reconnects
-        assert b.peers() == [] and a.peers() == []

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
+from nodes import connection, current
 
 from triopycos import RPS, Channel, Limits, Location, Pycos, PycosError, Task, open_pycos
 from triopycos.protocol.codec import Ref
@@ -505,26 +506,3 @@ async def test_on_demand_dials_of_the_nodes_own_code_are_capped(
 
 
 # -- helpers ----------------------------------------------------------------------------
-
-
-def connection(node: Pycos, location: Location) -> PeerConnection:
-    assert node._peers is not None
-    conn = node._peers.find(location)
-    assert conn is not None
-    return conn
-
-
-class current:
-    """Make ``node`` the current node for constructing a channel in a test body."""
-
-    def __init__(self, node: Pycos) -> None:
-        from triopycos._context import current_node_var
-
-        self._var = current_node_var
-        self._node = node
-
-    def __enter__(self) -> None:
-        self._token = self._var.set(self._node)
-
-    def __exit__(self, *exc: object) -> None:
-        self._var.reset(self._token)

@@ -282,7 +282,7 @@ async def test_a_task_object_of_another_node_of_the_process_is_not_linked(
 
         async def tries(task: Task) -> tuple[int, int]:
             ref = await Task.locate("remote", timeout=5)
-            assert ref is not None and not ref._local
+            assert ref is not None and ref.location == b.location != a.location
             return await ref.link(task), ref.trap_exits(True)
 
         assert await a.spawn(tries).finish() == (-1, -1)

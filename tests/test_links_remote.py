@@ -16,6 +16,7 @@ import pytest
 import trio
 import trio.testing
 from fault_scenarios import DETECTION, LIMITS
+from nodes import connection
 from supervision_helpers import WAIT, Nodes, open_nodes, use
 from trio.testing import MockClock
 
@@ -33,8 +34,7 @@ class Pair:
     b: Pycos
 
     def conn(self, node: Pycos, other: Pycos) -> PeerConnection:
-        assert node._peers is not None
-        return node._peers.by_id[other._node_id]
+        return connection(node, other)
 
 
 @asynccontextmanager
@@ -101,7 +101,7 @@ async def linked(node: Pycos, name: str, body: Callable[..., Any]) -> tuple[Task
 
     async def linker(task: Task) -> Any:
         ref = await Task.locate(name, timeout=5)
-        assert ref is not None and not ref._local
+        assert ref is not None and ref.location != node.location  # on the other node
         assert await task.link(ref) == 0
         got.append(ref)
         ready.set()
@@ -190,7 +190,7 @@ async def test_trapping_tasks_receive_the_partners_exit_on_both_sides(
         a_task.send("return")
         status = await b_trap.finish()
         assert status.type is StopIteration and status.value == "done"
-        assert status.info._task_id == a_task._task_id
+        assert status.info == a_task
 
 
 async def test_unlink_is_ahead_of_a_later_exit(autojump_clock: MockClock) -> None:

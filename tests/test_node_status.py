@@ -12,6 +12,7 @@ import pytest
 import trio
 import trio.testing
 from conftest import Cluster
+from nodes import connection
 
 import triopycos
 from triopycos import (
@@ -287,8 +288,7 @@ async def test_a_malformed_answer_from_a_peer_is_none_and_logged(
         assert "malformed status" in caplog.text
         del b._remote._on_node_status
         # A malformed request is answered with the failure value; the session goes on.
-        assert a._peers is not None
-        (conn,) = a._peers.by_id.values()
+        conn = connection(a)
         assert await conn.request_raw(Kind.NODE_STATUS, "extra", timeout=5) is None
         assert await conn.request_raw(Kind.ECHO, "extra", timeout=5) is False
         assert await a.ping(b.location, timeout=5) is not None

@@ -10,6 +10,7 @@ import pytest
 import trio
 import trio.testing
 from conftest import Cluster
+from nodes import connection
 
 from triopycos import Channel, Limits, Location, MonitorStatus, PeerLost, Task, open_pycos
 from triopycos._watches import LOST_KEPT, WatchTable
@@ -239,8 +240,7 @@ async def test_bad_values_in_a_peer_message_do_not_end_the_session(
     cluster: Cluster, clock: Any
 ) -> None:
     async with cluster("a", "b") as (a, b):
-        assert b._peers is not None
-        (conn,) = b._peers.by_id.values()
+        conn = connection(b)
         for bad in (
             [Kind.TASK_FINISH, 900, 1, "x"],
             [Kind.LOCATE, 901, "task", "n", -1],

@@ -7,7 +7,7 @@ from typing import Any
 import trio
 import trio.testing
 from conftest import Cluster
-from test_rps import a_node
+from nodes import current
 
 from triopycos import Channel, PeerStatus, Task
 
@@ -25,7 +25,7 @@ LIMIT = 10
 async def test_fan_out_to_subscribers_on_three_nodes(cluster: Cluster, clock: Any) -> None:
     with trio.fail_after(LIMIT):
         async with cluster("a", "b", "c") as (a, b, c):
-            with a_node(a):
+            with current(a):
                 chan = Channel("news")
                 assert chan.register() == 0
             subs = [node.spawn(subscriber, 2) for node in (a, b, c)]
@@ -38,7 +38,7 @@ async def test_fan_out_to_subscribers_on_three_nodes(cluster: Cluster, clock: An
 async def test_deliver_waits_for_late_remote_subscribers(cluster: Cluster, clock: Any) -> None:
     with trio.fail_after(LIMIT):
         async with cluster("a", "b", "c") as (a, b, c):
-            with a_node(a):
+            with current(a):
                 chan = Channel("news")
                 chan.register()
 
@@ -62,7 +62,7 @@ async def test_subscribers_on_a_crashed_node_are_dropped(cluster: Cluster, clock
     with trio.fail_after(LIMIT):
         async with cluster("a") as nodes:
             (a,) = nodes
-            with a_node(a):
+            with current(a):
                 chan = Channel("news")
                 chan.register()
             local = a.spawn(subscriber, 1)
@@ -103,7 +103,7 @@ async def test_channel_closing_mid_deliver_gives_the_failure_value(
 ) -> None:
     with trio.fail_after(LIMIT):
         async with cluster("a", "b") as (a, b):
-            with a_node(a):
+            with current(a):
                 chan = Channel("news")
                 chan.register()
 

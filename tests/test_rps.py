@@ -12,9 +12,10 @@ from typing import Any, cast
 import pytest
 import trio
 from conftest import Cluster
+from nodes import connection, current
 from trio.testing import MockClock
 
-from triopycos import RPS, Limits, MonitorStatus, Pycos, Task, open_pycos
+from triopycos import RPS, Limits, MonitorStatus, Task, open_pycos
 from triopycos._pushed import PushedResults
 from triopycos.protocol.codec import Codec
 from triopycos.protocol.messages import TaskFinish, TaskResult
@@ -51,7 +52,7 @@ def serve(rps_methods: list[Any]) -> list[RPS]:
 
 async def test_call_and_finish_across_nodes(cluster: Cluster, clock: Any) -> None:
     async with cluster("a", "b") as (a, b):
-        with a_node(a):
+        with current(a):
             serve([double, gen_add])
 
         async def client() -> tuple[Any, ...]:
@@ -70,7 +71,7 @@ async def test_call_and_finish_across_nodes(cluster: Cluster, clock: Any) -> Non
 
 async def test_instant_tasks_never_lose_results(cluster: Cluster, clock: Any) -> None:
     async with cluster("a", "b") as (a, b):
-        with a_node(a):
+        with current(a):
             serve([double])
 
         async def client() -> list[Any]:
@@ -89,7 +90,7 @@ async def test_instant_tasks_never_lose_results(cluster: Cluster, clock: Any) ->
 
 async def test_monitor_sees_every_task_created_afterwards(cluster: Cluster, clock: Any) -> None:
     async with cluster("a", "b") as (a, b):
-        with a_node(a):
+        with current(a):
             serve([double, fails])
 
         async def client(task: Task) -> list[Any]:
@@ -114,7 +115,7 @@ async def test_monitor_sees_every_task_created_afterwards(cluster: Cluster, cloc
 
 async def test_close_terminates_created_tasks(cluster: Cluster, clock: Any) -> None:
     async with cluster("a", "b") as (a, b):
-        with a_node(a):
+        with current(a):
             serve([waits])
 
         async def client(task: Task) -> tuple[Any, Any]:
@@ -139,7 +140,7 @@ async def test_bad_calls_fail_with_none_and_are_logged_on_both_sides(
 ) -> None:
     caplog.set_level(logging.WARNING)
     async with cluster("a", "b") as (a, b):
-        with a_node(a):
+        with current(a):
             (service,) = serve([double])
         survivor = a.spawn(waits)
 
@@ -167,7 +168,7 @@ async def test_locate_unknown_rps_and_bad_methods(cluster: Cluster, clock: Any) 
             return await RPS.locate("nothing", timeout=0.2)
 
         assert await b.spawn(client).finish() is None
-        with a_node(a):
+        with current(a):
             with pytest.raises(TypeError):
                 RPS(len)
             with pytest.raises(TypeError):
@@ -192,7 +193,7 @@ async def test_rps_over_three_nodes_with_a_remote_monitor(cluster: Cluster, cloc
     with trio.fail_after(LIMIT):
         async with cluster("server", "client", "watcher", peered=False) as nodes:
             server, client_node, watcher_node = nodes
-            with a_node(server):
+            with current(server):
                 serve([double])
             assert await client_node.peer(server.location) == 0
             assert await watcher_node.peer(client_node.location) == 0
@@ -217,27 +218,11 @@ async def test_rps_over_three_nodes_with_a_remote_monitor(cluster: Cluster, cloc
             assert status.type is StopIteration and status.value == 10
 
 
-class a_node:
-    """Make ``node`` the current node for constructing RPSs in a test body."""
-
-    def __init__(self, node: Any) -> None:
-        from triopycos._context import current_node_var
-
-        self._var = current_node_var
-        self._node = node
-
-    def __enter__(self) -> None:
-        self._token = self._var.set(self._node)
-
-    def __exit__(self, *exc: object) -> None:
-        self._var.reset(self._token)
-
-
 async def test_results_are_pushed_and_never_lost(cluster: Cluster, clock: Any) -> None:
     with trio.fail_after(LIMIT * 6):
         async with cluster("server", "client", peered=False) as nodes:
             server, client_node = nodes
-            with a_node(server):
+            with current(server):
                 serve([double])
             assert await client_node.peer(server.location) == 0
 
@@ -258,7 +243,7 @@ async def test_pushed_results_outlive_the_serving_node(cluster: Cluster, clock: 
         async with cluster("client", peered=False) as nodes:
             (client_node,) = nodes
             async with nodes.open("server") as server:
-                with a_node(server):
+                with current(server):
                     serve([double])
                 assert await client_node.peer(server.location) == 0
 
@@ -291,13 +276,6 @@ class Gate:
         return x
 
 
-def connection_of(node: Pycos, other: Pycos) -> PeerConnection:
-    assert node._peers is not None
-    conn = node._peers.find(other.location)
-    assert conn is not None
-    return conn
-
-
 async def test_finish_of_an_rps_task_survives_a_flood_of_pushed_results(
     autojump_clock: MockClock,
 ) -> None:
@@ -312,7 +290,7 @@ async def test_finish_of_an_rps_task_survives_a_flood_of_pushed_results(
         net.open_pycos(name="flooder") as flooder,
         net.open_pycos(name="client") as client,
     ):
-        with a_node(server):
+        with current(server):
             assert RPS(gate.gated, "gated").register() == 0
         assert await client.peer(server.location) == 0
         assert await client.peer(flooder.location) == 0
@@ -327,13 +305,13 @@ async def test_finish_of_an_rps_task_survives_a_flood_of_pushed_results(
         waiting = client.spawn(caller)
         await trio.testing.wait_all_tasks_blocked()
         flood = 65_537  # one more than the old table's size (max_results_per_peer)
-        conn = connection_of(flooder, client)
+        conn = connection(flooder, client)
         for task_id in range(1, flood + 1):
             conn.send(TaskResult(task_id, None))
             if task_id % 4096 == 0:
                 await trio.lowlevel.checkpoint()
         # The serving node itself pushing a result for a task we did not start:
-        connection_of(server, client).send(TaskResult(10**6, "unasked"))
+        connection(server, client).send(TaskResult(10**6, "unasked"))
         await trio.testing.wait_all_tasks_blocked()
         assert len(client._remote._results) == 1  # our call's entry only
         assert client.statistics().results_dropped == flood + 1
@@ -354,7 +332,7 @@ async def test_the_results_kept_per_serving_node_are_bounded_and_none_is_strande
     with trio.fail_after(LIMIT):
         async with cluster("server", "client", peered=False, limits=limits) as nodes:
             server, client = nodes
-            with a_node(server):
+            with current(server):
                 serve([double])
                 assert RPS(gate.gated, "gated").register() == 0
             assert await client.peer(server.location) == 0
@@ -412,7 +390,7 @@ async def test_the_bytes_of_results_kept_per_serving_node_are_bounded(
     with trio.fail_after(LIMIT):
         async with cluster("server", "client", peered=False, limits=limits) as nodes:
             server, client = nodes
-            with a_node(server):
+            with current(server):
                 serve([blob])
             assert await client.peer(server.location) == 0
 
@@ -491,7 +469,7 @@ async def test_the_result_of_a_task_that_ends_at_once_is_kept_without_a_request(
     once (pushed right behind the reply, read before the caller even runs again)
     finds it, so it is kept and finish() asks nothing."""
     async with cluster("server", "client") as (server, client):
-        with a_node(server):
+        with current(server):
             serve([double])
         asked: list[Any] = []
         serve_finish = server._remote._on_task_finish

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import trio
 import trustme
+from nodes import connection
 
 from triopycos import Task, open_pycos
 
@@ -63,7 +64,7 @@ async def test_nodes_with_certificates_from_one_ca_peer(ca: trustme.CA, tmp_path
                 return await r.deliver("over tls", timeout=5)
 
             assert await b.spawn(client).finish() == 1
-            (conn,) = b._peers.by_id.values()
+            conn = connection(b)
             assert isinstance(conn.stream, trio.SSLStream)
 
 

@@ -8,24 +8,21 @@ forbids real sockets outright.
 
 from __future__ import annotations
 
-import contextlib
 import socket
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 import trio
 import trio.testing
 from netguard import NetGuard
+from nodes import PeerLog, server, virtual_pair
 
 from triopycos import (
-    Channel,
     Limits,
     MonitorStatus,
     PeerLost,
     PeerStatus,
-    Pycos,
     Task,
 )
 from triopycos.testing import (
@@ -72,53 +69,6 @@ async def receive_exactly(stream: trio.abc.ReceiveStream, size: int) -> bytes:
         assert chunk, "unexpected EOF"
         got += chunk
     return bytes(got)
-
-
-async def server(task: Task) -> list[Any]:
-    task.register("server_task")
-    got = []
-    while (msg := await task.receive()) is not None:
-        got.append(msg)
-    return got
-
-
-class Watch:
-    """Records every PeerStatus a node reports, with the trio time it arrived."""
-
-    def __init__(self, node: Pycos) -> None:
-        self.log: list[tuple[float, PeerStatus]] = []
-        self._changed = trio.Event()
-        node.peer_status(node.spawn(self._run))
-
-    async def _run(self, task: Task) -> None:
-        task.set_daemon()
-        while True:
-            status = await task.receive()
-            self.log.append((trio.current_time(), status))
-            self._changed.set()
-            self._changed = trio.Event()
-
-    def times(self, status: int) -> list[float]:
-        return [t for t, s in self.log if s.status == status]
-
-    async def wait_for(self, status: int, count: int = 1) -> float:
-        """The time of the ``count``-th ``status`` report, waiting for it."""
-        while len(self.times(status)) < count:
-            await self._changed.wait()
-        return self.times(status)[count - 1]
-
-
-@contextlib.asynccontextmanager
-async def two_nodes(
-    seed: int = 1, **kwargs: Any
-) -> AsyncIterator[tuple[VirtualNetwork, Pycos, Pycos]]:
-    async with (
-        VirtualNetwork(seed=seed) as net,
-        net.open_pycos(name="a", secret="s", **kwargs) as a,
-        net.open_pycos(name="b", secret="s", **kwargs) as b,
-    ):
-        assert await b.peer(a.location) == 0
-        yield net, a, b
 
 
 # -- streams --------------------------------------------------------------------------
@@ -336,7 +286,7 @@ async def test_no_real_socket_is_ever_opened(autojump_clock: trio.testing.MockCl
     old_factory = trio.socket.set_custom_socket_factory(NoSockets())
     old_resolver = trio.socket.set_custom_hostname_resolver(NoNames())
     try:
-        async with two_nodes() as (net, a, b):
+        async with virtual_pair() as (net, a, b):
             a.spawn(server)
             await trio.testing.wait_all_tasks_blocked()
 
@@ -474,174 +424,16 @@ async def test_udp_is_dropped_across_a_cut_and_delayed_by_latency(
         assert kinds == ["blocked", "datagram"]
 
 
-# -- nodes ----------------------------------------------------------------------------
-
-
-async def test_nodes_locate_send_deliver_finish(autojump_clock: trio.testing.MockClock) -> None:
-    async with two_nodes() as (_, a, b):
-        assert a.location.addr == "10.0.0.1" and b.location.addr == "10.0.0.2"
-        srv = a.spawn(server)
-        await trio.testing.wait_all_tasks_blocked()
-
-        async def client() -> Any:
-            rtask = await Task.locate("server_task", timeout=5)
-            assert rtask is not None and rtask == srv
-            assert rtask.send("one") == 0
-            assert await rtask.deliver({"two": (2, {3})}, timeout=5) == 1
-            here = await Task.locate("server_task", a.location)
-            assert here == srv and await Task.locate("nobody", timeout=0) is None
-            rtask.send(None)
-            return await rtask.finish(timeout=5)
-
-        assert await b.spawn(client).finish() == ["one", {"two": (2, {3})}]
-        assert a.peers() == [b.location] and b.peers() == [a.location]
-        assert await b.locate("a", timeout=5) == a.location
-
-
-async def test_remote_monitor_notify_and_late_registration(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
-    async def forever(task: Task) -> None:
-        task.register("forever")
-        await task.receive()
-
-    async def failing(task: Task) -> None:
-        task.register("failing")
-        await task.receive()
-        raise ValueError("remote failure")
-
-    async def late(task: Task) -> None:
-        await trio.sleep(3)
-        task.register("late")
-        await task.receive()
-
-    async with two_nodes() as (_, a, b):
-        for fn in (forever, failing, late):
-            a.spawn(fn)
-        await trio.testing.wait_all_tasks_blocked()
-
-        async def watcher(task: Task) -> list[Any]:
-            victim = await Task.locate("forever", timeout=5)
-            bad = await Task.locate("failing", timeout=5)
-            assert victim is not None and bad is not None
-            assert await task.monitor(victim) == 0
-            assert await task.monitor(bad) == 0
-            assert victim.terminate() == 0
-            bad.send("go")
-            statuses = [await task.receive(timeout=5) for _ in range(2)]
-            found = await Task.locate("late", timeout=10)  # registered 3 s in
-            assert found is not None
-            found.send("bye")
-            return statuses
-
-        statuses = await b.spawn(watcher).finish()
-        by_name = {s.info.name: s for s in statuses}
-        assert by_name["forever"].type is GeneratorExit
-        assert by_name["failing"].type is ValueError
-        assert "ValueError: remote failure" in by_name["failing"].value
-
-        async def boss(task: Task) -> Any:
-            task.register("boss")
-            return await task.receive(timeout=5)
-
-        async def worker(task: Task) -> str:
-            monitor = await Task.locate("boss", timeout=5)
-            assert monitor is not None and task.notify(monitor) == 0
-            return "worked"
-
-        boss_task = b.spawn(boss)
-        await trio.testing.wait_all_tasks_blocked()
-        w = a.spawn(worker)
-        status = await boss_task.finish()
-        assert isinstance(status, MonitorStatus)
-        assert status.info == w and status.type is StopIteration and status.value == "worked"
-
-
-async def test_references_and_channels_across_three_nodes(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
-    async with (
-        VirtualNetwork(seed=2) as net,
-        net.open_pycos(name="a") as a,
-        net.open_pycos(name="b") as b,
-        net.open_pycos(name="c") as c,
-    ):
-        assert await b.peer(a.location) == 0
-        assert await c.peer(b.location) == 0
-        srv = a.spawn(server)
-
-        async def relay(task: Task) -> None:
-            task.register("relay")
-            target = await Task.locate("server_task", timeout=5)
-            forward_to = await task.receive()
-            forward_to.send(target)  # a reference to a task on a, sent to c
-
-        async def third(task: Task) -> Any:
-            r = await Task.locate("relay", timeout=5)
-            assert r is not None
-            r.send(task)
-            target = await task.receive(timeout=5)
-            assert await target.deliver("via c", timeout=5) == 1  # connects to a
-            target.send(None)
-            return target
-
-        b.spawn(relay)
-        assert await c.spawn(third).finish() == srv
-        assert await srv.finish() == ["via c"]
-        assert a.location in c.peers()
-
-        chan = Channel("news")  # innermost block: c
-        assert chan.register() == 0
-
-        async def subscriber(task: Task) -> list[Any]:
-            rchan = await Channel.locate("news", timeout=5)
-            assert rchan is not None
-            assert await rchan.subscribe(task) == 0
-            task.send("subscribed")
-            return [await task.receive(timeout=5) for _ in range(3)]
-
-        sub = a.spawn(subscriber)
-        assert await chan.deliver("first", n=1, timeout=5) == 1
-        chan.send("second")
-        got = await sub.finish()
-        # "subscribed" races with "first" (both follow the subscription), as on TCP.
-        assert sorted(got) == ["first", "second", "subscribed"]
-        assert got.index("first") < got.index("second")
-
-
-async def test_goodbye_is_ordered_after_messages(autojump_clock: trio.testing.MockClock) -> None:
-    got: list[Any] = []
-    async with VirtualNetwork() as net, net.open_pycos(name="watcher") as w:
-        watch = Watch(w)
-
-        async def sink(task: Task) -> None:
-            task.set_daemon()
-            task.register("sink")
-            while True:
-                got.append(await task.receive())
-
-        w.spawn(sink)
-        async with net.open_pycos(name="leaver") as leaver:
-            net.set_link(w, leaver, latency=0.01, jitter=0.01)
-            assert await w.peer(leaver.location) == 0
-
-            async def chatter() -> None:
-                target = await Task.locate("sink", timeout=5)
-                assert target is not None
-                for i in range(100):
-                    target.send(i)
-
-            await leaver.spawn(chatter).finish()
-        offline_at = await watch.wait_for(PeerStatus.Offline)
-        assert got == list(range(100))
-        assert offline_at - watch.times(PeerStatus.Online)[0] < 1
+# -- nodes under faults -----------------------------------------------------------------
+#
+# Scenarios without faults run on both transports (``cluster``): test_remote.py.
 
 
 async def test_crash_fires_monitors_and_offline_at_once(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     async with VirtualNetwork(seed=4) as net, net.open_pycos(name="a", peer_timeout=6) as a:
-        watch = Watch(a)
+        watch = PeerLog(a)
         monitoring = trio.Event()
 
         async def watcher(task: Task) -> tuple[Any, Any, float]:
@@ -673,8 +465,8 @@ async def test_crash_fires_monitors_and_offline_at_once(
 async def test_frozen_peer_goes_offline_within_peer_timeout(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    async with two_nodes(peer_timeout=6) as (net, a, b):
-        watch_a, watch_b = Watch(a), Watch(b)
+    async with virtual_pair(peer_timeout=6) as (net, a, b):
+        watch_a, watch_b = PeerLog(a), PeerLog(b)
         a.spawn(server)
         await trio.sleep(7.3)  # idle, kept alive by heartbeats
         assert a.peers() == [b.location]
@@ -698,8 +490,8 @@ async def test_frozen_peer_goes_offline_within_peer_timeout(
 
 
 async def test_partition_stalls_then_heal_delivers(autojump_clock: trio.testing.MockClock) -> None:
-    async with two_nodes(peer_timeout=6) as (net, a, b):
-        watch = Watch(a)
+    async with virtual_pair(peer_timeout=6) as (net, a, b):
+        watch = PeerLog(a)
         srv = a.spawn(server)
         await trio.testing.wait_all_tasks_blocked()
 
@@ -750,7 +542,7 @@ async def test_connecting_across_a_partition_times_out(
 async def test_latency_makes_deliver_take_two_latencies(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    async with two_nodes() as (net, a, b):
+    async with virtual_pair() as (net, a, b):
         net.set_link(a, b, latency=0.25)
         a.spawn(server)
         await trio.testing.wait_all_tasks_blocked()
@@ -767,30 +559,6 @@ async def test_latency_makes_deliver_take_two_latencies(
         took = await b.spawn(client).finish()
         assert took >= 2 * 0.25
         assert took == pytest.approx(0.5)
-
-
-async def test_stale_reference_after_a_restart_on_the_same_host(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
-    async with VirtualNetwork() as net, net.open_pycos(name="client") as c:
-        async with net.open_pycos(name="server") as first:
-            addr, port = first.location.addr, first.location.port
-            first.spawn(server)
-            assert await c.peer(first.location) == 0
-            old = await Task.locate("server_task", first.location, timeout=5)
-            assert old is not None
-            old.send(None)
-        async with net.open_pycos(name="server", node=addr, tcp_port=port) as second:
-            assert second.location == first.location
-            second.spawn(server)
-            assert await c.peer(second.location) == 0
-            new = await Task.locate("server_task", second.location, timeout=5)
-            assert new is not None and new != old
-            assert old.send("stale") == -1
-            assert await old.deliver("stale", timeout=2) == 0
-            assert await new.deliver("fresh", timeout=2) == 1
-            new.send(None)
-            assert await new.finish(timeout=5) == ["fresh"]
 
 
 async def test_ipv6_subnets_and_shared_hosts(autojump_clock: trio.testing.MockClock) -> None:
@@ -815,7 +583,7 @@ async def test_sixty_simulated_seconds_take_milliseconds(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     started = time.perf_counter()
-    async with two_nodes(peer_timeout=6) as (net, a, b):
+    async with virtual_pair(peer_timeout=6) as (net, a, b):
         await trio.sleep(60)  # 30 heartbeat rounds each way
         assert a.peers() == [b.location] and b.peers() == [a.location]
     real = time.perf_counter() - started
