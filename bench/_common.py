@@ -22,6 +22,7 @@ and kills the server in a ``finally``.  Only loopback is used.
 
 from __future__ import annotations
 
+import argparse
 import gc
 import json
 import math
@@ -61,6 +62,8 @@ __all__ = [
     "ratio",
     "raw_tls_contexts",
     "read_ready",
+    "round_args",
+    "round_parser",
     "rss_bytes",
     "run_with_server",
     "run_worker",
@@ -69,6 +72,45 @@ __all__ = [
     "version",
     "worker_env",
 ]
+
+
+def round_parser(
+    doc: str | None, systems: Sequence[str], deadline: float
+) -> argparse.ArgumentParser:
+    """The options of a benchmark that runs rounds of client/server worker processes:
+    ``--rounds``, ``--quick``, ``--systems``, ``--deadline``, and the hidden worker
+    options ``--serve``, ``--client``, ``--port``.  Finish with ``round_args``."""
+    parser = argparse.ArgumentParser(description=(doc or "").split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=None, help="rounds (default 3, quick 1)")
+    parser.add_argument("--quick", action="store_true", help="small sizes (a smoke test)")
+    parser.add_argument(
+        "--systems", nargs="+", choices=systems, default=list(systems), help="systems to run"
+    )
+    parser.add_argument(
+        "--deadline",
+        type=float,
+        default=None,
+        help=f"hard time limit of each worker process, s (default {deadline:g}, quick 30)",
+    )
+    parser.add_argument("--serve", choices=systems, help=argparse.SUPPRESS)
+    parser.add_argument("--client", choices=systems, help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
+    parser.set_defaults(default_deadline=deadline)
+    return parser
+
+
+def round_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse ``argv`` with a ``round_parser``, filling the defaults that depend on
+    ``--quick``."""
+    args = parser.parse_args(argv)
+    if args.rounds is None:
+        args.rounds = 1 if args.quick else 3
+    if args.deadline is None:
+        args.deadline = 30.0 if args.quick else args.default_deadline
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
+    return args
+
 
 #: The only address benchmarks use: every node binds it, nothing discovers peers.
 HOST = "127.0.0.1"

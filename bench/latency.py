@@ -61,6 +61,8 @@ from bench._common import (
     format_value,
     load_average,
     median,
+    round_args,
+    round_parser,
     run_with_server,
     version,
 )
@@ -487,18 +489,7 @@ def drive(args: argparse.Namespace) -> int:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=None, help="rounds (default 3, quick 1)")
-    parser.add_argument("--quick", action="store_true", help="small sizes (a smoke test)")
-    parser.add_argument(
-        "--systems", nargs="+", choices=SYSTEMS, default=list(SYSTEMS), help="systems to run"
-    )
-    parser.add_argument(
-        "--deadline",
-        type=float,
-        default=None,
-        help="hard time limit of each worker process, s (default 90, quick 30)",
-    )
+    parser = round_parser(__doc__, SYSTEMS, deadline=90.0)
     parser.add_argument(
         "--stream-window",
         type=int,
@@ -507,18 +498,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         f"most two unanswered (default {remote.WINDOW}): what the stream has in flight, "
         "which a deliver waits behind",
     )
-    parser.add_argument("--serve", choices=SYSTEMS, help=argparse.SUPPRESS)
-    parser.add_argument("--client", choices=SYSTEMS, help=argparse.SUPPRESS)
-    parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--dest", help=argparse.SUPPRESS)
     parser.add_argument("--file", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.rounds is None:
-        args.rounds = 1 if args.quick else 3
-    if args.deadline is None:
-        args.deadline = 30.0 if args.quick else 90.0
-    if args.rounds < 1 or args.stream_window < 1:
-        parser.error("--rounds and --stream-window must be at least 1")
+    args = round_args(parser, argv)
+    if args.stream_window < 1:
+        parser.error("--stream-window must be at least 1")
     return args
 
 

@@ -83,6 +83,8 @@ from bench._common import (
     quiet_gc,
     ratio,
     raw_tls_contexts,
+    round_args,
+    round_parser,
     run_with_server,
     version,
 )
@@ -494,29 +496,9 @@ def drive(args: argparse.Namespace) -> int:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=None, help="rounds (default 3, quick 1)")
-    parser.add_argument("--quick", action="store_true", help="small sizes (a smoke test)")
-    parser.add_argument(
-        "--systems", nargs="+", choices=SYSTEMS, default=list(SYSTEMS), help="systems to run"
-    )
-    parser.add_argument(
-        "--deadline",
-        type=float,
-        default=None,
-        help="hard time limit of each worker process, s (default 60, quick 30)",
-    )
-    parser.add_argument("--serve", choices=SYSTEMS, help=argparse.SUPPRESS)
-    parser.add_argument("--client", choices=SYSTEMS, help=argparse.SUPPRESS)
-    parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
+    parser = round_parser(__doc__, SYSTEMS, deadline=60.0)
     parser.add_argument("--certs", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.rounds is None:
-        args.rounds = 1 if args.quick else 3
-    if args.deadline is None:
-        args.deadline = 30.0 if args.quick else 60.0
-    if args.rounds < 1:
-        parser.error("--rounds must be at least 1")
+    args = round_args(parser, argv)
     if args.client and not 0 < args.port < 65536:
         parser.error("--client needs --port")
     return args
