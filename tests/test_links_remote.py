@@ -370,3 +370,38 @@ async def test_an_rps_call_links_the_new_task_with_the_callers_task(
         assert isinstance(reply, Exception) and "links refused" in str(reply)
         assert p.b.statistics().tasks_started == before
         theirs.terminate()
+
+
+@pytest.mark.parametrize("partner_ended", [True, False])
+async def test_a_cancelled_link_leaves_no_half_link(
+    autojump_clock: MockClock, partner_ended: bool
+) -> None:
+    """``link`` cancelled while its TASK_LINK is under way: whatever the partner's
+    node answered, no side keeps the link, so no later loss or exit fires it."""
+    async with pair() as p:
+        p.nodes.net.set_link(p.a, p.b, latency=0.05)
+        b_task = remote(p.b, obeys, "partner")
+        results: list[object] = []
+
+        async def linker(task: Task) -> None:
+            ref = await Task.locate("partner", timeout=5)
+            assert ref is not None
+            if partner_ended:
+                b_task.send("return")
+                await trio.sleep(1)
+            with trio.move_on_after(0.06):  # less than the 0.1 s round trip
+                results.append(await task.link(ref))
+            results.append("went on")
+            await task.receive()
+
+        a_task = p.a.spawn(linker)
+        await trio.sleep(3)
+        assert results == ["went on"] and a_task.is_alive()
+        assert p.a._remote.links.held(p.b._node_id) == 0
+        assert p.b._remote.links.held(p.a._node_id) == 0
+        if not partner_ended:
+            b_task.send("fail")  # its end does not reach a_task: no link
+        p.conn(p.a, p.b).close()
+        await trio.sleep(2 * DETECTION)
+        assert a_task.is_alive()
+        a_task.terminate()

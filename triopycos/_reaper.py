@@ -87,7 +87,7 @@ class _Reaper:
     async def _try(self, task: Task, stray: Task) -> None:
         if not stray.is_alive():  # its node (this incarnation) is not connected
             if stray.location in self.node.peers():
-                del self.strays[stray]  # another incarnation is there: it is gone
+                self.strays.pop(stray, None)  # another incarnation is there: it is gone
             return
         # Monitoring again wants the real status, even after PeerLost for it.
         conn = self.node._remote._connected(stray._node_id)
@@ -95,11 +95,13 @@ class _Reaper:
             if await task.monitor(stray) < 0:
                 # -1 from its node (the connection asked is still open): it does not
                 # know the task, long ended.  Else the connection was lost meanwhile.
+                # (pop: a reap() during the await may have evicted it already.)
                 if conn is not None and not conn.closed:
-                    del self.strays[stray]
+                    self.strays.pop(stray, None)
                 return
             stray.terminate()
-            self.strays[stray] = True
+            if stray in self.strays:
+                self.strays[stray] = True
             log.info("terminating %r, a child its supervisor had lost", stray)
 
     def _heard(self, message: object) -> None:

@@ -265,14 +265,18 @@ class RemoteOps(ServingPeers):
             return -1
         state.partners[partner] = partner._node_id
         self.links.add(task, partner, asked=False)
-        result = await conn.request(TaskLink(partner._task_id, task))
-        if type(result) is int and result == 0:
-            return 0
-        # Refused: undo, unless the link is gone already (an exit or a lost node).
-        state = task._links
-        if state is not None and state.partners.pop(partner, None) is not None:
-            self.links.remove(task, partner)
-        return -1
+        result: object = -1
+        try:
+            result = await conn.request(TaskLink(partner._task_id, task))
+        finally:
+            if not (type(result) is int and result == 0):
+                # Refused, or cancelled while asking: undo here, unless the link is
+                # gone already (an exit or a lost node), and there (an UNLINK, a
+                # no-op if it was refused), so no half of it is left to fire later.
+                state = task._links
+                if state is not None and state.partners.pop(partner, None) is not None:
+                    self.task_unlink(partner, task, None)
+        return 0 if type(result) is int and result == 0 else -1
 
     def task_unlink(self, partner: Task, task: Task, exit: MonitorStatus | None) -> None:
         """Tell ``partner``'s node that its link with the local ``task`` is gone: with

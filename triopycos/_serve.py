@@ -209,6 +209,19 @@ class ServingPeers:
     def _on_task_send(self, conn: PeerConnection, message: TaskSend) -> None:
         task_id = message.task_id
         payload = message.message
+        if (
+            type(payload) is MonitorStatus
+            and isinstance(payload.info, Task)
+            and payload.info._node_id != conn.node_id
+        ):
+            # Only a task's own node reports its end (a lost node's tasks are
+            # reported here, by on_offline): a peer's word on another node's task,
+            # or on one of ours, would let it forge ends (a supervisor would
+            # restart a child that still runs).
+            conn.log_once(
+                "status-origin", "status of a task of another node than the sender's dropped"
+            )
+            return
         task = self.node._tasks.get(task_id)
         if task is None:
             ended = self.node._ended.get(task_id)

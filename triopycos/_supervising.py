@@ -42,6 +42,7 @@ from ._reaper import reap
 from ._rps import RPS
 from ._supervisor import ChildSpec, Supervisor
 from ._task import Task
+from .protocol.printable import describe, escape
 from .values import MonitorStatus, PeerLost, PycosError
 from .values.errors import SupervisorGaveUp
 
@@ -102,7 +103,10 @@ class _Run:
                 await self.start(child)
             while True:
                 status = await self.next_status()
-                ended = self.by_key.pop(_key(status.info), None)
+                key = _key(status.info)
+                if isinstance(key, Task) and key._local and key._alive:
+                    continue  # not its end (a status some task of this node made up)
+                ended = self.by_key.pop(key, None)
                 if ended is None:
                     continue  # an incarnation replaced or stopped since
                 ended.key = None
@@ -319,8 +323,11 @@ class _Run:
             if not isinstance(message, MonitorStatus):
                 self.ignore(message)
             elif _key(message.info) == task:
-                return message
-            else:
+                if not (task._local and task._alive):  # (else made up: it runs)
+                    return message
+            elif _key(message.info) in self.by_key:
+                # Another current child's end, handled next.  Anything else cannot
+                # be one (bounded: at most one per child).
                 self.backlog.append(message)
 
     def ignore(self, message: object) -> None:
@@ -345,10 +352,15 @@ def _key(info: object) -> object:
 
 
 def _how(status: MonitorStatus) -> str:
+    """How a child ended, for log lines: its values may be a peer's, so only type
+    names and escaped, bounded excerpts."""
     kind = status.type
     if kind is StopIteration:
         return "returned"
     if kind is GeneratorExit:
         return "terminated"
-    name = getattr(kind, "__name__", repr(kind))
-    return f"lost with its node: {status.value}" if kind is PeerLost else f"raised {name}"
+    if kind is PeerLost:
+        value = status.value
+        why = escape(value, 200) if isinstance(value, str) else describe(value)
+        return f"lost with its node: {why}"
+    return f"raised {kind.__name__ if isinstance(kind, type) else describe(kind)}"

@@ -47,6 +47,7 @@ from ..protocol.messages import (
     REQUEST_TYPES,
     Bye,
     IsReference,
+    Kind,
     OneWay,
     Reply,
     Request,
@@ -77,6 +78,8 @@ _now = trio.current_time
 #: Frames a connection may write from the sender's task (see the module docstring)
 #: before the reader or the writer runs again; the rest go through the writer.
 _INLINE_FRAMES = 4
+#: The kinds whose malformed messages are logged once each (any other: once in all).
+_KIND_KEYS = frozenset(name for name in vars(Kind) if name.isupper())
 
 
 #: The node's dispatcher: takes the events of one read, in order (``_serve.py``).
@@ -211,6 +214,19 @@ class PeerConnection:
         self.stats.messages_refused += 1
         return -1
 
+    def _write_owed(self, frame: bytes) -> None:
+        """Queue what the peer is owed (a reply, a PONG, a failure reply).  Dropping
+        one would leave the peer's request waiting for ever on a connection that
+        stays open, so a full outbox closes the connection instead: the peer's
+        requests fail at once and its watchers hear PeerLost, as for any loss."""
+        if self._write(frame) < 0 and not self.closed:
+            log.warning(
+                "%r: a reply could not be queued (outbox full: the peer does not read "
+                "what it asked for); closing the connection",
+                self,
+            )
+            self.close()
+
     def _write(self, frame: bytes) -> int:
         """Queue (or write at once, see the module docstring) one or more frames."""
         writer = self._writer
@@ -309,9 +325,11 @@ class PeerConnection:
             self.send(Reply(request.request_id, None))
             return
         except SendRefused as exc:
+            # Too big for a frame: the peer gets the failure value instead.
             self._refused(exc)
+            self._write_owed(self._session.send_reply(request.request_id, request.FAILURE))
             return
-        self._write(frame)
+        self._write_owed(frame)
 
     def push_result(self, task_id: int, value: Any) -> None:
         """Tell the peer how a task it started ended (see ``TaskResult``)."""
@@ -370,7 +388,7 @@ class PeerConnection:
             dispatch(self, session.events())
             output = session.data_to_send()  # PONGs, failure replies
             if output and not self.closed:
-                self._write(output)
+                self._write_owed(output)
             if self.leaving:
                 return  # the peer said BYE
             data = await receive(65536)
@@ -402,9 +420,10 @@ class PeerConnection:
                 self.leaving = True
                 return True
             case Malformed(kind=kind, reason=reason):
-                self.log_once(
-                    f"malformed {kind}"[:40], "malformed %s message dropped: %s", kind, reason
-                )
+                # One key per known kind, one for every unknown one: a peer choosing
+                # kind numbers cannot grow this set (nor the log) per message.
+                key = kind if kind in _KIND_KEYS else "unknown kind"
+                self.log_once(f"malformed {key}", "malformed %s message dropped: %s", kind, reason)
             case Undecodable(reason=reason):
                 # The framing is intact: drop this message, keep the session.
                 self.log_once("decode", "undecodable message dropped: %s", reason)
