@@ -1,11 +1,13 @@
-"""Runs of task messages (issue 21, item 3): ``FrameDecoder.take_run``,
-``PeerSession.events(runs=True)`` and the dispatcher's ``TaskMessages`` path.
+"""The one-way hot path (issue 21, item 3).  Receiving, runs of task messages:
+``FrameDecoder.take_run``, ``PeerSession.events(runs=True)`` and the dispatcher's
+``TaskMessages`` path; sending, ``PeerSession.send_task``.
 
 A run is only a cheaper way to read and deliver the same messages: flattened, the
 events of ``events(runs=True)`` are those of ``events()`` (same events, same order,
 same errors at the same point, however the bytes are chunked), and a run put in a
 mailbox leaves it as the same messages one at a time would (the bound, the count of
-refused messages, a parked receiver woken with the first).
+refused messages, a parked receiver woken with the first).  ``send_task`` is
+``send(TaskSend(...))``, byte for byte and refusal for refusal.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from triopycos.protocol.codec import Codec
 from triopycos.protocol.errors import FrameTooLarge, ProtocolError
 from triopycos.protocol.framing import FrameDecoder
 from triopycos.protocol.messages import Bye, Echo, Kind, TaskSend, TaskTerminate
-from triopycos.protocol.session import PeerSession, TaskMessages
+from triopycos.protocol.session import MessageTooLarge, PeerSession, SessionClosed, TaskMessages
 from triopycos.services.limits import Limits
 from triopycos.testing import VirtualNetwork
 
@@ -266,3 +268,25 @@ async def test_a_run_with_a_monitor_status_goes_one_by_one(autojump_clock: Any) 
         await sink_task.finish()
         assert got[0] == 1 and got[2] == 3
         assert type(got[1]) is MonitorStatus and got[1].value == 2
+
+
+# -- the sending side's hot path ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("task_id", [1, 23, 24, 255, 256, 65535, 65536, 2**32, 2**63 - 1])
+@pytest.mark.parametrize("message", [0, "hi", ("t", 1), None, 2**70, [1.5, {"k": b"v"}]])
+def test_send_task_is_send_of_a_task_send(task_id: int, message: object) -> None:
+    one = PeerSession[str](CODEC, max_frame_size=LIMIT)
+    other = PeerSession[str](CODEC, max_frame_size=LIMIT)
+    assert one.send_task(task_id, message) == other.send(TaskSend(task_id, message))
+
+
+def test_send_task_refuses_as_send() -> None:
+    session = PeerSession[str](CODEC, max_frame_size=8)
+    with pytest.raises(MessageTooLarge):
+        session.send_task(1, "too long for the frame")
+    with pytest.raises(TypeError):
+        session.send_task(1, object())
+    session.send(Bye())
+    with pytest.raises(SessionClosed):
+        session.send_task(1, 0)

@@ -283,6 +283,8 @@ class Task(Entity, LinkMethods):
                 return node._call_in_loop(Task._send, self, message)
             except PycosError:
                 return -1
+        if not self._local:  # (_send's first line, here: a call less per remote send)
+            return node._remote.task_send(self, message)
         return self._send(message)
 
     def _send(self, message: Any) -> int:

@@ -287,24 +287,10 @@ class PeerSession(Generic[W]):
 
     def send(self, message: OneWay | Reply) -> bytes:
         """The frame of a one-way message or a reply, to be written as it is."""
+        if type(message) is TaskSend:
+            return self.send_task(message.task_id, message.message)
         if not self._sending:
             self._refuse()
-        if type(message) is TaskSend:
-            # The hot path, by hand: the frame header and the envelope (TaskSend's
-            # ``_encode`` says the same bytes the general way) in one struct, and only
-            # the payload through the codec.
-            body = self._encode(message.message)
-            task_id = message.task_id
-            if type(task_id) is int and 0 <= task_id < 0x1_0000:  # (_framed, inline)
-                size = len(body) + (3 if task_id < 24 else 4 if task_id < 0x100 else 5)
-                if size > self._max_frame_size:
-                    raise MessageTooLarge(size, self._max_frame_size)
-                if task_id < 24:
-                    return _head_0(size, 0x8301, task_id) + body
-                if task_id < 0x100:
-                    return _head_8(size, 0x8301, 0x18, task_id) + body
-                return _head_16(size, 0x8301, 0x19, task_id) + body
-            return self._framed(0x8301, task_id, body) or self._whole(message)
         head, body = message._encode(self._encode, 0)
         size = len(head) + len(body)
         if size > self._max_frame_size:
@@ -313,6 +299,25 @@ class PeerSession(Generic[W]):
             self._sending = False
             self._state = SessionState.SAID_BYE
         return _join((encode_frame_header(size), head, body))
+
+    def send_task(self, task_id: int, message: object) -> bytes:
+        """``send(TaskSend(task_id, message))``, without making the TaskSend: the hot
+        path, by hand (the frame header and the envelope, which TaskSend's
+        ``_encode`` says the general way, in one struct; only the payload through
+        the codec)."""
+        if not self._sending:
+            self._refuse()
+        body = self._encode(message)
+        if type(task_id) is int and 0 <= task_id < 0x1_0000:  # (_framed, inline)
+            size = len(body) + (3 if task_id < 24 else 4 if task_id < 0x100 else 5)
+            if size > self._max_frame_size:
+                raise MessageTooLarge(size, self._max_frame_size)
+            if task_id < 24:
+                return _head_0(size, 0x8301, task_id) + body
+            if task_id < 0x100:
+                return _head_8(size, 0x8301, 0x18, task_id) + body
+            return _head_16(size, 0x8301, 0x19, task_id) + body
+        return self._framed(0x8301, task_id, body) or self._whole(TaskSend(task_id, message))
 
     def send_reply(self, request_id: int, value: object) -> bytes:
         """``send(Reply(request_id, value))``, without making the Reply: the frame of

@@ -191,6 +191,17 @@ class PeerConnection:
             return self._refused(exc)
         return self._write(frame)
 
+    def send_task(self, task_id: int, message: Any) -> int:
+        """``send(TaskSend(task_id, message))`` without making the TaskSend (the
+        commonest message)."""
+        if self.closed:
+            return -1
+        try:
+            frame = self._session.send_task(task_id, message)
+        except SendRefused as exc:
+            return self._refused(exc)
+        return self._write(frame)
+
     def send_raw(self, fields: list[Any]) -> int:
         """Send any list as a message, unchecked, as a faulty or hostile peer could
         (for tests and tools: the node never does)."""
