@@ -25,7 +25,7 @@ from test_fuzz_decoders import FUZZ
 
 from triopycos import MonitorStatus, Task
 from triopycos.protocol.codec import Codec
-from triopycos.protocol.errors import FrameTooLarge, ProtocolError
+from triopycos.protocol.errors import DecodeError, FrameTooLarge, ProtocolError
 from triopycos.protocol.framing import FrameDecoder
 from triopycos.protocol.messages import Bye, Echo, Kind, TaskSend, TaskTerminate
 from triopycos.protocol.session import MessageTooLarge, PeerSession, SessionClosed, TaskMessages
@@ -98,6 +98,29 @@ def test_take_run_leaves_a_bare_envelope_and_an_oversized_header_to_spans() -> N
         decoder.next_frame()
     with pytest.raises(ProtocolError):
         decoder.take_run(p, 100)  # failed: for good
+
+
+# -- Codec.decode_into -------------------------------------------------------------
+
+
+@FUZZ
+@given(st.lists(hostile_cbor(), max_size=6), st.integers(0, 6))
+def test_decode_into_is_decode_one_by_one(chunks: list[bytes], start: int) -> None:
+    expected: list[str] = []
+    for chunk in chunks[start:]:
+        try:
+            expected.append(repr(CODEC.decode(chunk)))
+        except DecodeError as exc:
+            expected.append(f"error {exc}")
+            break
+    values: list[object] = []
+    failed = CODEC.decode_into(chunks, start, values)
+    got = [repr(value) for value in values]
+    if failed is not None:
+        index, error = failed
+        assert index == start + len(values)
+        got.append(f"error {error}")
+    assert got == expected
 
 
 # -- events(runs=True) == events(), flattened ------------------------------------------

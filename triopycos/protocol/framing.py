@@ -40,8 +40,9 @@ would otherwise make us hold some 40 bytes of object per byte received.
 
 from __future__ import annotations
 
+import functools
 import struct
-from collections.abc import Generator, Iterable
+from collections.abc import Callable, Generator, Iterable
 from typing import Final, NoReturn
 
 from .errors import FrameTooLarge, ProtocolError
@@ -65,6 +66,12 @@ _COALESCE: Final = 4096
 _header = struct.Struct(">I")
 _pack_header = _header.pack
 _unpack_header = _header.unpack_from
+
+
+@functools.lru_cache(maxsize=16)
+def _header_and(size: int) -> Callable[[bytes, int], tuple[int, bytes]]:
+    """Unpacks a frame header and the ``size`` bytes after it (``take_run``)."""
+    return struct.Struct(f">I{size}s").unpack_from
 
 
 #: ``encode_frame_header(size)``: the length prefix of a payload of ``size`` bytes
@@ -229,22 +236,25 @@ class FrameDecoder:
             self._raise_error()
         buf = self._buf
         pos = self._pos
-        stop = len(buf) - HEADER_SIZE
         skip = len(prefix)
+        length = len(buf)
+        # (A header and a prefix shorter than that cannot start a frame to take.)
+        stop = length - HEADER_SIZE - skip
         # A payload of exactly the prefix is left to the caller's general path.
         lowest = skip + 1
         highest = self._max_frame_size
-        length = len(buf)
-        startswith = buf.startswith
+        # The header and the prefix in one C call (a method call less per frame
+        # than unpacking the header and testing startswith).
+        unpack = _header_and(skip)
         taken: list[bytes] = []
         append = taken.append
         for _ in range(limit):
             if pos > stop:
                 break
-            (size,) = _unpack_header(buf, pos)
+            size, head = unpack(buf, pos)
             start = pos + HEADER_SIZE
             end = start + size
-            if not lowest <= size <= highest or end > length or not startswith(prefix, start):
+            if head != prefix or not lowest <= size <= highest or end > length:
                 break
             append(buf[start + skip : end])
             pos = end

@@ -235,6 +235,7 @@ class PeerSession(Generic[W]):
 
     __slots__ = (
         "_decode",
+        "_decode_into",
         "_decoder",
         "_encode",
         "_error",
@@ -259,6 +260,7 @@ class PeerSession(Generic[W]):
     ) -> None:
         self._encode = codec.encode
         self._decode = codec.decode
+        self._decode_into = codec.decode_into
         self._decoder = FrameDecoder(max_frame_size)
         self._spans = self._decoder.spans()
         self._max_frame_size = max_frame_size
@@ -498,6 +500,7 @@ class PeerSession(Generic[W]):
             if self._state is SessionState.PEER_LEFT:
                 return
         decode = self._decode
+        decode_into = self._decode_into
         take_run = self._decoder.take_run
         try:
             # The decoder's one generator, kept across reads (``for`` runs it fastest;
@@ -537,17 +540,16 @@ class PeerSession(Generic[W]):
                                 # event for the lot, one check of the envelope.
                                 raws = take_run(buf[start:at], _RUN)
                                 if raws:
-                                    values = [payload]
-                                    append = values.append
-                                    for raw in raws:
-                                        try:
-                                            append(decode(raw))
-                                        except DecodeError as exc:
-                                            if values:
-                                                yield _run_event(task_id, values)
-                                            yield Undecodable(str(exc))
-                                            values = []
-                                            append = values.append
+                                    values: list[object] = [payload]
+                                    done = 0
+                                    while failed := decode_into(raws, done, values):
+                                        # An undecodable one splits the run.
+                                        done, error = failed
+                                        if values:
+                                            yield _run_event(task_id, values)
+                                        yield Undecodable(str(error))
+                                        values = []
+                                        done += 1
                                     if values:
                                         yield _run_event(task_id, values)
                                     continue
