@@ -535,9 +535,11 @@ class PeerSession(Generic[W]):
                             except DecodeError as exc:
                                 yield Undecodable(str(exc))
                                 continue
-                            if runs:
+                            if runs and end < len(buf):
                                 # The frames after it with the same envelope: one
                                 # event for the lot, one check of the envelope.
+                                # (Nothing more buffered: no call, as for a request
+                                # and its reply.)
                                 raws = take_run(buf[start:at], _RUN)
                                 if raws:
                                     values: list[object] = [payload]
