@@ -93,7 +93,8 @@ class ServingPeers:
         ``ProtocolError`` of the session comes out of ``events``, to the caller.
 
         One call per read, not per message: the hot path (a message for a running
-        task) costs a loop turn here and no call."""
+        task) costs a loop turn here and no call, and a run of them for one task
+        (``TaskMessages``, from ``events(runs=True)``) one call for the lot."""
         tasks = self.node._tasks
         for message in events:
             try:
