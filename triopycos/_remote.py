@@ -147,9 +147,10 @@ class RemoteOps(ServingPeers):
         """``send`` to a task of another node.  ``for_peer``: the peer on whose
         behalf (a monitor's status, a channel's message to a subscriber it asked
         for), which limits the connections this may open (see ``_dials.py``)."""
-        conn = self._connected(task._node_id)
+        peers = self.node._peers  # (_connected, inline: this is every message's path)
+        conn = None if peers is None else peers.by_id.get(task._node_id)
         if conn is not None:
-            return conn.send(TaskSend(task._task_id, message))
+            return conn.send_task(task._task_id, message)
         if self._stale(task._node_id, task._location):
             return -1
         # Not peered with its node yet: check now that it can be encoded (so the caller

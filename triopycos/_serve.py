@@ -56,7 +56,7 @@ from .protocol.messages import (
     kind_name,
 )
 from .protocol.printable import describe, escape
-from .protocol.session import SessionEvent
+from .protocol.session import SessionEvent, TaskMessages
 from .services.peer import PeerConnection
 from .values import MonitorStatus, PycosError
 
@@ -93,7 +93,8 @@ class ServingPeers:
         ``ProtocolError`` of the session comes out of ``events``, to the caller.
 
         One call per read, not per message: the hot path (a message for a running
-        task) costs a loop turn here and no call."""
+        task) costs a loop turn here and no call, and a run of them for one task
+        (``TaskMessages``, from ``events(runs=True)``) one call for the lot."""
         tasks = self.node._tasks
         for message in events:
             try:
@@ -106,6 +107,18 @@ class ServingPeers:
                         self._on_task_send(conn, message)
                     else:
                         task._send(payload)
+                    continue
+                if type(message) is TaskMessages:
+                    # A run of them for one task (the session reads runs as one):
+                    # into its mailbox in one call, unless one needs the slow path.
+                    task = tasks.get(message.task_id)
+                    payloads = message.messages
+                    if (
+                        task is None
+                        or MonitorStatus in map(type, payloads)
+                        or not task._send_run(payloads)
+                    ):
+                        self._one_by_one(conn, message)
                     continue
                 match message:  # (the frequent kinds first: a case costs a check)
                     case SessionEvent() | Bye():
@@ -144,6 +157,22 @@ class ServingPeers:
                         self._on_echo(conn, message)
                     case _:
                         raise TypeError(f"{type(message).__name__} is not an event")
+            except Exception:
+                self._bug(conn, message)
+
+    def _one_by_one(self, conn: PeerConnection, run: TaskMessages) -> None:
+        """A run of task messages as the ``TaskSend`` each one is (a bug handling one
+        is logged and the rest are still handled, as for separate events)."""
+        task_id = run.task_id
+        tasks = self.node._tasks
+        for payload in run.messages:
+            message = TaskSend(task_id, payload)
+            try:
+                task = tasks.get(task_id)
+                if task is None or type(payload) is MonitorStatus:
+                    self._on_task_send(conn, message)
+                else:
+                    task._send(payload)
             except Exception:
                 self._bug(conn, message)
 

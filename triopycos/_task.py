@@ -22,6 +22,7 @@ import math
 import traceback
 from collections import deque
 from collections.abc import Callable
+from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -282,6 +283,8 @@ class Task(Entity, LinkMethods):
                 return node._call_in_loop(Task._send, self, message)
             except PycosError:
                 return -1
+        if not self._local:  # (_send's first line, here: a call less per remote send)
+            return node._remote.task_send(self, message)
         return self._send(message)
 
     def _send(self, message: Any) -> int:
@@ -308,6 +311,35 @@ class Task(Entity, LinkMethods):
             return self._refuse()
         mailbox.append(message)
         return 0
+
+    def _send_run(self, messages: list[Any]) -> bool:
+        """``_send`` of each of ``messages`` in order, in one call (a peer's run of
+        messages for this task): True.  False, having taken none of them, if they
+        must go one at a time (the task is not a running one of this node, or the
+        node copies local messages)."""
+        if not self._local or not self._alive or self._node._encode_local:
+            return False
+        first = 0
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if waiter.wake(messages[0]):
+                first = 1
+                if len(messages) == 1:
+                    return True  # (no queue made, as in _send)
+        mailbox = self._mailbox
+        if mailbox is None:
+            mailbox = self._mailbox = deque()
+        room = self._node._max_mailbox - len(mailbox)
+        count = len(messages) - first
+        if count <= room:
+            mailbox.extend(messages if first == 0 else islice(messages, 1, None))
+            return True
+        room = max(room, 0)
+        mailbox.extend(islice(messages, first, first + room))
+        for _ in range(count - room):
+            self._refuse()
+        return True
 
     def _refuse(self) -> int:
         """A message for a full mailbox (``Limits.max_mailbox``): counted, logged

@@ -40,8 +40,9 @@ would otherwise make us hold some 40 bytes of object per byte received.
 
 from __future__ import annotations
 
+import functools
 import struct
-from collections.abc import Generator, Iterable
+from collections.abc import Callable, Generator, Iterable
 from typing import Final, NoReturn
 
 from .errors import FrameTooLarge, ProtocolError
@@ -65,6 +66,12 @@ _COALESCE: Final = 4096
 _header = struct.Struct(">I")
 _pack_header = _header.pack
 _unpack_header = _header.unpack_from
+
+
+@functools.lru_cache(maxsize=16)
+def _header_and(size: int) -> Callable[[bytes, int], tuple[int, bytes]]:
+    """Unpacks a frame header and the ``size`` bytes after it (``take_run``)."""
+    return struct.Struct(f">I{size}s").unpack_from
 
 
 #: ``encode_frame_header(size)``: the length prefix of a payload of ``size`` bytes
@@ -211,6 +218,48 @@ class FrameDecoder:
                 self._merge()
             else:
                 yield None
+
+    def take_run(self, prefix: bytes, limit: int) -> list[bytes]:
+        """Take the complete frames that come next, at most ``limit`` of them, as long
+        as each one's payload starts with ``prefix`` and is longer than it, and return
+        those payloads without ``prefix``.  A peer streaming messages to one task
+        sends runs of frames that differ only after their envelope: the session reads
+        the envelope once (``PeerSession.events(runs=True)``), and this loop costs a
+        fraction of a ``spans()`` step per frame.
+
+        It stops, taking nothing more and raising nothing, at the first frame that
+        does not qualify, is not complete, or whose header says more than
+        ``max_frame_size``: ``spans()`` or ``next_frame()`` meet that frame next and
+        judge it as they would have (the errors come after the run's frames, in
+        stream order).  Bytes not yet joined onto the buffer are not looked at."""
+        if self._error is not None:
+            self._raise_error()
+        buf = self._buf
+        pos = self._pos
+        skip = len(prefix)
+        length = len(buf)
+        # (A header and a prefix shorter than that cannot start a frame to take.)
+        stop = length - HEADER_SIZE - skip
+        # A payload of exactly the prefix is left to the caller's general path.
+        lowest = skip + 1
+        highest = self._max_frame_size
+        # The header and the prefix in one C call (a method call less per frame
+        # than unpacking the header and testing startswith).
+        unpack = _header_and(skip)
+        taken: list[bytes] = []
+        append = taken.append
+        for _ in range(limit):
+            if pos > stop:
+                break
+            size, head = unpack(buf, pos)
+            start = pos + HEADER_SIZE
+            end = start + size
+            if head != prefix or not lowest <= size <= highest or end > length:
+                break
+            append(buf[start + skip : end])
+            pos = end
+        self._pos = pos
+        return taken
 
     def take_unread(self) -> bytes:
         """Hand over every byte received but not yet returned as a frame, and forget

@@ -36,7 +36,9 @@ Rules:
   waiting when the session ends are the driver's to fail (``abandon``).  A request
   received carries the peer's ``request_id``: answer it with ``send_reply``.
 * Receiving, in OPEN and SAID_BYE: each frame is read when the event before it has
-  been handled, and its shape checked against its kind (``messages.py``).  An
+  been handled (with ``events(runs=True)``, consecutive task messages for one task
+  are read together, as one ``TaskMessages`` event), and its shape checked against
+  its kind (``messages.py``).  An
   undecodable frame is ``Undecodable``; a list without the shape of its kind is
   ``Malformed`` and, if it was a request with an int id, answered with the kind's
   ``FAILURE`` (in ``data_to_send``).  Both are dropped and the session goes on:
@@ -110,6 +112,7 @@ __all__ = [
     "SessionClosed",
     "SessionEvent",
     "SessionState",
+    "TaskMessages",
     "Undecodable",
     "references_are_refs",
 ]
@@ -157,7 +160,21 @@ class Undecodable(SessionEvent, _Undecodable):
     __slots__ = ()
 
 
-Event: TypeAlias = "Message | Answer[W] | Malformed | Undecodable"
+class TaskMessages(NamedTuple):
+    """The messages of consecutive task messages (``TaskSend``) for task ``task_id``,
+    in order: one event for a run of them (``PeerSession.events(runs=True)``)."""
+
+    task_id: int
+    messages: list[Any]
+
+
+def _run_event(task_id: int, messages: list[Any]) -> TaskSend | TaskMessages:
+    if len(messages) == 1:
+        return _new(TaskSend, (task_id, messages[0]))
+    return _new(TaskMessages, (task_id, messages))
+
+
+Event: TypeAlias = "Message | TaskMessages | Answer[W] | Malformed | Undecodable"
 
 
 class SessionState(enum.Enum):
@@ -207,6 +224,9 @@ _REPLY: Final = Reply.KIND
 # Kinds whose envelope is read by hand (TASK_SEND too, inline in events()).
 _BY_HAND: Final = frozenset((_REPLY, _TASK_DELIVER, _TASK_RESULT, ChannelSend.KIND))
 _BY_THE_CODEC: Final = object()
+# The most task messages one TaskMessages event holds: a bound on what is decoded
+# ahead of being handled (a read holds a few thousand small frames).
+_RUN: Final = 1024
 
 
 class PeerSession(Generic[W]):
@@ -215,6 +235,7 @@ class PeerSession(Generic[W]):
 
     __slots__ = (
         "_decode",
+        "_decode_into",
         "_decoder",
         "_encode",
         "_error",
@@ -239,6 +260,7 @@ class PeerSession(Generic[W]):
     ) -> None:
         self._encode = codec.encode
         self._decode = codec.decode
+        self._decode_into = codec.decode_into
         self._decoder = FrameDecoder(max_frame_size)
         self._spans = self._decoder.spans()
         self._max_frame_size = max_frame_size
@@ -267,24 +289,10 @@ class PeerSession(Generic[W]):
 
     def send(self, message: OneWay | Reply) -> bytes:
         """The frame of a one-way message or a reply, to be written as it is."""
+        if type(message) is TaskSend:
+            return self.send_task(message.task_id, message.message)
         if not self._sending:
             self._refuse()
-        if type(message) is TaskSend:
-            # The hot path, by hand: the frame header and the envelope (TaskSend's
-            # ``_encode`` says the same bytes the general way) in one struct, and only
-            # the payload through the codec.
-            body = self._encode(message.message)
-            task_id = message.task_id
-            if type(task_id) is int and 0 <= task_id < 0x1_0000:  # (_framed, inline)
-                size = len(body) + (3 if task_id < 24 else 4 if task_id < 0x100 else 5)
-                if size > self._max_frame_size:
-                    raise MessageTooLarge(size, self._max_frame_size)
-                if task_id < 24:
-                    return _head_0(size, 0x8301, task_id) + body
-                if task_id < 0x100:
-                    return _head_8(size, 0x8301, 0x18, task_id) + body
-                return _head_16(size, 0x8301, 0x19, task_id) + body
-            return self._framed(0x8301, task_id, body) or self._whole(message)
         head, body = message._encode(self._encode, 0)
         size = len(head) + len(body)
         if size > self._max_frame_size:
@@ -293,6 +301,25 @@ class PeerSession(Generic[W]):
             self._sending = False
             self._state = SessionState.SAID_BYE
         return _join((encode_frame_header(size), head, body))
+
+    def send_task(self, task_id: int, message: object) -> bytes:
+        """``send(TaskSend(task_id, message))``, without making the TaskSend: the hot
+        path, by hand (the frame header and the envelope, which TaskSend's
+        ``_encode`` says the general way, in one struct; only the payload through
+        the codec)."""
+        if not self._sending:
+            self._refuse()
+        body = self._encode(message)
+        if type(task_id) is int and 0 <= task_id < 0x1_0000:  # (_framed, inline)
+            size = len(body) + (3 if task_id < 24 else 4 if task_id < 0x100 else 5)
+            if size > self._max_frame_size:
+                raise MessageTooLarge(size, self._max_frame_size)
+            if task_id < 24:
+                return _head_0(size, 0x8301, task_id) + body
+            if task_id < 0x100:
+                return _head_8(size, 0x8301, 0x18, task_id) + body
+            return _head_16(size, 0x8301, 0x19, task_id) + body
+        return self._framed(0x8301, task_id, body) or self._whole(TaskSend(task_id, message))
 
     def send_reply(self, request_id: int, value: object) -> bytes:
         """``send(Reply(request_id, value))``, without making the Reply: the frame of
@@ -454,17 +481,27 @@ class PeerSession(Generic[W]):
         """The next event, or None (see the module docstring)."""
         return next(self.events(), None)
 
-    def events(self) -> Iterator[Event[W]]:
+    def events(self, *, runs: bool = False) -> Iterator[Event[W]]:
         """Every event the data received so far makes, in order, each read only when
         the one before has been handled (wsproto's ``events()``; ``next_event`` one at
         a time, as h11).  The driver's loop: one generator per read, not a call per
-        message."""
+        message.
+
+        ``runs=True``: consecutive task messages for the same task, as far as they
+        are already buffered (up to ``_RUN`` of them), come as one ``TaskMessages``
+        event instead of a ``TaskSend`` each: the frames of a run are read together,
+        before the event is handled (reading one cannot depend on handling another:
+        none of them changes the session).  A run of one is still a ``TaskSend``.
+        The caller takes every event (a run's frames are taken from the stream as
+        one): the driver's reader does."""
         if not self._receiving:
             if self._error is not None:
                 self._raise_error()
             if self._state is SessionState.PEER_LEFT:
                 return
         decode = self._decode
+        decode_into = self._decode_into
+        take_run = self._decoder.take_run
         try:
             # The decoder's one generator, kept across reads (``for`` runs it fastest;
             # None: it needs more data).
@@ -498,6 +535,26 @@ class PeerSession(Generic[W]):
                             except DecodeError as exc:
                                 yield Undecodable(str(exc))
                                 continue
+                            if runs and end < len(buf):
+                                # The frames after it with the same envelope: one
+                                # event for the lot, one check of the envelope.
+                                # (Nothing more buffered: no call, as for a request
+                                # and its reply.)
+                                raws = take_run(buf[start:at], _RUN)
+                                if raws:
+                                    values: list[object] = [payload]
+                                    done = 0
+                                    while failed := decode_into(raws, done, values):
+                                        # An undecodable one splits the run.
+                                        done, error = failed
+                                        if values:
+                                            yield _run_event(task_id, values)
+                                        yield Undecodable(str(error))
+                                        values = []
+                                        done += 1
+                                    if values:
+                                        yield _run_event(task_id, values)
+                                    continue
                             yield _new(TaskSend, (task_id, payload))
                             continue
                     elif kind in _BY_HAND:

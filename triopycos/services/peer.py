@@ -6,9 +6,11 @@ Both directions are multiplexed on it, served by:
 
 * the reader: it feeds the session what the stream gives and hands each message to
   the node's dispatcher synchronously, so a message is in its task's mailbox before
-  the next frame is even decoded (that is what orders ``PeerStatus`` Offline after
-  every message already received).  It wakes the requester of each reply and logs
-  what the session dropped as malformed (once per kind);
+  any later frame is decoded, except within a run of task messages for one task,
+  which are read together (``events(runs=True)``) and put in its mailbox together
+  (that is what orders ``PeerStatus`` Offline after every message already
+  received).  It wakes the requester of each reply and logs what the session
+  dropped as malformed (once per kind);
 * the writer: it drains the outbox, everything queued since its last write in one
   ``send_all``;
 * requests park (``services.timer.Parked``) until the reader wakes them with their
@@ -188,6 +190,17 @@ class PeerConnection:
             return -1
         try:
             frame = self._session.send(message)
+        except SendRefused as exc:
+            return self._refused(exc)
+        return self._write(frame)
+
+    def send_task(self, task_id: int, message: Any) -> int:
+        """``send(TaskSend(task_id, message))`` without making the TaskSend (the
+        commonest message)."""
+        if self.closed:
+            return -1
+        try:
+            frame = self._session.send_task(task_id, message)
         except SendRefused as exc:
             return self._refused(exc)
         return self._write(frame)
@@ -385,7 +398,7 @@ class PeerConnection:
         while True:
             # The node takes every event of what was read, one at a time: each
             # message is handled before the next frame is even decoded.
-            dispatch(self, session.events())
+            dispatch(self, session.events(runs=True))
             output = session.data_to_send()  # PONGs, failure replies
             if output and not self.closed:
                 self._write_owed(output)
@@ -395,7 +408,7 @@ class PeerConnection:
             if not data:
                 self.end_reason = "the peer closed the connection"
                 session.receive_data(b"")  # ProtocolError if it stopped mid-frame
-                dispatch(self, session.events())
+                dispatch(self, session.events(runs=True))
                 return
             self.last_heard = _now()
             self._inline = _INLINE_FRAMES

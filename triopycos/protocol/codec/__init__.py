@@ -37,7 +37,7 @@ from .bounds import (
     MAX_SAME_HASH,
     check_decimal,
 )
-from .decoding import Decoder, loads_plain
+from .decoding import DecodeInto, Decoder, loads_plain
 from .encoding import Encoder
 from .ref import Ref
 from .registry import TypeRegistry, default_types, register_type
@@ -113,7 +113,7 @@ class Codec:
     ``TypeRegistry(default_types)``, so that what it registers stays its own.
     """
 
-    __slots__ = ("_max_depth", "_types", "decode", "encode")
+    __slots__ = ("_max_depth", "_types", "decode", "decode_into", "encode")
 
     def __init__(
         self,
@@ -133,7 +133,10 @@ class Codec:
         # The halves' bound methods themselves, not wrappers: one Python call less
         # per message on the hot path.
         self.encode: Callable[[object], bytes] = Encoder(self._types, max_depth).encode
-        self.decode: Callable[[bytes], object] = Decoder(self._types, max_depth, resolve_ref).decode
+        decoder = Decoder(self._types, max_depth, resolve_ref)
+        self.decode: Callable[[bytes], object] = decoder.decode
+        #: ``decode_into(chunks, start, values)``: ``Decoder.decode_into``.
+        self.decode_into: DecodeInto = decoder.decode_into
 
     @property
     def max_depth(self) -> int:

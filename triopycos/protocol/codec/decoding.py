@@ -52,11 +52,27 @@ from .tags import (
     TAG_TUPLE,
 )
 
-__all__ = ["Decoder", "loads_plain"]
+__all__ = ["DecodeInto", "Decoder", "loads_plain"]
 
 _TagDecoder = Callable[[Any, bool], object]
+#: ``Decoder.decode_into``'s type.
+DecodeInto = Callable[[list[bytes], int, list[object]], "tuple[int, DecodeError] | None"]
 _DAY_US: Final = 86_400_000_000
 _loads = cbor2.loads
+
+
+def _decode_error(exc: Exception) -> DecodeError:
+    """The ``DecodeError`` of what decoding a peer's bytes raised."""
+    if isinstance(exc, cbor2.CBORDecodeError):
+        cause = exc.__cause__
+        if isinstance(cause, DecodeError):
+            # Our decoders' own words: they never quote a peer's value unescaped.
+            return DecodeError(str(cause))
+        detail = error_text(exc)
+        if cause is not None:
+            detail += f" ({error_text(cause)})"
+        return DecodeError(f"undecodable message: {detail}")
+    return DecodeError(f"undecodable message: {error_text(exc)}")
 
 
 class Decoder:
@@ -98,17 +114,37 @@ class Decoder:
                 # keys come in TAG_MAP, whose decoder bounds hash collisions.
                 strict_hashable_types=True,
             )
-        except cbor2.CBORDecodeError as exc:
-            cause = exc.__cause__
-            if isinstance(cause, DecodeError):
-                # Our decoders' own words: they never quote a peer's value unescaped.
-                raise DecodeError(str(cause)) from exc
-            detail = error_text(exc)
-            if cause is not None:
-                detail += f" ({error_text(cause)})"
-            raise DecodeError(f"undecodable message: {detail}") from exc
         except Exception as exc:  # cbor2 wraps everything, but never let anything else out
-            raise DecodeError(f"undecodable message: {error_text(exc)}") from exc
+            raise _decode_error(exc) from exc
+
+    def decode_into(
+        self, chunks: list[bytes], start: int, values: list[object]
+    ) -> tuple[int, DecodeError] | None:
+        """``decode`` of ``chunks[start:]`` in order, each appended to ``values``, up
+        to the first that fails: None if none did, else its index and its error.
+        One call for a run of messages (``PeerSession.events(runs=True)``): a Python
+        call less per message than ``decode`` each."""
+        append = values.append
+        decoders = self._decoders
+        depth = self._depth
+        for index in range(start, len(chunks)):
+            try:
+                append(
+                    _loads(  # (decode's options, exactly)
+                        chunks[index],
+                        tag_hook=_unknown_tag,
+                        semantic_decoders=decoders,
+                        max_depth=depth,
+                        allow_indefinite=False,
+                        allow_duplicate_keys=False,
+                        strict_hashable_types=True,
+                    )
+                )
+            except Exception as exc:
+                error = _decode_error(exc)
+                error.__cause__ = exc
+                return index, error
+        return None
 
     def _decode_ref(self, value: object, immutable: bool) -> object:
         kind, node_id, ident, name, addr, port = _array(value, 6, "Ref")

@@ -24,7 +24,7 @@ from ...values.status import MonitorStatus, PeerStatus
 from .bounds import MAX_BIGNUM_BYTES, check_bignums, check_decimal
 from .ref import Ref
 from .registry import TypeRegistry, qualified_name
-from .scan import TooDeep, is_ref_type, make_scan, unsupported_message
+from .scan import NATIVE_LEAVES, TooDeep, is_ref_type, make_scan, unsupported_message
 from .tags import (
     TAG_CLASS,
     TAG_DATETIME,
@@ -45,6 +45,7 @@ __all__ = ["Encoder"]
 _Hook = Callable[[cbor2.CBOREncoder, Any], None]
 _MICROSECOND: Final = timedelta(microseconds=1)
 _dumps = cbor2.dumps
+_NATIVE: Final = NATIVE_LEAVES
 # ids of the exceptions being encoded in this context, to cut cycles through args.
 _exceptions_in_progress: ContextVar[frozenset[int]] = ContextVar(
     "_exceptions_in_progress", default=frozenset()
@@ -69,7 +70,12 @@ class Encoder:
         # specialized by the interpreter, and costs 4% of a small message.
         scan = self._scan
         try:
-            payload = self._encode_hooked(obj) if scan(obj, self._max_depth) else _dumps(obj)
+            if type(obj) in _NATIVE:
+                payload = _dumps(obj)  # (what scan would say: a native leaf needs no hook)
+            elif scan(obj, self._max_depth):
+                payload = self._encode_hooked(obj)
+            else:
+                payload = _dumps(obj)
         except (TooDeep, RecursionError):
             raise ValueError(
                 f"cannot encode: nested deeper than max_depth={self._max_depth}, "
