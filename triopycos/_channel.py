@@ -24,7 +24,8 @@ import trio_util
 from ._entity import Entity
 from ._holds import involves
 from ._send_ids import MAX_HOPS, SeenSends, new_send_id
-from ._task import Task, check_timeout
+from ._task import Task
+from ._task_arguments import check_timeout
 from ._threads import from_any_thread, get_ident
 from .protocol.codec import Ref
 from .values import Location

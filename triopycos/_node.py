@@ -42,7 +42,8 @@ from ._node_status import NodeStatistics, NodeStatus, PeerInfo, compose_statisti
 from ._node_tasks import TaskTable
 from ._remote import RemoteOps
 from ._rps import RPS
-from ._task import Task, check_timeout
+from ._task import Task
+from ._task_arguments import check_timeout
 from ._threads import NodeThread
 from ._version import __version__
 from .protocol.codec import Codec, Ref, TypeRegistry, default_types

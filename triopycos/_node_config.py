@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ._dest_path import default_dest_path
-from ._task import check_timeout
+from ._task_arguments import check_timeout
 from .protocol.handshake import MAX_LOCATIONS, MAX_NAME
 from .services.discovery import announce_interval_ok
 from .services.limits import Limits

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 import trio
 
-from ._task import check_timeout
+from ._task_arguments import check_timeout
 from .values import Location
 
 __all__ = ["Kind", "NameRegistry", "NameStatistics"]

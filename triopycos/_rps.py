@@ -16,7 +16,8 @@ import trio
 
 from ._entity import Entity
 from ._links import link_from_peer
-from ._task import Task, _body_kind
+from ._task import Task
+from ._task_arguments import _body_kind
 from ._threads import from_any_thread
 from .protocol.codec import Ref
 from .protocol.printable import describe

@@ -14,7 +14,8 @@ from dataclasses import KW_ONLY, dataclass
 from typing import Any, Final, Literal, cast, get_args
 
 from ._rps import RPS
-from ._task import Task, _body_kind, check_timeout
+from ._task import Task
+from ._task_arguments import _body_kind, check_timeout
 from ._threads import get_ident
 from .protocol.codec import default_types
 from .values.errors import SupervisorGaveUp

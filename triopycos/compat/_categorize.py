@@ -10,7 +10,8 @@ from typing import Any
 
 import trio
 
-from .._task import Task, check_timeout
+from .._task import Task
+from .._task_arguments import check_timeout
 
 __all__ = ["CategorizeMessages"]
 

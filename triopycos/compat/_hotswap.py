@@ -24,7 +24,8 @@ from typing import Any
 import trio
 
 from .. import _generator
-from .._task import Task, _body_kind
+from .._task import Task
+from .._task_arguments import _body_kind
 from ..values import PycosError
 
 __all__ = ["HotSwapException", "install"]

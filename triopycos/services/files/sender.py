@@ -19,7 +19,7 @@ from io import FileIO
 
 import trio
 
-from ..._task import check_timeout
+from ..._task_arguments import check_timeout
 from ...protocol.errors import ProtocolError
 from ...protocol.files import (
     MAX_CONTROL_FRAME,
