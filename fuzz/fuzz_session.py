@@ -13,6 +13,8 @@ the byte stream the peer sent.  Properties:
   another session reads without a protocol error;
 * every message for the node travels again: sent by another session, it arrives
   as the same message (what the node forwards stays readable);
+* reading runs of task messages as one event (the driver's way) gives the same
+  events, one ``TaskSend`` per message, and breaks the session alike;
 * the envelopes read by hand (task messages, deliveries, replies, results, channel
   messages) give the same events as the same frame with a longer array head,
   which only the codec reads.
@@ -65,6 +67,7 @@ with atheris.instrument_imports():
         PeerSession,
         SessionEvent,
         SessionState,
+        TaskMessages,
         Undecodable,
     )
     from triopycos.values import Location, MonitorStatus
@@ -82,14 +85,22 @@ def session(waiting: int, limit: int = LIMIT) -> PeerSession[int]:
     return s
 
 
-def read(s: PeerSession[int], stream: bytes, size: int) -> tuple[list[object], bool]:
+def read(
+    s: PeerSession[int], stream: bytes, size: int, *, runs: bool = False
+) -> tuple[list[object], bool]:
     """The events of ``stream`` fed in reads of ``size``, and whether it broke the
-    session (checked: only ``ProtocolError``, and then ERROR)."""
+    session (checked: only ``ProtocolError``, and then ERROR).  ``runs``: read as the
+    driver does, runs of task messages as one ``TaskMessages`` event each, given
+    here one ``TaskSend`` per message."""
     events: list[object] = []
     try:
         for start in range(0, len(stream), size):
             s.receive_data(stream[start : start + size])
-            events.extend(s.events())
+            for event in s.events(runs=runs):
+                if isinstance(event, TaskMessages):
+                    events.extend(TaskSend(event.task_id, m) for m in event.messages)
+                else:
+                    events.append(event)
     except ProtocolError:
         assert s.state is SessionState.ERROR, s.state
         return events, True
@@ -158,6 +169,9 @@ def one_input(data: bytes) -> None:
     size, waiting, stream = 1 + 17 * data[0], data[1] % 8, data[2:]
     s = session(waiting)
     events, broken = read(s, stream, size)
+    # Reading runs (the driver's way) gives the same events and breaks alike.
+    run_events, run_broken = read(session(waiting), stream, size, runs=True)
+    assert (run_broken, text(run_events)) == (broken, text(events)), (run_events, events)
     for event in events:
         assert isinstance(event, Message | SessionEvent), event
         if isinstance(event, Malformed):
