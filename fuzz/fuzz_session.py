@@ -160,7 +160,10 @@ def travels_again(message: Message) -> None:
         return
     receiver.receive_data(data)
     (again,) = receiver.events()
-    assert type(again) is type(message) and fields(again) == fields(message), (again, message)
+    assert type(again) is type(message), (again, message)
+    # The same bytes, or (a set's items may come out in another order once decoded
+    # again: sets have no order) equal values.
+    assert fields(again) == fields(message) or list(again) == list(message), (again, message)  # type: ignore[call-overload]
 
 
 def one_input(data: bytes) -> None:
