@@ -20,6 +20,7 @@ import trio.testing
 from nodes import connection, current, virtual_pair
 
 from triopycos import RPS, Channel, MonitorStatus, Pycos, Task
+from triopycos._node_names import NameRegistry
 from triopycos.protocol.messages import Kind, RpsCall
 from triopycos.services.peer import PeerConnection
 
@@ -155,10 +156,10 @@ async def test_a_bug_in_a_waiting_handler_is_answered_at_once(
 
     async def broken(*args: Any) -> Any:
         await trio.sleep(1)
-        raise KeyError("a bug in _locate_here")
+        raise KeyError("a bug in NameRegistry.wait_for")
 
     async with two_nodes() as (a, b, conn):
-        monkeypatch.setattr(a, "_locate_here", broken)
+        monkeypatch.setattr(NameRegistry, "wait_for", broken)
         assert await ask(conn, Kind.LOCATE, "task", "nobody", 20) == (None, 1)
         await still_serving(a, b, conn)
     (bug,) = [r for r in caplog.records if r.levelno >= logging.ERROR]

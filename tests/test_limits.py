@@ -307,7 +307,7 @@ async def test_a_peers_monitor_and_subscribe_requests_cost_linear_work(
                 await trio.lowlevel.checkpoint()
         await trio.testing.wait_all_tasks_blocked()
         monkeypatch.undo()
-        channel = a._registry["channel"]["feed"]
+        channel = a._names.by_kind["channel"]["feed"]
         assert isinstance(channel, Channel)
         assert target._monitors is not None and len(target._monitors) == n
         assert len(channel._subscribers) == n
@@ -456,7 +456,7 @@ async def test_a_peers_messages_cannot_make_the_node_dial_many_places_at_once(
         running.terminate()  # statuses for 1,000 more made-up monitors
         await trio.testing.wait_all_tasks_blocked()
         most = max(most, len(victim._peers._connecting))
-        feed = victim._registry["channel"]["feed"]
+        feed = victim._names.by_kind["channel"]["feed"]
         assert isinstance(feed, Channel)
         assert feed.send("fan-out") == 0
         await trio.testing.wait_all_tasks_blocked()

@@ -77,7 +77,7 @@ class Channel(Entity):
         self._registered: set[str] = set()
         self._closed = False
         if node._thread_id != get_ident():  # a plain thread: the node's set is its own
-            node._call_in_loop(node._channels.add, self)
+            node._thread.call(node._channels.add, self)
         else:
             node._channels.add(self)
 
@@ -365,14 +365,14 @@ class Channel(Entity):
             name = self._name
         if not isinstance(name, str) or not name:
             raise TypeError(f"channel name must be a non-empty str, not {name!r}")
-        return self._node._register("channel", name, self)
+        return self._node._names.register("channel", name, self)
 
     @from_any_thread
     def unregister(self, name: str | None = None) -> int:
         """Remove the registration: 0, or -1 if it was not registered."""
         if not self._local:
             return -1
-        return self._node._unregister("channel", self._name if name is None else name, self)
+        return self._node._names.unregister("channel", self._name if name is None else name, self)
 
     @staticmethod
     async def locate(
@@ -391,7 +391,7 @@ class Channel(Entity):
         if not self._local:
             return
         for name in list(self._registered):
-            self._node._unregister("channel", name, self)
+            self._node._names.unregister("channel", name, self)
         for subscriber in list(self._subscribers):
             self._remove(subscriber)
         self._closed = True

@@ -237,6 +237,6 @@ class LinkMethods:
         the task is remote or has ended."""
         task = cast("Task", self)
         if task._node._thread_id != get_ident():
-            result: int = task._node._call_in_loop(trap_exits, task, flag)
+            result: int = task._node._thread.call(trap_exits, task, flag)
             return result
         return trap_exits(task, flag)

@@ -67,6 +67,13 @@ class Pycos:
     max_file_size: int | None
 
     def __init__(self, config: NodeConfig, location: Location) -> None:
+        # The node's parts.  Its siblings (Task, Channel, RPS, the dispatcher, the
+        # supervisors) use the parts' own small interfaces, not methods of this
+        # class: _task_table (TaskTable), _names (NameRegistry), _thread
+        # (NodeThread), _timer (Timer), _remote (RemoteOps), _peers (PeerManager),
+        # _codec (Codec); plus a few values read on the message path (_node_id,
+        # _thread_id, _tasks, _max_mailbox, _encode_local) and _check_open, _forget,
+        # _wire_copy, _locate, which span parts.
         self._config = config
         self._node_id = config.node_id if config.node_id is not None else secrets.token_bytes(16)
         self._location = location
@@ -95,7 +102,6 @@ class Pycos:
         self._token = self._thread.token
         self._tasks = self._task_table.tasks
         self._ended = self._task_table.ended
-        self._registry = self._names.by_kind
         # Tests: local messages go through the codec as a peer's would (_wire_copy).
         self._encode_local = config.encode_local
         # Limits.max_mailbox (sys.maxsize for None: one comparison per queued message
@@ -354,20 +360,6 @@ class Pycos:
     def __repr__(self) -> str:
         return f"<Pycos {self._name!r} at {self._location}>"
 
-    # -- threads (_threads.py) ----------------------------------------------------
-
-    def _in_node_thread(self, fn: Callable[..., R], /, *args: Any) -> R:
-        """``fn(*args)`` here if this is the node's thread, else run there."""
-        return self._thread.run(fn, *args)
-
-    def _call_in_loop(self, fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> R:
-        """``fn(*args, **kwargs)`` run in the node's trio thread (from another one)."""
-        return self._thread.call(fn, *args, **kwargs)
-
-    def _wait_in_loop(self, fn: Callable[..., Awaitable[R]], /, *args: Any) -> R:
-        """Block this (non-trio) thread until ``await fn(*args)`` is done in the node."""
-        return self._thread.wait(fn, *args)
-
     # -- status -------------------------------------------------------------------
 
     def _locations(self) -> list[Location]:
@@ -398,39 +390,15 @@ class Pycos:
 
     # -- tasks (used by Task; _node_tasks.py) -------------------------------------
 
-    @property
-    def _refused(self) -> int:
-        """Messages refused by full mailboxes (``Limits.max_mailbox``)."""
-        return self._task_table.refused
-
-    @_refused.setter
-    def _refused(self, count: int) -> None:
-        self._task_table.refused = count
-
     def _check_open(self) -> None:
         if self._closed or self._task_table.nursery is None:
             raise PycosError(f"node {self._name!r} is not running")
-
-    def _new_task_id(self) -> int:
-        return self._task_table.new_id()
-
-    def _adopt(self, task: Task) -> None:
-        self._task_table.adopt(task)
 
     def _forget(self, task: Task) -> None:
         self._names.unregister_all("task", task)
         self._task_table.forget(task)
 
-    def _daemon_changed(self, daemon: bool) -> None:
-        self._task_table.daemon_changed(daemon)
-
     # -- names (_node_names.py) ---------------------------------------------------
-
-    def _register(self, kind: Kind, name: str, obj: Any) -> int:
-        return self._names.register(kind, name, obj)
-
-    def _unregister(self, kind: Kind, name: str, obj: Any) -> int:
-        return self._names.unregister(kind, name, obj)
 
     async def _locate(
         self, kind: Kind, name: str, location: Location | None, timeout: float | None
@@ -438,10 +406,6 @@ class Pycos:
         return await self._names.locate(
             kind, name, location, timeout, here=self._location, remote=self._remote.locate
         )
-
-    async def _locate_here(self, kind: Kind, name: str, timeout: float | None) -> Any:
-        """The local registration of ``name``, waiting up to ``timeout`` for it."""
-        return await self._names.wait_for(kind, name, timeout)
 
     # -- references and messages --------------------------------------------------
 
@@ -460,13 +424,13 @@ class Pycos:
             return Task._reference(self, ref)
         if ref.kind == "channel":
             if ref.node_id == self._node_id:
-                found = self._registry["channel"].get(ref.name)
+                found = self._names.by_kind["channel"].get(ref.name)
                 if found is not None:
                     return found
             return Channel._reference(self, ref)
         if ref.kind == "rps":
             if ref.node_id == self._node_id:
-                found = self._registry["rps"].get(ref.name)
+                found = self._names.by_kind["rps"].get(ref.name)
                 if found is not None:
                     return found
             return RPS._reference(self, ref)

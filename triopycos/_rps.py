@@ -87,14 +87,14 @@ class RPS(Entity):
         """Make it locatable by its name: 0, or -1 (name taken, or a reference)."""
         if not self._local or self._closed:
             return -1
-        return self._node._register("rps", self._name, self)
+        return self._node._names.register("rps", self._name, self)
 
     @from_any_thread
     def unregister(self) -> int:
         """Remove the registration: 0, or -1 if it was not registered."""
         if not self._local:
             return -1
-        return self._node._unregister("rps", self._name, self)
+        return self._node._names.unregister("rps", self._name, self)
 
     @staticmethod
     async def locate(

@@ -345,20 +345,20 @@ class ServingPeers:
         what = cast("RegistryKind", message.what)
         name = message.name
         timeout = message.timeout
-        found = self.node._registry[what].get(name)
+        found = self.node._names.by_kind[what].get(name)
         if found is not None or not timeout:
             conn.reply(message, found)
             return
 
         async def wait_and_reply() -> None:
-            conn.reply(message, await self.node._locate_here(what, name, timeout))
+            conn.reply(message, await self.node._names.wait_for(what, name, timeout))
 
         self._later(conn, message, wait_and_reply)
 
     # -- channels -----------------------------------------------------------------
 
     def _channel(self, name: str) -> Channel | None:
-        found = self.node._registry["channel"].get(name)
+        found = self.node._names.by_kind["channel"].get(name)
         return found if isinstance(found, Channel) else None
 
     def _on_channel_send(self, conn: PeerConnection, message: ChannelSend) -> None:
@@ -408,7 +408,7 @@ class ServingPeers:
 
     def _on_rps_call(self, conn: PeerConnection, message: RpsCall) -> None:
         name = message.name
-        rps = self.node._registry["rps"].get(name)
+        rps = self.node._names.by_kind["rps"].get(name)
         if not isinstance(rps, RPS):
             conn.reply(message, LookupError(f"no RPS registered as {describe(name)}"))
             return

@@ -220,7 +220,7 @@ class _Run:
                 return None
             start = found
         if start._node_id == self.node._node_id:
-            local = start if start._local else self.node._registry["rps"].get(start.name)
+            local = start if start._local else self.node._names.by_kind["rps"].get(start.name)
             if not isinstance(local, RPS):
                 return None
             child = await local(*spec.args, **kwargs)

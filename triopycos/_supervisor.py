@@ -180,7 +180,7 @@ class Supervisor:
         the supervisor has ended."""
         node = self._task._node
         if node._thread_id != get_ident():
-            children: dict[Hashable, Task | None] = node._call_in_loop(self.children)
+            children: dict[Hashable, Task | None] = node._thread.call(self.children)
             return children
         if not self._task._alive:
             return {}

@@ -91,7 +91,7 @@ class Task(Entity, LinkMethods):
 
         node = current_node()
         if node._thread_id != get_ident():  # a plain thread: start it in the node's
-            node._call_in_loop(self._start, node, fn, args, kwargs)
+            node._thread.call(self._start, node, fn, args, kwargs)
         else:
             self._start(node, fn, args, kwargs)
 
@@ -115,7 +115,7 @@ class Task(Entity, LinkMethods):
         node._check_open()
         body = fn(*args, **kwargs)
         self._bind(node, getattr(fn, "__name__", None) or type(fn).__name__)
-        self._task_id = node._new_task_id()
+        self._task_id = node._task_table.new_id()
         self._is_generator = is_gen
         self._body = body
         # Made when first needed (most tasks never need some of them): an idle task
@@ -141,7 +141,7 @@ class Task(Entity, LinkMethods):
         self._value: Any = None
         self._exit: tuple[object, object] | None = None
         self._links: _links.LinkState | None = None  # links, trap_exits (_links.py)
-        node._adopt(self)
+        node._task_table.adopt(self)
 
     def _init_reference(self, ref: Ref) -> None:
         self._task_id = int(ref.ident)
@@ -244,7 +244,7 @@ class Task(Entity, LinkMethods):
         node = self._node
         if node._thread_id != get_ident():
             try:
-                return node._call_in_loop(Task._send, self, message)
+                return node._thread.call(Task._send, self, message)
             except PycosError:
                 return -1
         if not self._local:  # (_send's first line, here: a call less per remote send)
@@ -309,7 +309,7 @@ class Task(Entity, LinkMethods):
         """A message for a full mailbox (``Limits.max_mailbox``): counted, logged
         once per task, and refused (-1)."""
         node = self._node
-        node._refused += 1
+        node._task_table.refused += 1
         if not self._refusing:
             self._refusing = True
             log.warning(
@@ -422,7 +422,7 @@ class Task(Entity, LinkMethods):
         what ``finish()`` returns."""
         if self._local and not self._alive:  # (its node may have stopped since)
             return self._value
-        return self._node._wait_in_loop(self.finish, timeout)
+        return self._node._thread.wait(self.finish, timeout)
 
     # Hot swapping is pycos's, for generator tasks: the compat layer provides it.
     def hot_swappable(self, flag: bool) -> int:
@@ -451,14 +451,14 @@ class Task(Entity, LinkMethods):
             raise TypeError(f"task name must be a non-empty str, not {name!r}")
         if not self._alive:
             return -1
-        return self._node._register("task", name, self)
+        return self._node._names.register("task", name, self)
 
     @from_any_thread
     def unregister(self, name: str | None = None) -> int:
         """Remove the registration under ``name`` (default: the task's name): 0 / -1."""
         if not self._local:
             return -1
-        return self._node._unregister("task", self._name if name is None else name, self)
+        return self._node._names.unregister("task", self._name if name is None else name, self)
 
     @staticmethod
     async def locate(
@@ -493,7 +493,7 @@ class Task(Entity, LinkMethods):
         flag = bool(flag)
         if flag != self._daemon:
             self._daemon = flag
-            self._node._daemon_changed(flag)
+            self._node._task_table.daemon_changed(flag)
         return 0
 
     @from_any_thread

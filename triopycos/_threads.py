@@ -35,7 +35,7 @@ def from_any_thread(
     def wrapper(self: E, /, *args: P.args, **kwargs: P.kwargs) -> R:
         node = self._node
         if node._thread_id != get_ident():
-            result: R = node._call_in_loop(method, self, *args, **kwargs)
+            result: R = node._thread.call(method, self, *args, **kwargs)
             return result
         return method(self, *args, **kwargs)
 

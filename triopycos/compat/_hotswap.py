@@ -121,7 +121,7 @@ class _HotSwapping:
             return -1
         new = fn(*args, **kwargs)
         try:
-            result: int = task._node._in_node_thread(self._request, task, new)
+            result: int = task._node._thread.run(self._request, task, new)
         except PycosError:  # its node has stopped
             new.close()
             return -1

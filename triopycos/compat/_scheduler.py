@@ -117,7 +117,7 @@ class _Runner:
             return False
 
         try:
-            return node._wait_in_loop(finished)
+            return node._thread.wait(finished)
         except PycosError:  # already stopped
             return True
 
@@ -136,7 +136,7 @@ class _Runner:
                 action()
                 return
             with contextlib.suppress(PycosError):  # it stopped meanwhile
-                node._call_in_loop(action)
+                node._thread.call(action)
         self._thread.join()
 
 
@@ -345,7 +345,7 @@ class Pycos:
         self._in_node(setattr, node, "dest_path", _dest_folder(self._dest_root, path))
 
     def _in_node(self, fn: Callable[..., Any], *args: Any) -> Any:
-        return self.node._in_node_thread(fn, *args)
+        return self.node._thread.run(fn, *args)
 
 
 def _dest_folder(root: str, path: str) -> str:

@@ -30,7 +30,7 @@ def _in_scheduler(fn: Callable[..., R], *args: Any) -> R:
     """``fn(*args)`` in the scheduler's thread (here, if this is it)."""
     from ._scheduler import Pycos
 
-    return Pycos.instance().node._in_node_thread(fn, *args)
+    return Pycos.instance().node._thread.run(fn, *args)
 
 
 class _Waiters:
