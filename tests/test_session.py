@@ -711,7 +711,7 @@ def typed_fields(message: list[Any]) -> list[Any]:
             fields[len(slots)] if len(fields) > len(slots) else [None, 0]
         )
     elif optional is TASKS:  # an RPS call's links: none when absent
-        fields = [*fields[: len(slots)], fields[len(slots)] if len(fields) > len(slots) else []]
+        fields = [*fields[: len(slots)], fields[len(slots)] if len(fields) > len(slots) else ()]
     return [*fields[1:], fields[0]] if kind in REQUEST_TYPES else fields
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -349,7 +350,7 @@ class RemoteOps(ServingPeers):
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         monitors: list[Task],
-        links: list[Task] = [],  # noqa: B006 (never mutated)
+        links: Sequence[Task] = (),
     ) -> Any:
         conn = await self._reach(rps._node_id, rps._location, None)
         if conn is None:
@@ -371,7 +372,7 @@ class RemoteOps(ServingPeers):
                     self._linked_by_call(partner, result)
 
         return await conn.request(
-            RpsCall(rps._name, list(args), kwargs, monitors, links), on_reply=on_reply
+            RpsCall(rps._name, list(args), kwargs, monitors, list(links)), on_reply=on_reply
         )
 
     def _linked_by_call(self, partner: Task, task: Task) -> None:

@@ -9,7 +9,7 @@ runs, so even a task that ends at once reports to them.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -144,7 +144,7 @@ class RPS(Entity):
             if link is not None:
                 await link.link(task)
             return task
-        links = [] if link is None else [link]
+        links = () if link is None else (link,)
         result = await self._node._remote.rps_call(self, args, kwargs, list(self._monitors), links)
         if isinstance(result, Task):
             created = self._created
@@ -169,7 +169,7 @@ class RPS(Entity):
         kwargs: dict[str, Any],
         monitors: list[Task],
         asked_by: bytes | None = None,
-        links: list[Task] = [],  # noqa: B006 (never mutated)
+        links: Sequence[Task] = (),
     ) -> Task:
         """Start a task on this (serving) node with the monitors of the call and of
         this RPS attached, and the call's ``links`` (tasks of the calling peer)

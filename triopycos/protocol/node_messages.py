@@ -4,6 +4,7 @@ is in ``messages.py``."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, ClassVar, NamedTuple
 
 from . import wire
@@ -166,7 +167,7 @@ class _RpsCall(NamedTuple):
     args: list[Any]
     kwargs: dict[str, Any]
     monitors: list[Any]  # tasks: the node's own class (see IsReference)
-    links: list[Any] = []  # noqa: RUF012 (never mutated) tasks of the caller's node
+    links: Sequence[Any] = ()  # tasks of the caller's node (a list when received)
     request_id: int = 0
 
 
@@ -182,7 +183,7 @@ class RpsCall(Request, _RpsCall):
     def _wire(self, request_id: int) -> list[Any]:
         fields = [Kind.RPS_CALL, request_id, self.name, self.args, self.kwargs, self.monitors]
         if self.links:
-            fields.append(self.links)
+            fields.append(list(self.links))
         return fields
 
     @staticmethod
@@ -190,14 +191,14 @@ class RpsCall(Request, _RpsCall):
         request_id = wire.request_id(message, 7 if len(message) == 7 else 6)
         name = wire.name(message[2], "RPS name")
         args, kwargs, monitors = message[3], message[4], message[5]
-        links = message[6] if len(message) == 7 else []
+        links = message[6] if len(message) == 7 else ()
         if (
             type(args) is not list
             or type(kwargs) is not dict
             or not all(type(k) is str for k in kwargs)
             or type(monitors) is not list
             or not all(is_reference(m, "task") for m in monitors)
-            or type(links) is not list
+            or type(links) not in (list, tuple)  # (a tuple: the absent field)
             or not all(is_reference(t, "task") for t in links)
         ):
             raise MalformedMessage(f"malformed call of RPS {describe(name)}")
