@@ -12,6 +12,7 @@ import trustme
 from nodes import connection
 
 from triopycos import Task, open_pycos
+from triopycos.transport.tls_stream import TLSStream
 
 LIMIT = 10
 
@@ -65,7 +66,7 @@ async def test_nodes_with_certificates_from_one_ca_peer(ca: trustme.CA, tmp_path
 
             assert await b.spawn(client).finish() == 1
             conn = connection(b)
-            assert isinstance(conn.stream, trio.SSLStream)
+            assert isinstance(conn.stream, TLSStream)
 
 
 async def test_the_spec_recipe_one_self_signed_keycert_file(tmp_path: Path) -> None:

@@ -259,7 +259,8 @@ class PeerConnection:
                 self.last_sent = _now()
                 return 0
             if written:
-                frame = frame[written:]
+                # OWED (TLS): all taken, but the writer must flush the stream.
+                frame = frame[written:] if written > 0 else b""
         self._outbox.append(frame)
         self._outbox_bytes += len(frame)
         if writer is not None:

@@ -20,9 +20,12 @@ None (then every frame goes through the writer):
   (non-blocking) socket.  The descriptor is looked up at every call, never kept: a
   closed socket has none (-1), so a write after a close fails instead of reaching
   whatever the number is reused for;
-* not TLS (an ``SSLStream`` has records and renegotiation to take care of).
+* ``tls_stream.TLSStream`` (it encrypts, then writes its records with one of the
+  above); not trio's ``SSLStream``.
 
-The attempt returns the number of bytes written (0 when none fit) and raises
+The attempt returns the number of bytes written (0 when none fit), or ``OWED``: all
+of the bytes were taken, but the stream still holds some of its own (a TLS record
+written in part) that a ``send_all`` (of ``b""`` if nothing else) must flush.  It raises
 ``trio.BrokenResourceError`` or ``trio.ClosedResourceError`` as ``send_all`` would
 (mapped by ``errors.stream_error``).
 The caller must make sure no ``send_all`` is running on the stream at the time.
@@ -42,17 +45,22 @@ from __future__ import annotations
 
 import os
 from collections.abc import Awaitable, Callable
+from typing import Final
 
 import trio
 
 from .errors import stream_error
 
-__all__ = ["NowaitSend", "Receive", "nowait_sender", "receiver"]
+__all__ = ["OWED", "NowaitSend", "Receive", "nowait_sender", "receiver"]
 
 NowaitSend = Callable[[bytes], int]
 Receive = Callable[[int], Awaitable[bytes | bytearray]]
 
 _POSIX = os.name == "posix"
+
+#: What a write that cannot wait returns when it took everything but a ``send_all``
+#: is owed (see the module docstring).
+OWED: Final = -1
 
 
 def nowait_sender(stream: trio.abc.Stream) -> NowaitSend | None:

@@ -16,6 +16,7 @@ import ssl
 import trio
 
 from ._base import DatagramSocket, Transport
+from .tls_stream import TLSListener, TLSStream
 
 __all__ = ["TLSTransport", "tls_contexts"]
 
@@ -35,7 +36,11 @@ def tls_contexts(
         context.load_cert_chain(certfile, keyfile)
         context.load_verify_locations(anchor)
         context.verify_mode = ssl.CERT_REQUIRED
+        context.options |= ssl.OP_NO_RENEGOTIATION  # TLSStream does not renegotiate
     client.check_hostname = False  # see the module docstring
+    # No TLS 1.3 session tickets: a node never resumes a session (every connection
+    # authenticates afresh), so tickets would be bytes and work for nothing.
+    server.num_tickets = 0
     return server, client
 
 
@@ -55,18 +60,18 @@ class TLSTransport:
     async def open_stream(self, host: str, port: int) -> trio.abc.Stream:
         raw = await self.inner.open_stream(host, port)
         # The TLS handshake happens on first use, inside the node's handshake deadline.
-        return trio.SSLStream(raw, self._client, server_hostname=None)
+        return TLSStream(raw, self._client, server_side=False)
 
     async def open_listeners(
         self, host: str, port: int
     ) -> list[trio.abc.Listener[trio.abc.Stream]]:
         return [
-            trio.SSLListener(listener, self._server, https_compatible=False)
+            TLSListener(listener, self._server)
             for listener in await self.inner.open_listeners(host, port)
         ]
 
     def listener_address(self, listener: trio.abc.Listener[trio.abc.Stream]) -> tuple[str, int]:
-        assert isinstance(listener, trio.SSLListener)
+        assert isinstance(listener, TLSListener)
         return self.inner.listener_address(listener.transport_listener)
 
     async def open_udp(self, host: str, port: int) -> DatagramSocket:
