@@ -5,6 +5,8 @@
   (``udp``) implement it, and so does the virtual network of ``triopycos.testing``.
 * ``errors``: the one place where transport errors are mapped to what the services
   catch (they never catch ``OSError``).
+* ``tls_stream``: the TLS stream of peer connections (``TLSStream``), with the same
+  fast paths as a plain socket.
 * ``_nowait``: the peer connection's fast paths on plain sockets (a write that
   cannot wait, a leaner read).
 * ``_thread_socket``: reading a plain socket from a worker thread (file content).

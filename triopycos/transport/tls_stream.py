@@ -103,6 +103,7 @@ class TLSStream(trio.abc.Stream):
             return
         async with self._handshake_lock:
             while not self._ready:
+                self._check()  # (a handshake this one waited for may have failed)
                 want_read = False
                 try:
                     self._tls.do_handshake()
