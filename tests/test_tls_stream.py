@@ -6,7 +6,9 @@
   however sends, flushes and reads interleave;
 * any split of the records on the wire reads the same (property test);
 * garbage, truncation, a stranger's certificate: ``BrokenResourceError`` with the
-  TLS error as its cause, never an ``ssl.SSLError`` to the caller.
+  TLS error as its cause, never an ``ssl.SSLError`` to the caller;
+* a write or handshake cut short breaks the stream for good, and bytes produced by
+  reading wait for a write under way (the findings of a review, each fixed here).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import random
 import socket
 import ssl
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import pytest
 import trio
@@ -272,4 +275,100 @@ async def test_any_split_of_the_records_reads_the_same(
                 got.extend(chunk)
             nursery.cancel_scope.cancel()
     assert got == b"".join(messages)
+    await server.aclose()
+
+
+async def test_a_cancelled_send_all_breaks_the_stream_for_good() -> None:
+    # Part of a record may have left: anything sent after it would be garbage to the
+    # peer, so nothing is (trio's SSLStream does the same).
+    client, server = await handshaken(tls_pair(socket_pair(sndbuf=4096)))
+    with trio.move_on_after(0.1):
+        await client.send_all(b"x" * 1_000_000)  # nobody reads: it waits, then is cancelled
+    for data in (b"after", b""):
+        with trio.fail_after(5), pytest.raises(trio.BrokenResourceError, match="interrupted"):
+            await client.send_all(data)
+    assert client.send_nowait is not None
+    with pytest.raises(trio.BrokenResourceError):
+        client.send_nowait(b"after")
+    await client.aclose()
+    await server.aclose()
+
+
+async def test_a_cancelled_handshake_breaks_the_stream_for_good() -> None:
+    client, server = tls_pair(socket_pair())
+    with trio.move_on_after(0.05):
+        await client.do_handshake()  # the server never answers
+    with trio.fail_after(5), pytest.raises(trio.BrokenResourceError, match="interrupted"):
+        await client.receive_some(10)
+    await client.aclose()
+    await server.aclose()
+
+
+async def test_a_write_waiting_for_the_lock_fails_if_the_flush_before_it_was_cut() -> None:
+    client, server = await handshaken(tls_pair(socket_pair(sndbuf=4096)))
+    cut = trio.CancelScope()
+    outcome: list[BaseException] = []
+
+    async def first() -> None:
+        with cut:
+            await client.send_all(b"a" * 1_000_000)  # stuck: nobody reads
+
+    async def second() -> None:
+        # A second owner of the send side, waiting behind the first (what the reader
+        # is when reading produced bytes to send).
+        try:
+            async with client._send_lock:
+                await client._flush()
+        except trio.BrokenResourceError as exc:
+            outcome.append(exc)
+
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(first)
+            await trio.testing.wait_all_tasks_blocked()
+            nursery.start_soon(second)
+            await trio.testing.wait_all_tasks_blocked()
+            cut.cancel()
+    assert len(outcome) == 1 and "interrupted" in str(outcome[0])
+    await client.aclose()
+    await server.aclose()
+
+
+async def test_bytes_produced_by_reading_wait_for_a_write_under_way() -> None:
+    # A peer that makes us write (renegotiation attempts, key updates) without ever
+    # reading: the reader stops reading until the write under way is done, so TCP
+    # holds the peer back instead of our memory growing.  OpenSSL's side is faked:
+    # every read "produces" 100 bytes to send, as an answer to the peer would.
+    client, server = await handshaken(tls_pair(socket_pair(sndbuf=4096)))
+    real_read = server._tls.read
+
+    def read_that_answers(n: int, buffer: Any = None) -> bytes:
+        data = real_read(n)
+        server._outgoing.write(b"\x15" * 100)
+        return data
+
+    server._tls.read = read_that_answers  # type: ignore[method-assign, assignment]
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(server.send_all, b"w" * 1_000_000)  # stuck: the client never reads
+        await trio.testing.wait_all_tasks_blocked()
+        reads = 0
+
+        async def reader() -> None:
+            nonlocal reads
+            while await server.receive_some(100):
+                reads += 1
+
+        nursery.start_soon(reader)
+        for i in range(2000):
+            with trio.move_on_after(0.5) as stuck:
+                await client.send_all(b"%d" % i)
+            if stuck.cancelled_caught:
+                break  # TCP holds the peer back: what the reader stopped reading fills up
+        else:
+            pytest.fail("a peer that never reads made the reader read 2000 records")
+        await trio.testing.wait_all_tasks_blocked()
+        assert reads <= 1
+        assert server._outgoing.pending <= 200
+        nursery.cancel_scope.cancel()
+    await client.aclose()
     await server.aclose()

@@ -30,8 +30,13 @@ The TLS handshake runs on first use (inside the node's handshake deadline), by
 whichever of ``send_all``/``receive_some`` comes first; the other waits for it.
 
 Bytes produced by reading (an alert, a TLS 1.3 key update answer) are written by
-the reader when no write is under way, else by the write under way, which writes
-until nothing is left: the send side has one owner at a time (``_send_lock``).
+the reader, after any write under way: the send side has one owner at a time
+(``_send_lock``), and the reader reads no more meanwhile, so a peer that makes us
+write without reading what we write is held back by TCP, not by our memory.
+
+A write or a handshake cut short (cancelled, or failed underneath) breaks the
+stream for good, as with trio's ``SSLStream``: part of a record may have left, and
+nothing written after it could be read.
 """
 
 from __future__ import annotations
@@ -87,6 +92,10 @@ class TLSStream(trio.abc.Stream):
         self._failure = f"TLS failed: {exc.reason or type(exc).__name__}"
         return trio.BrokenResourceError(self._failure)
 
+    def _interrupted(self, what: str) -> None:
+        if self._failure is None:
+            self._failure = f"TLS failed: {what}"
+
     def _check(self) -> None:
         if self._closed:
             raise trio.ClosedResourceError("the stream was closed")
@@ -113,12 +122,16 @@ class TLSStream(trio.abc.Stream):
                 except ssl.SSLError as exc:
                     self._send_pending_best_effort()
                     raise self._fail(exc) from exc
-                out = self._outgoing.read()
-                if out:
-                    async with self._send_lock:
-                        await self.transport_stream.send_all(out)
-                if want_read:
-                    await self._fill()
+                try:
+                    if self._outgoing.pending:
+                        async with self._send_lock:
+                            await self._flush()
+                    if want_read:
+                        await self._fill()
+                except BaseException:
+                    # A handshake cut short (cancelled, timed out) cannot be resumed.
+                    self._interrupted("the handshake was interrupted")
+                    raise
 
     async def _fill(self) -> None:
         data = await self._raw_receive(_TRANSPORT_READ)
@@ -165,11 +178,19 @@ class TLSStream(trio.abc.Stream):
     async def _flush(self) -> None:
         """Write what is encrypted until nothing is left (``_send_lock`` held)."""
         while True:
+            if self._failure is not None:  # (broken while this one waited for the lock)
+                raise trio.BrokenResourceError(self._failure)
             records = self._unsent + self._outgoing.read()
             self._unsent = b""
             if not records:
                 return
-            await self.transport_stream.send_all(records)
+            try:
+                await self.transport_stream.send_all(records)
+            except BaseException:
+                # Any part of these records may have left (a cancellation does not say
+                # how much): nothing sent after it could be read, so nothing is.
+                self._interrupted("a write was interrupted")
+                raise
 
     async def wait_send_all_might_not_block(self) -> None:
         await self.transport_stream.wait_send_all_might_not_block()
@@ -227,10 +248,12 @@ class TLSStream(trio.abc.Stream):
             self._receiving = False
 
     async def _write_for_reader(self) -> None:
-        # A write under way writes these too (its _flush loops until nothing is left).
-        if not self._send_lock.locked():
-            async with self._send_lock:
-                await self._flush()
+        # Waits for a write under way: reading no more until what reading produced
+        # has left (as trio's SSLStream), so a peer that sends without reading
+        # (renegotiation attempts, key updates) is held back by TCP instead of
+        # growing _outgoing.
+        async with self._send_lock:
+            await self._flush()
 
     def _send_pending_best_effort(self) -> None:
         """Try once, without waiting, to send what TLS wants the peer to know (an
