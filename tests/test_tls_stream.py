@@ -372,3 +372,17 @@ async def test_bytes_produced_by_reading_wait_for_a_write_under_way() -> None:
         nursery.cancel_scope.cancel()
     await client.aclose()
     await server.aclose()
+
+
+async def test_a_nowait_write_that_fails_breaks_the_stream() -> None:
+    client, server = await handshaken(tls_pair(socket_pair()))
+    await server.transport_stream.aclose()  # the far end goes away
+    assert client.send_nowait is not None
+    with trio.fail_after(5), pytest.raises(trio.BrokenResourceError):
+        for _ in range(1000):  # the first writes may still be taken by the kernel
+            client.send_nowait(b"x" * 1000)
+            await trio.sleep(0.001)
+    # The records of the failed write are gone: the stream says so from now on.
+    with pytest.raises(trio.BrokenResourceError, match="write failed"):
+        await client.send_all(b"more")
+    await client.aclose()

@@ -151,7 +151,11 @@ class TLSStream(trio.abc.Stream):
             raise self._fail(exc) from exc
         records = self._outgoing.read()
         assert self._raw_send is not None
-        written = self._raw_send(records)
+        try:
+            written = self._raw_send(records)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            self._interrupted("a write failed")  # these records are lost with the link
+            raise
         if written == len(records):
             return len(data)
         self._unsent = records[written:]
@@ -272,7 +276,7 @@ class TLSStream(trio.abc.Stream):
             return
         self._closed = True
         try:
-            if self._ready and not self._eof:
+            if self._ready and not self._eof and self._failure is None:
                 # close_notify is queued whatever unwrap then says (it wants the
                 # peer's, which a node does not wait for).
                 with contextlib.suppress(ssl.SSLError):
