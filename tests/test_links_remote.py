@@ -405,3 +405,49 @@ async def test_a_cancelled_link_leaves_no_half_link(
         await trio.sleep(2 * DETECTION)
         assert a_task.is_alive()
         a_task.terminate()
+
+
+async def test_a_second_link_while_the_first_is_asking_gets_the_same_answer(
+    autojump_clock: MockClock,
+) -> None:
+    limits = Limits(
+        peer_timeout=LIMITS.peer_timeout,
+        reconnect_delay=0.5,
+        connect_timeout=3.0,
+        max_monitors_per_peer=1,
+    )
+    async with open_nodes(9) as nodes:
+        a = await nodes.open("a", limits=limits)
+        b = await nodes.open("b", limits=limits)
+        nodes.net.set_link(a, b, latency=LATENCY)
+        assert await a.peer(b.location) == 0
+        remote(b, waits, "partner")
+        refs: list[Task] = []
+
+        async def first(task: Task) -> None:
+            ref = await Task.locate("partner", timeout=5)
+            assert ref is not None
+            refs.append(ref)
+            assert await task.link(ref) == 0
+            await task.receive()  # holds the one link b allows a
+
+        a.spawn(first)
+        await settle()
+        results: list[int] = []
+
+        async def twice(task: Task) -> None:
+            # Two link() calls of one task at once, the second while the first is
+            # asking: b refuses (its bound is reached), and both say so.
+            async with trio.open_nursery() as nursery:
+                for _ in range(2):
+
+                    async def one() -> None:
+                        results.append(await task.link(refs[0]))
+
+                    nursery.start_soon(one)
+            await task.receive()
+
+        a.spawn(twice)
+        await settle()
+        assert results == [-1, -1]
+        assert a._remote.links.held(b._node_id) == 1

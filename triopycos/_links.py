@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from ._task import Task
 
 __all__ = [
+    "Asking",
     "LinkMethods",
     "LinkState",
     "ended",
@@ -63,13 +64,26 @@ log = logging.getLogger("triopycos.task")
 class LinkState:
     """One task's links and whether it traps exits (``Task._links``)."""
 
-    __slots__ = ("partners", "trapping")
+    __slots__ = ("asking", "partners", "trapping")
 
     def __init__(self) -> None:
         # Partner -> its node id if it is a task of another node (None: of this
         # node), in the order linked.
         self.partners: dict[Task, bytes | None] = {}
         self.trapping = False
+        # Remote partners whose node has not answered the link request yet: a second
+        # link() with one waits for that answer (made only when needed).
+        self.asking: dict[Task, Asking] | None = None
+
+
+class Asking:
+    """A link request under way: its answer, once the partner's node gave it."""
+
+    __slots__ = ("answered", "result")
+
+    def __init__(self) -> None:
+        self.answered = trio.Event()
+        self.result = -1
 
 
 def _state(task: Task) -> LinkState:
@@ -94,6 +108,11 @@ async def link(task: Task, other: Task) -> int:
         return -1
     state = _state(task)
     if other in state.partners:
+        asking = state.asking.get(other) if state.asking else None
+        if asking is not None:
+            # The first link() is still asking the partner's node: same answer.
+            await asking.answered.wait()
+            return asking.result
         return 0  # linking twice is linking once
     if not other._local:
         return await task._node._remote.task_link(task, other)

@@ -20,6 +20,7 @@ import trio
 from ._channel import Channel
 from ._dials import DialLimiter, Unreached
 from ._holds import PeerHolds
+from ._links import Asking
 from ._node_status import NodeStatus, RemoteStatistics, status_from_wire
 from ._pushed import PushedResults
 from ._remote_links import RemoteLinks
@@ -267,18 +268,27 @@ class RemoteOps(ServingPeers):
             return -1
         state.partners[partner] = partner._node_id
         self.links.add(task, partner, asked=False)
+        asking = Asking()
+        if state.asking is None:
+            state.asking = {}
+        state.asking[partner] = asking
         result: object = -1
         try:
             result = await conn.request(TaskLink(partner._task_id, task))
         finally:
-            if not (type(result) is int and result == 0):
+            made = type(result) is int and result == 0
+            if not made:
                 # Refused, or cancelled while asking: undo here, unless the link is
                 # gone already (an exit or a lost node), and there (an UNLINK, a
                 # no-op if it was refused), so no half of it is left to fire later.
                 state = task._links
                 if state is not None and state.partners.pop(partner, None) is not None:
                     self.task_unlink(partner, task, None)
-        return 0 if type(result) is int and result == 0 else -1
+            if state is not None and state.asking is not None:
+                state.asking.pop(partner, None)
+            asking.result = 0 if made else -1
+            asking.answered.set()
+        return asking.result
 
     def task_unlink(self, partner: Task, task: Task, exit: MonitorStatus | None) -> None:
         """Tell ``partner``'s node that its link with the local ``task`` is gone: with
