@@ -1,6 +1,6 @@
 """A node process for the cross-process tests (started only through tests/procs.py).
 
-    python tests/node_program.py NAME SECRET [TCP_PORT]
+    python tests/node_program.py NAME SECRET [TCP_PORT [CERTFILE KEYFILE CAFILE]]
 
 Listens on $TRIOPYCOS_TEST_NODE, prints ``ready HOST PORT`` once serving, and runs:
 
@@ -47,9 +47,12 @@ async def sleeper(task: Task) -> None:
 async def main() -> None:
     name, secret = sys.argv[1], sys.argv[2]
     port = int(sys.argv[3]) if len(sys.argv) > 3 else 0
+    tls: dict[str, str] = {}
+    if len(sys.argv) > 6:
+        tls = dict(zip(("certfile", "keyfile", "cafile"), sys.argv[4:7], strict=True))
     node = os.environ["TRIOPYCOS_TEST_NODE"]
     async with open_pycos(
-        name=name, node=node, tcp_port=port, discover_peers=False, secret=secret
+        name=name, node=node, tcp_port=port, discover_peers=False, secret=secret, **tls
     ) as pycos:
         pycos.spawn(server)
         pycos.spawn(sleeper)

@@ -25,9 +25,15 @@ LIMIT = 30
 
 @contextlib.asynccontextmanager
 async def node_process(
-    name: str, *, node: str = "127.0.0.1", secret: str = SECRET, port: int = 0
+    name: str,
+    *,
+    node: str = "127.0.0.1",
+    secret: str = SECRET,
+    port: int = 0,
+    tls: dict[str, str] | None = None,
 ) -> AsyncIterator[tuple[NodeProcess, Location]]:
-    async with open_node_process([PROGRAM, name, secret, str(port)], node=node) as proc:
+    certs = [] if tls is None else [tls["certfile"], tls["keyfile"], tls["cafile"]]
+    async with open_node_process([PROGRAM, name, secret, str(port), *certs], node=node) as proc:
         with trio.fail_after(LIMIT):
             await proc.wait_for_output("ready ")
         line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("ready "))
@@ -95,9 +101,17 @@ async def test_remote_exception_reaches_monitor() -> None:
             assert "ValueError: asked to fail" in status.value
 
 
-async def test_kill_9_fires_monitors_and_offline_at_once() -> None:
+@pytest.mark.parametrize("tls", [False, True], ids=["tcp", "tls"])
+async def test_kill_9_fires_monitors_and_offline_at_once(
+    tls: bool, cluster_certificates: dict[str, str]
+) -> None:
+    # With TLS the killed process says no close_notify: the truncation is the loss.
+    certs = cluster_certificates if tls else None
     with trio.fail_after(LIMIT):
-        async with node_process("victim") as (proc, where), local_node("here") as here:
+        async with (
+            node_process("victim", tls=certs) as (proc, where),
+            local_node("here", **(certs or {})) as here,
+        ):
             seen: list[Any] = []
             offline = trio.Event()
 
