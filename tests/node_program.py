@@ -47,12 +47,17 @@ async def sleeper(task: Task) -> None:
 async def main() -> None:
     name, secret = sys.argv[1], sys.argv[2]
     port = int(sys.argv[3]) if len(sys.argv) > 3 else 0
-    tls: dict[str, str] = {}
-    if len(sys.argv) > 6:
-        tls = dict(zip(("certfile", "keyfile", "cafile"), sys.argv[4:7], strict=True))
+    certfile, keyfile, cafile = sys.argv[4:7] if len(sys.argv) > 6 else (None, None, None)
     node = os.environ["TRIOPYCOS_TEST_NODE"]
     async with open_pycos(
-        name=name, node=node, tcp_port=port, discover_peers=False, secret=secret, **tls
+        name=name,
+        node=node,
+        tcp_port=port,
+        discover_peers=False,
+        secret=secret,
+        certfile=certfile,
+        keyfile=keyfile,
+        cafile=cafile,
     ) as pycos:
         pycos.spawn(server)
         pycos.spawn(sleeper)
