@@ -524,10 +524,11 @@ class PeerSession(Generic[W]):
         first = buf[start]
         decode = self._decode
         try:
-            if kind == _REPLY:
-                if first != 0x83:
+            if kind in (_REPLY, _TASK_DELIVER):
+                if first != (0x83 if kind == _REPLY else 0x84):
                     return _BY_THE_CODEC
-                # (the common heads inline, as for a task message: a call less)
+                # Both start with the request id (the common heads inline, as for a
+                # task message: a call less).
                 request_id = buf[start + 2]
                 if request_id < 24:
                     at = start + 3
@@ -537,21 +538,10 @@ class PeerSession(Generic[W]):
                     request_id, at = buf[start + 3] << 8 | buf[start + 4], start + 5
                 else:
                     request_id, at = _read_uint(buf, start + 2, end)
-                value = decode(buf[at:end])
-                waiter = self._waiting.pop(request_id, None)
-                return None if waiter is None else _new(Answer, (waiter, value))
-            if kind == _TASK_DELIVER:
-                if first != 0x84:
-                    return _BY_THE_CODEC
-                request_id = buf[start + 2]
-                if request_id < 24:
-                    at = start + 3
-                elif request_id == 0x18:
-                    request_id, at = buf[start + 3], start + 4
-                elif request_id == 0x19 and end - start > 5:
-                    request_id, at = buf[start + 3] << 8 | buf[start + 4], start + 5
-                else:
-                    request_id, at = _read_uint(buf, start + 2, end)
+                if kind == _REPLY:
+                    value = decode(buf[at:end])
+                    waiter = self._waiting.pop(request_id, None)
+                    return None if waiter is None else _new(Answer, (waiter, value))
                 if at < end and buf[at] < 24:
                     task_id, at = buf[at], at + 1
                 else:
