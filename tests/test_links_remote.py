@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable, Generator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pytest
@@ -20,7 +20,7 @@ from nodes import connection
 from supervision_helpers import WAIT, Nodes, open_nodes, use
 from trio.testing import MockClock
 
-from triopycos import RPS, Limits, MonitorStatus, PeerLost, Pycos, Task
+from triopycos import RPS, MonitorStatus, PeerLost, Pycos, Task
 from triopycos.protocol.messages import Kind
 from triopycos.services.peer import PeerConnection
 
@@ -268,12 +268,7 @@ async def test_links_that_cannot_be_made(autojump_clock: MockClock) -> None:
 async def test_a_peer_may_hold_only_so_many_links(
     autojump_clock: MockClock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    limits = Limits(
-        peer_timeout=LIMITS.peer_timeout,
-        reconnect_delay=0.5,
-        connect_timeout=3.0,
-        max_monitors_per_peer=2,
-    )
+    limits = replace(LIMITS, max_monitors_per_peer=2)
     async with open_nodes(8) as nodes:
         a = await nodes.open("a", limits=limits)
         b = await nodes.open("b", limits=limits)
@@ -410,12 +405,7 @@ async def test_a_cancelled_link_leaves_no_half_link(
 async def test_a_second_link_while_the_first_is_asking_gets_the_same_answer(
     autojump_clock: MockClock,
 ) -> None:
-    limits = Limits(
-        peer_timeout=LIMITS.peer_timeout,
-        reconnect_delay=0.5,
-        connect_timeout=3.0,
-        max_monitors_per_peer=1,
-    )
+    limits = replace(LIMITS, max_monitors_per_peer=1)
     async with open_nodes(9) as nodes:
         a = await nodes.open("a", limits=limits)
         b = await nodes.open("b", limits=limits)
