@@ -142,7 +142,8 @@ class TLSStream(trio.abc.Stream):
     # -- sending --------------------------------------------------------------------
 
     def _send_nowait(self, data: bytes) -> int:
-        self._check()
+        if self._closed or self._failure is not None:
+            self._check()  # (raises)
         if not self._ready or self._unsent or self._send_lock.locked():
             return 0
         try:
@@ -215,8 +216,7 @@ class TLSStream(trio.abc.Stream):
                     raise ValueError("max_bytes must be >= 1")
             if not self._ready:
                 await self.do_handshake()
-            await trio.lowlevel.checkpoint_if_cancelled()
-            waited = False
+            waited = False  # (a read of the transport is the checkpoint, when there is one)
             while not self._held and not self._eof:
                 # Decrypting can only succeed with new bytes or plaintext buffered.
                 if not (self._incoming.pending or self._tls.pending()):
@@ -239,6 +239,10 @@ class TLSStream(trio.abc.Stream):
                     # Cancelled in here, what was read stays in _held for the next call.
                     waited = True
                     await self._write_for_reader()
+            if not waited:
+                # Nothing was awaited: still a cancellation point (what was read stays
+                # in _held) and a schedule point (below).
+                await trio.lowlevel.checkpoint_if_cancelled()
             data = self._held
             if len(data) <= max_bytes:
                 self._held = b""
