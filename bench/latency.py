@@ -71,7 +71,7 @@ if TYPE_CHECKING:
     from triopycos import Pycos
     from triopycos import Task as TrioTask
 
-SECRET = "bench-latency"
+
 TARGET_NAME = "bench_latency_target"
 SYSTEMS = ("triopycos", "raw")
 CASES = ("idle", "stream", "files")
@@ -232,7 +232,7 @@ class FileLoad:
 def triopycos_client(port: int, sizes: Sizes, path: str, window: int) -> dict[str, float]:
     import trio
 
-    from triopycos import Location, Task, open_pycos
+    from triopycos import Location, Task
 
     results: dict[str, float] = {}
     loc = Location(HOST, port)
@@ -276,15 +276,7 @@ def triopycos_client(port: int, sizes: Sizes, path: str, window: int) -> dict[st
         await server.deliver(("quit",), timeout=remote.OP_TIMEOUT)
 
     async def main() -> None:
-        async with open_pycos(
-            name="bench-latency-client",
-            node=HOST,
-            tcp_port=0,
-            discover_peers=False,
-            secret=SECRET,
-        ) as node:
-            if await node.peer(loc) != 0:
-                raise RuntimeError(f"triopycos: peer({loc}) failed")
+        async with remote.client_node("bench-latency-client", loc) as node:
             await node.spawn(client, node).finish()
 
     trio.run(main)
@@ -313,7 +305,7 @@ def triopycos_serve(dest: str, deadline: float) -> None:
                 node=HOST,
                 tcp_port=0,
                 discover_peers=False,
-                secret=SECRET,
+                secret=remote.SECRET,
                 dest_path=dest,
             ) as node:
                 node.spawn(target_body).set_daemon()

@@ -138,7 +138,7 @@ def sizes_for(system: str, quick: bool) -> Sizes:
 def triopycos_client(port: int, sizes: Sizes, tls: TlsFiles | None) -> dict[str, Outcome]:
     import trio
 
-    from triopycos import Location, Task, open_pycos
+    from triopycos import Location, Task
 
     results: dict[str, Outcome] = {}
     loc = Location(HOST, port)
@@ -155,18 +155,7 @@ def triopycos_client(port: int, sizes: Sizes, tls: TlsFiles | None) -> dict[str,
         await rtask.deliver(("quit",), timeout=OP_TIMEOUT)
 
     async def main() -> None:
-        async with open_pycos(
-            name="bench-peers-client",
-            node=HOST,
-            tcp_port=0,
-            discover_peers=False,
-            secret=remote.SECRET,
-            certfile=tls.cert if tls else None,
-            keyfile=tls.key if tls else None,
-            cafile=tls.ca if tls else None,
-        ) as node:
-            if await node.peer(loc) != 0:
-                raise RuntimeError(f"triopycos: peer({loc}) failed")
+        async with remote.client_node("bench-peers-client", loc, tls) as node:
             await node.spawn(client).finish()
 
     trio.run(main)

@@ -76,7 +76,8 @@ import struct
 import subprocess
 import sys
 from collections import defaultdict
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import AsyncIterator, Callable, Generator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -110,6 +111,7 @@ if TYPE_CHECKING:
     from triopycos import RPS as TrioRPS
     from triopycos import Channel as TrioChannel
     from triopycos import Location
+    from triopycos import Pycos as TrioPycos
     from triopycos import Task as TrioTask
 
 SECRET = "bench-remote"
@@ -875,7 +877,7 @@ async def async_fan_out(rchan: TrioChannel, n: int, sz: Sizes, task: TrioTask) -
 def triopycos_client(port: int, sizes: Sizes) -> dict[str, Outcome]:
     import trio
 
-    from triopycos import RPS, Channel, Location, Task, open_pycos
+    from triopycos import RPS, Channel, Location, Task
 
     results: dict[str, Outcome] = {}
     loc = Location(HOST, port)
@@ -909,21 +911,36 @@ def triopycos_client(port: int, sizes: Sizes) -> dict[str, Outcome]:
         await rtask.deliver(("quit",), timeout=OP_TIMEOUT)
 
     async def main() -> None:
-        async with open_pycos(
-            name="bench-remote-client",
-            node=HOST,
-            tcp_port=0,
-            discover_peers=False,
-            secret=SECRET,
-        ) as node:
-            if await node.peer(loc) != 0:
-                raise RuntimeError(f"triopycos: peer({loc}) failed")
+        async with client_node("bench-remote-client", loc) as node:
             await node.spawn(client).finish()
 
     trio.run(main)
     if len(results) != len(METRICS):
         raise RuntimeError("triopycos client task failed (see the warning above)")
     return results
+
+
+@asynccontextmanager
+async def client_node(
+    name: str, loc: Location, tls: TlsFiles | None = None
+) -> AsyncIterator[TrioPycos]:
+    """A benchmark's client node on HOST (TLS with ``tls``'s files), peered with the
+    server node at ``loc``."""
+    from triopycos import open_pycos
+
+    async with open_pycos(
+        name=name,
+        node=HOST,
+        tcp_port=0,
+        discover_peers=False,
+        secret=SECRET,
+        certfile=tls.cert if tls else None,
+        keyfile=tls.key if tls else None,
+        cafile=tls.ca if tls else None,
+    ) as node:
+        if await node.peer(loc) != 0:
+            raise RuntimeError(f"triopycos: peer({loc}) failed")
+        yield node
 
 
 def triopycos_serve(deadline: float, tls: TlsFiles | None = None) -> None:
