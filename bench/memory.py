@@ -115,41 +115,59 @@ def _result(mode: str, count: int, grown: int) -> dict[str, float]:
     return out
 
 
+class _Waves:
+    """Starts tasks in a trio run in waves of ``WAVE``, each wave awaited until all
+    its tasks are waiting (each calls ``arrived()`` just before it waits), and says
+    how much the RSS grew for all of them."""
+
+    def __init__(self) -> None:
+        import trio
+
+        self._started = 0
+        self._wave_end = 0
+        self._wave_started = trio.Event()
+
+    def arrived(self) -> None:
+        self._started += 1
+        if self._started == self._wave_end:
+            self._wave_started.set()
+
+    async def grown(self, count: int, start_one: Callable[[], object]) -> int:
+        import trio
+
+        await trio.sleep(0.05)
+        before = _settled_rss()
+        spawned = 0
+        while spawned < count:
+            wave = min(WAVE, count - spawned)
+            self._wave_started, self._wave_end = trio.Event(), spawned + wave
+            for _ in range(wave):
+                start_one()
+            spawned += wave
+            await self._wave_started.wait()  # every task of the wave is waiting
+        return _settled_rss() - before
+
+
 def triopycos_idle(count: int, mode: str) -> dict[str, float]:
     import trio
 
     from triopycos import Task, open_pycos
 
-    started = [0]
-    wave_started = trio.Event()
-    wave_end = 0
+    waves = _Waves()
     suspend = mode == "suspend"
 
     async def idle(task: Task) -> None:
-        started[0] += 1
-        if started[0] == wave_end:
-            wave_started.set()
+        waves.arrived()
         if suspend:
             await task.suspend()
         else:
             await task.receive()
 
     async def main() -> dict[str, float]:
-        nonlocal wave_started, wave_end
         async with open_pycos(
             name="bench-memory", node=HOST, tcp_port=0, discover_peers=False, secret=SECRET
         ) as node:
-            await trio.sleep(0.05)
-            before = _settled_rss()
-            spawned = 0
-            while spawned < count:
-                wave = min(WAVE, count - spawned)
-                wave_started, wave_end = trio.Event(), spawned + wave
-                for _ in range(wave):
-                    node.spawn(idle)
-                spawned += wave
-                await wave_started.wait()  # every task of the wave is waiting
-            grown = _settled_rss() - before
+            grown = await waves.grown(count, lambda: node.spawn(idle))
             node.terminate()
         return _result(mode, count, grown)
 
@@ -195,52 +213,38 @@ def raw_idle(count: int, mode: str) -> dict[str, float]:
     channel each (``"own"``), or in ``trio.sleep_forever()`` (``"suspend"``)."""
     import trio
 
-    started = [0]
-    wave_started = trio.Event()
-    wave_end = 0
+    waves = _Waves()
     # The send ends are kept, as a sender would keep them (they are part of a mailbox).
     senders: list[trio.MemorySendChannel[object]] = []
 
-    def arrived() -> None:
-        started[0] += 1
-        if started[0] == wave_end:
-            wave_started.set()
-
     async def parked(receiver: trio.MemoryReceiveChannel[object]) -> None:
-        arrived()
+        waves.arrived()
         await receiver.receive()
 
     async def scoped(receiver: trio.MemoryReceiveChannel[object]) -> None:
         with trio.CancelScope():
-            arrived()
+            waves.arrived()
             await receiver.receive()
 
     async def sleeping() -> None:
-        arrived()
+        waves.arrived()
         await trio.sleep_forever()
 
     async def main() -> dict[str, float]:
-        nonlocal wave_started, wave_end
         shared_send, shared = trio.open_memory_channel[object](0)
         async with trio.open_nursery() as nursery:
-            await trio.sleep(0.05)
-            before = _settled_rss()
-            spawned = 0
-            while spawned < count:
-                wave = min(WAVE, count - spawned)
-                wave_started, wave_end = trio.Event(), spawned + wave
-                for _ in range(wave):
-                    if mode == "suspend":
-                        nursery.start_soon(sleeping)
-                    elif mode == "own":
-                        send, receive = trio.open_memory_channel[object](math.inf)
-                        senders.append(send)
-                        nursery.start_soon(parked, receive)
-                    else:
-                        nursery.start_soon(scoped if mode == "scoped" else parked, shared)
-                spawned += wave
-                await wave_started.wait()
-            grown = _settled_rss() - before
+
+            def start_one() -> None:
+                if mode == "suspend":
+                    nursery.start_soon(sleeping)
+                elif mode == "own":
+                    send, receive = trio.open_memory_channel[object](math.inf)
+                    senders.append(send)
+                    nursery.start_soon(parked, receive)
+                else:
+                    nursery.start_soon(scoped if mode == "scoped" else parked, shared)
+
+            grown = await waves.grown(count, start_one)
             nursery.cancel_scope.cancel()
         shared_send.close()
         return _result(mode, count, grown)
