@@ -23,7 +23,6 @@ order (time, then sequence number), never on trio's scheduler.
 
 from __future__ import annotations
 
-import operator
 from collections import deque
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -31,6 +30,7 @@ from typing import TYPE_CHECKING
 import trio
 from trio.lowlevel import ParkingLot, cancel_shielded_checkpoint, checkpoint_if_cancelled
 
+from ..transport._base import receive_size
 from ._common import label
 
 if TYPE_CHECKING:
@@ -322,12 +322,7 @@ class VirtualStream(trio.abc.HalfCloseableStream):
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         with self._recv_guard:
-            if max_bytes is None:
-                max_bytes = _DEFAULT_RECEIVE
-            else:
-                max_bytes = operator.index(max_bytes)
-                if max_bytes < 1:
-                    raise ValueError("max_bytes must be >= 1")
+            max_bytes = receive_size(max_bytes, _DEFAULT_RECEIVE)
             await checkpoint_if_cancelled()
             inbound = self._in
             waited = False

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import operator
 from typing import Protocol
 
 import trio
 
-__all__ = ["DatagramSocket", "Transport"]
+__all__ = ["DatagramSocket", "Transport", "receive_size"]
 
 
 class DatagramSocket(Protocol):
@@ -68,3 +69,14 @@ class Transport(Protocol):
         host's own addresses, it sends broadcasts and multicasts out of that
         address's interface."""
         ...
+
+
+def receive_size(max_bytes: int | None, default: int) -> int:
+    """``receive_some``'s ``max_bytes`` checked as trio's streams check it: None is
+    ``default``, anything else an index of at least 1 (``TypeError``, ``ValueError``)."""
+    if max_bytes is None:
+        return default
+    size = operator.index(max_bytes)
+    if size < 1:
+        raise ValueError("max_bytes must be >= 1")
+    return size

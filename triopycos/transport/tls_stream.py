@@ -42,12 +42,12 @@ nothing written after it could be read.
 from __future__ import annotations
 
 import contextlib
-import operator
 import ssl
 from typing import Final
 
 import trio
 
+from ._base import receive_size
 from ._nowait import OWED, NowaitSend, nowait_sender, receiver
 
 __all__ = ["TLSListener", "TLSStream"]
@@ -208,12 +208,7 @@ class TLSStream(trio.abc.Stream):
         self._receiving = True
         try:
             self._check()
-            if max_bytes is None:
-                max_bytes = _TRANSPORT_READ
-            else:
-                max_bytes = operator.index(max_bytes)
-                if max_bytes < 1:
-                    raise ValueError("max_bytes must be >= 1")
+            max_bytes = receive_size(max_bytes, _TRANSPORT_READ)
             if not self._ready:
                 await self.do_handshake()
             waited = False  # (a read of the transport is the checkpoint, when there is one)
