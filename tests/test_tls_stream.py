@@ -36,9 +36,9 @@ CA = trustme.CA()
 LEAF = CA.issue_cert("127.0.0.1")
 
 
-def context(server: bool, ca: trustme.CA = CA, leaf: trustme.LeafCert = LEAF) -> ssl.SSLContext:
+def context(server: bool) -> ssl.SSLContext:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER if server else ssl.PROTOCOL_TLS_CLIENT)
-    leaf.configure_cert(ctx)
+    LEAF.configure_cert(ctx)
     CA.configure_trust(ctx)
     ctx.verify_mode = ssl.CERT_REQUIRED
     ctx.check_hostname = False
