@@ -28,7 +28,7 @@ import trustme
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from triopycos.transport import nowait_sender
+from triopycos.transport import nowait_sender, remote_address
 from triopycos.transport._nowait import OWED
 from triopycos.transport.tls_stream import TLSStream
 
@@ -394,3 +394,18 @@ async def test_a_nowait_write_that_fails_breaks_the_stream() -> None:
     with pytest.raises(trio.BrokenResourceError, match="write failed"):
         await client.send_all(b"more")
     await client.aclose()
+
+
+async def test_whom_a_tls_stream_connects_to_is_its_transports_peer() -> None:
+    listener = (await trio.open_tcp_listeners(0, host="127.0.0.1"))[0]
+    port = listener.socket.getsockname()[1]
+    raw = await trio.open_tcp_stream("127.0.0.1", port)
+    accepted = await listener.accept()
+    for wrapped in (
+        TLSStream(raw, CLIENT, server_side=False),
+        trio.SSLStream(raw, CLIENT, server_hostname=None),
+    ):
+        assert remote_address(wrapped) == ("127.0.0.1", port)
+    await raw.aclose()
+    await accepted.aclose()
+    await listener.aclose()

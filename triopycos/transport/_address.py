@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import trio
 
-from .tls_stream import TLSStream
-
 __all__ = ["remote_address"]
 
 
 def remote_address(stream: trio.abc.Stream) -> tuple[str, int]:
     """The other end's (host, port), or ("?", 0) if the stream cannot say."""
-    while isinstance(stream, (trio.SSLStream, TLSStream)):
-        stream = stream.transport_stream
+    # Through any wrapping stream (TLS: ours or trio's) to the one that connects.
+    while (inner := getattr(stream, "transport_stream", None)) is not None:
+        stream = inner
     remote = getattr(stream, "remote_address", None)  # the virtual network's streams
     if remote is not None:
         return str(remote[0]), int(remote[1])
