@@ -296,18 +296,9 @@ async def target_body(task: TrioTask) -> None:
 def triopycos_serve(dest: str, deadline: float) -> None:
     import trio
 
-    from triopycos import open_pycos
-
     async def main() -> None:
         with trio.move_on_after(deadline):
-            async with open_pycos(
-                name="bench-latency-server",
-                node=HOST,
-                tcp_port=0,
-                discover_peers=False,
-                secret=remote.SECRET,
-                dest_path=dest,
-            ) as node:
+            async with remote.bench_node("bench-latency-server", dest_path=dest) as node:
                 node.spawn(target_body).set_daemon()
                 node.spawn(remote.async_server).set_daemon()
                 await trio.lowlevel.checkpoint()  # both tasks registered their names

@@ -77,7 +77,7 @@ import subprocess
 import sys
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Generator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -920,15 +920,14 @@ def triopycos_client(port: int, sizes: Sizes) -> dict[str, Outcome]:
     return results
 
 
-@asynccontextmanager
-async def client_node(
-    name: str, loc: Location, tls: TlsFiles | None = None
-) -> AsyncIterator[TrioPycos]:
-    """A benchmark's client node on HOST (TLS with ``tls``'s files), peered with the
-    server node at ``loc``."""
+def bench_node(
+    name: str, tls: TlsFiles | None = None, dest_path: str | None = None
+) -> AbstractAsyncContextManager[TrioPycos]:
+    """``open_pycos`` of a benchmark's node: on HOST, any port, no discovery, the
+    benchmarks' secret, TLS with ``tls``'s files."""
     from triopycos import open_pycos
 
-    async with open_pycos(
+    return open_pycos(
         name=name,
         node=HOST,
         tcp_port=0,
@@ -937,7 +936,17 @@ async def client_node(
         certfile=tls.cert if tls else None,
         keyfile=tls.key if tls else None,
         cafile=tls.ca if tls else None,
-    ) as node:
+        dest_path=dest_path,
+    )
+
+
+@asynccontextmanager
+async def client_node(
+    name: str, loc: Location, tls: TlsFiles | None = None
+) -> AsyncIterator[TrioPycos]:
+    """A benchmark's client node (``bench_node``), peered with the server node at
+    ``loc``."""
+    async with bench_node(name, tls) as node:
         if await node.peer(loc) != 0:
             raise RuntimeError(f"triopycos: peer({loc}) failed")
         yield node
@@ -946,20 +955,11 @@ async def client_node(
 def triopycos_serve(deadline: float, tls: TlsFiles | None = None) -> None:
     import trio
 
-    from triopycos import RPS, Channel, open_pycos
+    from triopycos import RPS, Channel
 
     async def main() -> None:
         with trio.move_on_after(deadline):
-            async with open_pycos(
-                name="bench-remote-server",
-                node=HOST,
-                tcp_port=0,
-                discover_peers=False,
-                secret=SECRET,
-                certfile=tls.cert if tls else None,
-                keyfile=tls.key if tls else None,
-                cafile=tls.ca if tls else None,
-            ) as node:
+            async with bench_node("bench-remote-server", tls) as node:
                 if RPS(async_inc, name=RPS_NAME).register() != 0:
                     raise RuntimeError("triopycos: RPS registration failed")
                 if Channel(FAN_NAME).register() != 0:
